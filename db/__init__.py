@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, engine set-up, idempotent upserts, exports and reporting."""

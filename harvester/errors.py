@@ -1,0 +1,135 @@
+"""The one exception tree of pubmed-harvester, shaped by what callers do with each branch.
+
+::
+
+    HarvestError                      root: every error the tool raises on purpose
+    ├── UsageError                    the caller's input is wrong; fix it and run again   (exit 2)
+    │   ├── InvalidIdentifierError    a malformed PMID, PMCID or DOI
+    │   └── ConfigError               a missing, unreadable or invalid config file or setting
+    ├── UpstreamError                 a remote service misbehaved (source, url and ids attached)
+    │   ├── TransientUpstreamError    worth retrying: the one retry policy retries exactly these
+    │   │   ├── RateLimitedError      HTTP 429 (retry_after seconds when the service sent one)
+    │   │   ├── ServiceUnavailableError  5xx, connection refused or reset, timeout
+    │   │   └── BadResponseError      an error inside HTTP 200: <ERROR>, an HTML page, truncated XML
+    │   ├── RejectedRequestError      a 4xx that retrying cannot fix
+    │   └── FetchFailedError          retries exhausted; names the ids that could not be fetched (exit 4)
+    ├── ParseError                    a payload that is not what its source promised
+    └── StorageError                  the database cannot be opened, migrated or written    (exit 5)
+        └── SchemaVersionError        the database was migrated by a newer version of this tool
+
+The CLI maps the tree to exit codes (:class:`ExitCode`); nothing below the CLI prints or exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (README, "Exit codes"). Cron should alert on anything but 0."""
+
+    OK = 0
+    INTERNAL = 1  # a bug: please report it with the log file
+    USAGE = 2  # bad arguments, malformed ids, broken config
+    NOT_FOUND = 3  # every id that exists was stored, but some ids are unknown upstream
+    UPSTREAM = 4  # some ids could not be fetched after all retries (the others were stored)
+    STORAGE = 5  # the database could not be opened, migrated or written
+    CONFLICT = 6  # reserved: an incoming record matched two stored articles
+    BUSY = 7  # reserved: another run holds the lock
+    INTERRUPTED = 130  # Ctrl-C / SIGINT
+
+
+class HarvestError(Exception):
+    """Root of every error raised on purpose by pubmed-harvester."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(HarvestError):
+    """The caller's input is wrong; running again unchanged will fail again."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InvalidIdentifierError(UsageError):
+    """A malformed PMID, PMCID or DOI."""
+
+    def __init__(self, kind: str, value: str, reason: str) -> None:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        super().__init__(f"invalid {kind} {shown!r}: {reason}")
+        self.kind = kind
+        self.value = value
+        self.reason = reason
+
+
+class ConfigError(UsageError):
+    """A missing, unreadable or invalid configuration file or setting."""
+
+
+class UpstreamError(HarvestError):
+    """A remote service failed; carries the service name and a URL with secrets removed."""
+
+    exit_code = ExitCode.UPSTREAM
+
+    def __init__(self, message: str, *, source: str, url: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.url = url
+
+
+class TransientUpstreamError(UpstreamError):
+    """A failure that may go away: the retry policy retries these and only these."""
+
+
+class RateLimitedError(TransientUpstreamError):
+    """HTTP 429; ``retry_after`` holds the seconds the service asked us to wait, if it said."""
+
+    def __init__(
+        self, message: str, *, source: str, url: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, source=source, url=url)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(TransientUpstreamError):
+    """HTTP 5xx, a refused or reset connection, or a timeout."""
+
+
+class BadResponseError(TransientUpstreamError):
+    """HTTP 200 whose body is an error: an <ERROR> element, an HTML page, or XML that does not parse."""
+
+
+class RejectedRequestError(UpstreamError):
+    """A 4xx answer that no retry can fix (bad parameters, unknown id type)."""
+
+
+class FetchFailedError(UpstreamError):
+    """All retries were spent; ``ids`` are the identifiers whose records could not be fetched."""
+
+    def __init__(self, message: str, *, source: str, ids: Sequence[str], url: str | None = None) -> None:
+        super().__init__(message, source=source, url=url)
+        self.ids = tuple(ids)
+
+
+class ParseError(HarvestError):
+    """A payload is not what its source promised (not PubMed XML, not JSON, wrong root element)."""
+
+    exit_code = ExitCode.UPSTREAM
+
+
+class StorageError(HarvestError):
+    """The database cannot be opened, migrated or written. Nothing was half-written."""
+
+    exit_code = ExitCode.STORAGE
+
+
+class SchemaVersionError(StorageError):
+    """The database carries a schema revision this version of the code does not know."""

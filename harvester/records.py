@@ -1,0 +1,273 @@
+"""Frozen, typed records that the parsers produce and the store consumes.
+
+Every collection is a tuple, every optional value is ``None`` (never ``""``), and text has its inline
+markup flattened to plain text with whitespace collapsed. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MONTHS = {
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
+    "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PartialDate:
+    """A date known to year, month or day precision; ``raw`` keeps the source's words when it had any.
+
+    ``season`` is PubMed's Season element ("Summer"); ``raw`` holds a MedlineDate ("1998 Dec-1999 Jan")
+    or the joined parts, so that nothing the source said is lost even when it cannot be parsed.
+    """
+
+    year: int | None = None
+    month: int | None = None
+    day: int | None = None
+    season: str | None = None
+    raw: str | None = None
+
+    @property
+    def iso(self) -> str | None:
+        """ISO 8601 partial form: "2022", "2022-03" or "2022-03-08"; None when no year is known."""
+        if self.year is None:
+            return None
+        if self.month is None:
+            return f"{self.year:04d}"
+        if self.day is None:
+            return f"{self.year:04d}-{self.month:02d}"
+        return f"{self.year:04d}-{self.month:02d}-{self.day:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleId:
+    """One entry of PubMed's ArticleIdList: id_type is "pubmed", "doi", "pmc", "pii", "mid", ..."""
+
+    id_type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ELocationId:
+    """An electronic location (EIdType "doi" or "pii"); ``valid`` is false for ValidYN="N"."""
+
+    id_type: str
+    value: str
+    valid: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AbstractSection:
+    """One AbstractText; unstructured abstracts have one section with no label."""
+
+    text: str
+    label: str | None = None
+    nlm_category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Abstract:
+    """An Abstract or an OtherAbstract (``kind`` is its Type, "main" for the primary abstract)."""
+
+    sections: tuple[AbstractSection, ...]
+    kind: str = "main"
+    language: str | None = None
+    copyright: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Sections joined as plain text, each labelled one prefixed with "LABEL: "."""
+        parts = [f"{s.label}: {s.text}" if s.label else s.text for s in self.sections if s.text]
+        return "\n".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """A person or a collective; ``position`` counts from 1 in the source's order."""
+
+    position: int
+    last_name: str | None = None
+    fore_name: str | None = None
+    initials: str | None = None
+    suffix: str | None = None
+    collective_name: str | None = None
+    orcid: str | None = None  # normalised bare form 0000-0002-1825-0097
+    affiliations: tuple[str, ...] = ()
+    valid: bool = True  # ValidYN="N" marks an author the publisher withdrew
+    equal_contrib: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """The journal (or, for a book, nothing but the title may be known)."""
+
+    title: str | None = None
+    iso_abbrev: str | None = None
+    medline_ta: str | None = None
+    nlm_unique_id: str | None = None
+    issn_print: str | None = None
+    issn_electronic: str | None = None
+    issn_linking: str | None = None
+    country: str | None = None
+
+    @property
+    def issn(self) -> str | None:
+        """The ISSN a reader would cite: print, else electronic, else linking."""
+        return self.issn_print or self.issn_electronic or self.issn_linking
+
+
+@dataclass(frozen=True, slots=True)
+class DatedEvent:
+    """An ArticleDate (kind "Electronic") or a History PubMedPubDate (kind its PubStatus)."""
+
+    kind: str
+    date: PartialDate
+
+
+@dataclass(frozen=True, slots=True)
+class PublicationType:
+    name: str
+    ui: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeshQualifier:
+    name: str
+    ui: str | None = None
+    major: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MeshHeading:
+    descriptor: str
+    ui: str | None = None
+    major: bool = False
+    descriptor_type: str | None = None  # the Type attribute ("Geographic") where present
+    qualifiers: tuple[MeshQualifier, ...] = ()
+
+    @property
+    def is_major(self) -> bool:
+        """Major topic if the descriptor or any qualifier carries MajorTopicYN="Y"."""
+        return self.major or any(q.major for q in self.qualifiers)
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    text: str
+    owner: str | None = None
+    major: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Chemical:
+    name: str
+    registry_number: str | None = None
+    ui: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    grant_id: str | None = None
+    acronym: str | None = None
+    agency: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommentCorrection:
+    """A CommentsCorrections link: RetractionIn, RetractionOf, ErratumIn, UpdateOf, CommentIn, Cites ..."""
+
+    ref_type: str
+    ref_source: str | None = None
+    pmid: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """One entry of a ReferenceList; ids are those the source gave (PMID digits, DOI lower-case)."""
+
+    citation: str | None = None
+    pmid: str | None = None
+    doi: str | None = None
+    pmcid: str | None = None
+
+
+RETRACTED_PUBLICATION = "Retracted Publication"
+RETRACTION_IN = "RetractionIn"
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One PubMed citation (PubmedArticle) or book record (PubmedBookArticle), as the source said it.
+
+    ``raw_xml`` is the record's own XML fragment when the parser was asked to keep it; it is excluded from
+    equality so that two parses of the same content compare equal whichever way they were made.
+    """
+
+    pmid: str
+    pmid_version: int = 1
+    record_type: str = "journal-article"  # or "book-article"
+    ids: tuple[ArticleId, ...] = ()
+    doi: str | None = None  # lower-case, from ArticleIdList, else a valid ELocationID
+    pmcid: str | None = None  # "PMC" + digits
+    title: str | None = None
+    vernacular_title: str | None = None
+    abstract: Abstract | None = None
+    other_abstracts: tuple[Abstract, ...] = ()
+    authors: tuple[Author, ...] = ()
+    journal: Journal = field(default_factory=Journal)
+    volume: str | None = None
+    issue: str | None = None
+    pages: str | None = None  # MedlinePgn as given ("123-9"), else StartPage-EndPage
+    elocation_ids: tuple[ELocationId, ...] = ()
+    pub_date: PartialDate = field(default_factory=PartialDate)
+    events: tuple[DatedEvent, ...] = ()  # ArticleDate(s) then History, in source order
+    languages: tuple[str, ...] = ()
+    publication_types: tuple[PublicationType, ...] = ()
+    mesh: tuple[MeshHeading, ...] = ()
+    keywords: tuple[Keyword, ...] = ()
+    chemicals: tuple[Chemical, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    comments_corrections: tuple[CommentCorrection, ...] = ()
+    references: tuple[Reference, ...] = ()
+    coi_statement: str | None = None
+    medline_status: str | None = None  # MedlineCitation/@Status: MEDLINE, PubMed-not-MEDLINE, ...
+    publication_status: str | None = None  # PublicationStatus: ppublish, epublish, aheadofprint
+    date_completed: PartialDate | None = None
+    date_revised: PartialDate | None = None
+    book_title: str | None = None  # PubmedBookArticle only
+    publisher: str | None = None  # PubmedBookArticle only (PubMed journal articles name none)
+    raw_xml: bytes | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def epub_date(self) -> PartialDate | None:
+        """The electronic publication date (ArticleDate DateType="Electronic"), if any."""
+        for event in self.events:
+            if event.kind == "Electronic":
+                return event.date
+        return None
+
+    @property
+    def retraction_reasons(self) -> tuple[str, ...]:
+        """Which statements in the record say it is retracted (either alone is enough)."""
+        reasons: list[str] = []
+        if any(pt.name == RETRACTED_PUBLICATION for pt in self.publication_types):
+            reasons.append(f"PublicationType: {RETRACTED_PUBLICATION}")
+        for cc in self.comments_corrections:
+            if cc.ref_type == RETRACTION_IN:
+                reasons.append(f"CommentsCorrections RetractionIn: {cc.ref_source or cc.pmid or ''}".rstrip())
+        return tuple(reasons)
+
+    @property
+    def retracted(self) -> bool:
+        return bool(self.retraction_reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedCitation:
+    """A PMID listed in an update file's DeleteCitation element."""
+
+    pmid: str
+    pmid_version: int = 1

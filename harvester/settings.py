@@ -1,0 +1,279 @@
+"""Settings: read once, at the edge, from a TOML file and the environment (which wins), then passed down.
+
+Nothing else in the code base reads the environment or a config file. Secrets (NCBI_API_KEY,
+CROSSREF_PLUS_TOKEN, a database password) come from the environment only and travel as :class:`Secret`,
+whose ``repr`` and ``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from harvester import __version__
+from harvester.errors import ConfigError
+
+DEFAULT_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+DEFAULT_IDCONV_URL = "https://pmc.ncbi.nlm.nih.gov/tools/idconv/api/v1/articles/"
+DEFAULT_CROSSREF_URL = "https://api.crossref.org/"
+NCBI_RPS_WITHOUT_KEY = 3.0
+NCBI_RPS_WITH_KEY = 10.0
+IDCONV_MAX_IDS = 200
+
+
+class Secret:
+    """A value that must never be printed, logged or stored; ``reveal()`` is the only way out."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def default_database_path(env: Mapping[str, str]) -> Path:
+    """$XDG_DATA_HOME/pubmed-harvester/harvest.sqlite, i.e. ~/.local/share/... when XDG_DATA_HOME is unset."""
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(base) / "pubmed-harvester" / "harvest.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    timeout: float = 30.0  # seconds, for connect and for each read
+    max_attempts: int = 6  # per request, the first included
+    backoff_initial: float = 1.0  # seconds before the first retry when the service named no wait
+    backoff_max: float = 60.0  # the longest single wait, also the cap on a Retry-After we honour
+    max_response_bytes: int = 200_000_000  # a larger body is refused
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the tool needs to run, resolved and validated."""
+
+    database_url: str = field(repr=False)  # may hold a password: see database_url_display
+    email: str | None = None
+    tool: str = "pubmed-harvester"
+    ncbi_api_key: Secret | None = None
+    eutils_url: str = DEFAULT_EUTILS_URL
+    idconv_url: str = DEFAULT_IDCONV_URL
+    crossref_url: str = DEFAULT_CROSSREF_URL
+    crossref_plus_token: Secret | None = None
+    ncbi_requests_per_second: float = NCBI_RPS_WITHOUT_KEY
+    efetch_batch_size: int = 200
+    idconv_batch_size: int = IDCONV_MAX_IDS
+    log_file: Path | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
+    config_path: Path | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in force, for redaction of logs and messages."""
+        values = [s.reveal() for s in (self.ncbi_api_key, self.crossref_plus_token) if s is not None]
+        password = make_url(self.database_url).password
+        if password:
+            values.append(str(password))
+        return tuple(v for v in values if v)
+
+    @property
+    def database_url_display(self) -> str:
+        """The database URL with any password masked."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def user_agent(self) -> str:
+        contact = f"; mailto:{self.email}" if self.email else ""
+        return f"pubmed-harvester/{__version__} (https://github.com/pubmed-harvester{contact})"
+
+
+# The config file's schema: section -> key -> (Settings attribute, expected type).
+_SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
+    "database": {"url": ("database_url", str)},
+    "ncbi": {
+        "email": ("email", str),
+        "tool": ("tool", str),
+        "eutils_url": ("eutils_url", str),
+        "idconv_url": ("idconv_url", str),
+        "efetch_batch_size": ("efetch_batch_size", int),
+        "idconv_batch_size": ("idconv_batch_size", int),
+        "requests_per_second": ("ncbi_requests_per_second", float),
+    },
+    "crossref": {"url": ("crossref_url", str)},
+    "http": {
+        "timeout": ("http.timeout", float),
+        "max_attempts": ("http.max_attempts", int),
+        "backoff_initial": ("http.backoff_initial", float),
+        "backoff_max": ("http.backoff_max", float),
+        "max_response_bytes": ("http.max_response_bytes", int),
+    },
+    "logging": {"file": ("log_file", str)},
+}
+
+_SECRET_KEYS = {"api_key": "NCBI_API_KEY", "plus_token": "CROSSREF_PLUS_TOKEN", "token": "CROSSREF_PLUS_TOKEN"}
+
+_ENV: dict[str, str] = {
+    "HARVEST_DATABASE_URL": "database_url",
+    "HARVEST_EMAIL": "email",
+    "HARVEST_EUTILS_URL": "eutils_url",
+    "HARVEST_IDCONV_URL": "idconv_url",
+    "HARVEST_CROSSREF_URL": "crossref_url",
+    "HARVEST_LOG_FILE": "log_file",
+}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory, not a file: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"config file cannot be read (permission denied): {path}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file is not UTF-8 text: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file is not valid TOML: {path}: {exc}") from None
+
+
+def _coerce(value: Any, expected: type, where: str) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or isinstance(value, bool):
+        raise ConfigError(f"config key {where} must be a {expected.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _values_from_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in _SCHEMA:
+            known = ", ".join(f"[{s}]" for s in _SCHEMA)
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {known})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        for key, value in body.items():
+            if key in _SECRET_KEYS:
+                raise ConfigError(
+                    f"{path}: secrets do not belong in the config file; set {_SECRET_KEYS[key]} "
+                    "in the environment instead"
+                )
+            if key not in _SCHEMA[section]:
+                known = ", ".join(_SCHEMA[section])
+                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {known})")
+            attribute, expected = _SCHEMA[section][key]
+            values[attribute] = _coerce(value, expected, f"{section}.{key}")
+    return values
+
+
+def normalize_database_url(value: str) -> str:
+    """Accept a SQLAlchemy URL, or a plain file path meaning a SQLite file."""
+    text = value.strip()
+    if not text:
+        raise ConfigError("the database URL is empty")
+    if "://" not in text:
+        text = "sqlite:///" + str(Path(text).expanduser().resolve())
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigError("the database URL is not a valid SQLAlchemy URL") from None
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() in {"", "psycopg2"}:
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _check_url(name: str, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    database_url: str | None = None,
+) -> Settings:
+    """Build the settings: defaults, then the config file, then the environment, then ``database_url``.
+
+    Args:
+        config_path: a TOML file; when None, HARVEST_CONFIG names one if set.
+        env: the environment to read (``os.environ`` when None).
+        database_url: the CLI's ``--db``, which wins over everything.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not TOML, or has unknown keys or wrong types.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path: Path | None = None
+    chosen = config_path if config_path is not None else env.get("HARVEST_CONFIG") or None
+    if chosen is not None:
+        path = Path(chosen).expanduser()
+        values.update(_values_from_file(_read_toml(path), path))
+    for name, attribute in _ENV.items():
+        if env.get(name):
+            values[attribute] = env[name]
+    if database_url:
+        values["database_url"] = database_url
+
+    http_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("http.")}
+    http = replace(HttpSettings(), **http_values)
+    if http.timeout <= 0 or http.max_attempts < 1 or http.backoff_max < 0 or http.backoff_initial < 0:
+        raise ConfigError("[http] timeout must be > 0, max_attempts >= 1 and back-off times >= 0")
+
+    api_key = Secret(env["NCBI_API_KEY"]) if env.get("NCBI_API_KEY") else None
+    plus = Secret(env["CROSSREF_PLUS_TOKEN"]) if env.get("CROSSREF_PLUS_TOKEN") else None
+    ceiling = NCBI_RPS_WITH_KEY if api_key else NCBI_RPS_WITHOUT_KEY
+    rps = float(values.pop("ncbi_requests_per_second", ceiling))
+    if not 0 < rps <= ceiling:
+        raise ConfigError(
+            f"ncbi.requests_per_second must be above 0 and at most {ceiling:g} "
+            f"({'with' if api_key else 'without'} an API key, as NCBI allows)"
+        )
+
+    db = normalize_database_url(values.pop("database_url", None) or str(default_database_path(env)))
+    log_file = values.pop("log_file", None)
+    settings = Settings(
+        database_url=db,
+        ncbi_api_key=api_key,
+        crossref_plus_token=plus,
+        ncbi_requests_per_second=rps,
+        log_file=Path(log_file).expanduser() if log_file else None,
+        http=http,
+        config_path=path,
+        **values,
+    )
+    for name in ("eutils_url", "idconv_url", "crossref_url"):
+        settings = replace(settings, **{name: _check_url(name, getattr(settings, name))})
+    if not 1 <= settings.efetch_batch_size <= 10_000:
+        raise ConfigError("ncbi.efetch_batch_size must be between 1 and 10000")
+    if not 1 <= settings.idconv_batch_size <= IDCONV_MAX_IDS:
+        raise ConfigError(f"ncbi.idconv_batch_size must be between 1 and {IDCONV_MAX_IDS}")
+    if settings.email is not None and ("@" not in settings.email or " " in settings.email.strip()):
+        raise ConfigError(f"the contact e-mail {settings.email!r} is not an e-mail address")
+    if " " in settings.tool or not settings.tool:
+        raise ConfigError("ncbi.tool must be one word with no spaces, as NCBI asks")
+    return settings
