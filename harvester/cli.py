@@ -1,0 +1,390 @@
+"""The ``harvest`` command: parse arguments, build settings, call one pipeline function, print a summary.
+
+Errors from the one exception tree become a one-line message on stderr and a documented exit code
+(:class:`harvester.errors.ExitCode`); a traceback is written only to the log at -vv.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import Engine
+
+from harvester import __version__
+from harvester.errors import ExitCode, HarvestError, StorageError, UsageError
+from harvester.http import redact
+from harvester.logsetup import setup_logging
+from harvester.pipeline import IdKind, build_services, harvest, read_id_file
+from harvester.settings import Settings, load_settings
+
+log = logging.getLogger("harvester")
+
+HELP = """Keep a local database of PubMed article metadata true to its sources.
+
+Exit codes: 0 all stored; 1 internal error; 2 usage error (bad arguments, malformed ids, broken
+config); 3 some ids not found upstream (the rest stored); 4 upstream failure (some ids could not be
+fetched after retries; the rest stored); 5 database error; 130 interrupted.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(
+    help="Inspect and migrate the database schema (Alembic migrations).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+
+@dataclass
+class State:
+    """Global options; settings, logging and the database are set up on first use, once."""
+
+    config: Path | None
+    db: str | None
+    verbosity: int
+    json_output: bool
+    _settings: Settings | None = None
+    _engine: Engine | None = None
+    _secrets: tuple[str, ...] = field(default_factory=tuple)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config, database_url=self.db)
+            self._secrets = self._settings.secrets
+            setup_logging(verbosity=self.verbosity, log_file=self._settings.log_file, secrets=self._secrets)
+            log.debug("settings: %r (database %s)", self._settings, self._settings.database_url_display)
+        return self._settings
+
+    def engine(self, *, migrate: bool = True) -> Engine:
+        from db.engine import open_database
+
+        if self._engine is None:
+            self._engine = open_database(self.settings().database_url, migrate=migrate)
+        return self._engine
+
+    @property
+    def console(self) -> Console:
+        return Console(stderr=True, quiet=self.verbosity < 0)
+
+
+def _state(ctx: typer.Context) -> State:
+    state = ctx.find_root().obj
+    assert isinstance(state, State)
+    return state
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="TOML config file (default: $HARVEST_CONFIG if set; none otherwise)."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database: a SQLAlchemy URL (sqlite:///path, postgresql+psycopg://...) or a SQLite file "
+            "path. Overrides HARVEST_DATABASE_URL and the config file. "
+            "Default: ~/.local/share/pubmed-harvester/harvest.sqlite.",
+        ),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the run's summary as one JSON object on stdout.")
+    ] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"pubmed-harvester {__version__}")
+        raise typer.Exit(0)
+    ctx.obj = State(config=config, db=db, verbosity=-1 if quiet else verbose, json_output=json_output)
+
+
+# ---- harvest by id -------------------------------------------------------------------------------
+
+IdsArgument = Annotated[list[str] | None, typer.Argument(help="Ids, separated by spaces.", show_default=False)]
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="Read ids from FILE, one per line ('-' = standard input); blank lines and # comments skipped.",
+    ),
+]
+
+
+def _harvest_command(ctx: typer.Context, kind: IdKind, ids: list[str] | None, from_file: str | None) -> int:
+    state = _state(ctx)
+    values = list(ids or [])
+    if from_file is not None:
+        values.extend(read_id_file(from_file, sys.stdin.read))
+    if not values:
+        raise UsageError(f"no {kind.upper()}s given: name them as arguments or with --from FILE")
+    settings = state.settings()
+    engine = state.engine()
+    services = build_services(settings)
+    with _progress(state, total=len(values), label=f"efetch {kind}s") as advance:
+        report = harvest(kind, values, settings=settings, services=services, engine=engine, progress=advance)
+    for message in report.errors:
+        log.error("%s", message)
+    if state.json_output:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        typer.echo(report.summary_line())
+        if report.not_found:
+            typer.echo("not found: " + " ".join(report.not_found), err=True)
+        if report.failed:
+            typer.echo("failed: " + " ".join(report.failed), err=True)
+        if report.invalid:
+            typer.echo("invalid: " + " ".join(repr(v) for v in report.invalid), err=True)
+    return int(report.exit_code)
+
+
+@contextmanager
+def _progress(state: State, *, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for interactive runs of more than one batch; nothing under cron."""
+    interactive = sys.stderr.isatty() and state.verbosity >= 0 and not state.json_output
+    if not interactive or total <= state.settings().efetch_batch_size:
+        yield None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=state.console, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@app.command("pmid")
+def pmid_command(ctx: typer.Context, ids: IdsArgument = None, from_file: FromOption = None) -> int:
+    """Harvest articles by PMID (e.g. 35350566)."""
+    return _harvest_command(ctx, "pmid", ids, from_file)
+
+
+@app.command("pmcid")
+def pmcid_command(ctx: typer.Context, ids: IdsArgument = None, from_file: FromOption = None) -> int:
+    """Harvest articles by PMCID (PMC8958025, pmc8958025 or 8958025), mapped through the PMC ID Converter."""
+    return _harvest_command(ctx, "pmcid", ids, from_file)
+
+
+@app.command("doi")
+def doi_command(ctx: typer.Context, ids: IdsArgument = None, from_file: FromOption = None) -> int:
+    """Harvest articles by DOI (10.x/y, doi:10.x/y or https://doi.org/10.x/y; case does not matter)."""
+    return _harvest_command(ctx, "doi", ids, from_file)
+
+
+# ---- reading back --------------------------------------------------------------------------------
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    ids: Annotated[list[str], typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles.")],
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="text, or json (a JSON array of documents).")
+    ] = "text",
+) -> int:
+    """Show stored articles (by PMID, PMCID or DOI) as text or JSON."""
+    from db.documents import load_documents, resolve_identifiers
+
+    if output_format not in {"text", "json"}:
+        raise UsageError(f"--format must be text or json, not {output_format!r}")
+    state = _state(ctx)
+    found = resolve_identifiers(state.engine(), ids)
+    missing = [given for given, article_id in found.items() if article_id is None]
+    article_ids = list(dict.fromkeys(a for a in found.values() if a is not None))
+    documents = list(load_documents(state.engine(), article_ids, include_deleted=True))
+    if output_format == "json":
+        typer.echo(json.dumps(documents, ensure_ascii=False, indent=2))
+    else:
+        typer.echo("\n\n".join(_as_text(doc) for doc in documents))
+    if missing:
+        typer.echo("not stored: " + " ".join(missing), err=True)
+        return int(ExitCode.NOT_FOUND)
+    return int(ExitCode.OK)
+
+
+def _as_text(doc: dict[str, Any]) -> str:
+    journal = doc.get("journal") or {}
+    authors = "; ".join(
+        a.get("collective_name") or ", ".join(x for x in (a.get("last_name"), a.get("fore_name")) if x)
+        for a in doc.get("authors", [])
+    )
+    lines = [
+        f"PMID         {doc.get('pmid')}  (version {doc.get('pmid_version')})",
+        f"PMCID        {doc.get('pmcid') or '-'}",
+        f"DOI          {doc.get('doi') or '-'}",
+        f"Title        {doc.get('title') or '-'}",
+        f"Authors      {authors or '-'}",
+        f"Journal      {journal.get('title') or '-'} ({journal.get('iso_abbrev') or '-'}), "
+        f"ISSN {journal.get('issn') or '-'}, vol {journal.get('volume') or '-'}, "
+        f"issue {journal.get('issue') or '-'}, pages {journal.get('pages') or '-'}",
+        f"Published    {doc.get('pub_date') or '-'} (as given: {doc.get('pub_date_raw') or '-'}); "
+        f"epub {doc.get('epub_date') or '-'}",
+        f"Language     {', '.join(doc.get('language') or []) or '-'}",
+        f"Types        {'; '.join(doc.get('publication_types') or []) or '-'}",
+        f"MeSH         {'; '.join(m['descriptor'] for m in doc.get('mesh') or []) or '-'}",
+        f"Keywords     {'; '.join(doc.get('keywords') or []) or '-'}",
+        f"Retracted    {'yes' if doc.get('retracted') else 'no'}"
+        + ("   (deleted from PubMed)" if doc.get("deleted") else ""),
+        "Abstract",
+        *(f"  {line}" for line in (doc.get("abstract") or "-").splitlines()),
+    ]
+    return "\n".join(lines)
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")
+    ] = None,
+) -> int:
+    """Export every stored article (deleted ones excluded) as JSON Lines or CSV."""
+    from db.documents import export_documents
+
+    if output_format not in {"jsonl", "csv"}:
+        raise UsageError(f"--format must be jsonl or csv, not {output_format!r}")
+    state = _state(ctx)
+    engine = state.engine()
+    if output is None:
+        count = export_documents(engine, output_format, sys.stdout)  # type: ignore[arg-type]
+    else:
+        count = _export_to_file(engine, output_format, output)
+    log.info("exported %d article(s)", count)
+    if state.json_output:
+        typer.echo(json.dumps({"exported": count, "output": str(output) if output else None}), err=True)
+    return int(ExitCode.OK)
+
+
+def _export_to_file(engine: Engine, output_format: str, output: Path) -> int:
+    from db.documents import export_documents
+
+    directory = output.resolve().parent
+    try:
+        handle = tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", newline="", dir=directory, prefix=f".{output.name}.", delete=False
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+    try:
+        with handle:
+            count = export_documents(engine, output_format, handle)  # type: ignore[arg-type]
+        os.replace(handle.name, output)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return count
+
+
+# ---- db ------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> int:
+    """Migrate the database schema up to REVISION (default: head)."""
+    from db.engine import current_revision, upgrade
+
+    state = _state(ctx)
+    engine = state.engine(migrate=False)
+    upgrade(engine, revision)
+    typer.echo(f"database {state.settings().database_url_display} at revision {current_revision(engine)}")
+    return int(ExitCode.OK)
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision ('base' removes every table).")],
+) -> int:
+    """Migrate the database schema down to REVISION."""
+    from db.engine import current_revision, downgrade
+
+    state = _state(ctx)
+    engine = state.engine(migrate=False)
+    downgrade(engine, revision)
+    typer.echo(f"database {state.settings().database_url_display} at revision {current_revision(engine)}")
+    return int(ExitCode.OK)
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> int:
+    """Print the database's schema revision and the newest one this version knows."""
+    from db.engine import current_revision, head_revision
+
+    state = _state(ctx)
+    engine = state.engine(migrate=False)
+    typer.echo(f"current {current_revision(engine) or '(empty database)'}; head {head_revision()}")
+    return int(ExitCode.OK)
+
+
+# ---- entry point ---------------------------------------------------------------------------------
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code; never raises, never prints a traceback to the console."""
+    secrets: tuple[str, ...] = ()
+    try:
+        result = app(args=list(argv) if argv is not None else None, prog_name="harvest", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return int(ExitCode.USAGE)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        typer.echo("harvest: interrupted; what was stored before stays stored", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except HarvestError as exc:
+        secrets = _known_secrets()
+        log.debug("error detail", exc_info=True)
+        typer.echo(f"harvest: error: {redact(str(exc), secrets)}", err=True)
+        return int(exc.exit_code)
+    except (OSError, MemoryError) as exc:
+        secrets = _known_secrets()
+        log.debug("error detail", exc_info=True)
+        typer.echo(f"harvest: error: {redact(f'{type(exc).__name__}: {exc}', secrets)}", err=True)
+        return int(StorageError.exit_code if isinstance(exc, OSError) else ExitCode.INTERNAL)
+    except Exception as exc:  # a bug: keep the console to one line, the log has the traceback
+        secrets = _known_secrets()
+        log.error("internal error", exc_info=True)
+        typer.echo(
+            f"harvest: internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)} "
+            "(run with -vv or set HARVEST_LOG_FILE for the traceback)",
+            err=True,
+        )
+        return int(ExitCode.INTERNAL)
+
+
+def _known_secrets() -> tuple[str, ...]:
+    """Secret values from the environment, for redacting messages raised before settings were built."""
+    names = ("NCBI_API_KEY", "CROSSREF_PLUS_TOKEN")
+    values = [os.environ[n] for n in names if os.environ.get(n)]
+    return tuple(values)
+
+
+def main() -> None:
+    sys.exit(run())
