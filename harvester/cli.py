@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -351,13 +350,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     secrets: tuple[str, ...] = ()
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="harvest", standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
-    except click.exceptions.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors found by the argument parser (it prints them)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"harvest: error: {exc}", err=True)
         return int(ExitCode.USAGE)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        typer.echo("harvest: interrupted; what was stored before stays stored", err=True)
-        return int(ExitCode.INTERRUPTED)
+    except (typer.Abort, KeyboardInterrupt):
+        result = int(ExitCode.INTERRUPTED)
     except HarvestError as exc:
         secrets = _known_secrets()
         log.debug("error detail", exc_info=True)
@@ -377,12 +378,23 @@ def run(argv: Sequence[str] | None = None) -> int:
             err=True,
         )
         return int(ExitCode.INTERNAL)
+    if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into exit 130
+        typer.echo("harvest: interrupted; every batch stored before stays stored", err=True)
+    return int(result) if isinstance(result, int) else 0
 
 
 def _known_secrets() -> tuple[str, ...]:
     """Secret values from the environment, for redacting messages raised before settings were built."""
-    names = ("NCBI_API_KEY", "CROSSREF_PLUS_TOKEN")
-    values = [os.environ[n] for n in names if os.environ.get(n)]
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    values = [os.environ[n] for n in ("NCBI_API_KEY", "CROSSREF_PLUS_TOKEN") if os.environ.get(n)]
+    try:
+        password = make_url(os.environ.get("HARVEST_DATABASE_URL") or "sqlite://").password
+    except ArgumentError:
+        password = None
+    if password:
+        values.append(str(password))
     return tuple(values)
 
 

@@ -152,7 +152,12 @@ def harvest(
     ids = normalize_ids(kind, values, report)
     report.requested = len(ids) + len(report.invalid)
     if not ids:
+        if report.invalid:
+            more = f" (and {len(report.invalid) - 1} more)" if len(report.invalid) > 1 else ""
+            raise UsageError(report.errors[0] + more)
         return report
+    if settings.email is None:
+        log.warning("HARVEST_EMAIL is not set: NCBI asks every E-utilities caller for a contact e-mail")
 
     # input id -> PMID; DOIs may resolve only after fetching (esearch candidates)
     if kind == "pmid":

@@ -199,7 +199,7 @@ def normalize_database_url(value: str) -> str:
         raise ConfigError("the database URL is not a valid SQLAlchemy URL") from None
     if url.get_backend_name() not in {"sqlite", "postgresql"}:
         raise ConfigError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() in {"", "psycopg2"}:
+    if url.drivername in {"postgresql", "postgres", "postgresql+psycopg2"}:
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
 
@@ -266,8 +266,12 @@ def load_settings(
         config_path=path,
         **values,
     )
-    for name in ("eutils_url", "idconv_url", "crossref_url"):
-        settings = replace(settings, **{name: _check_url(name, getattr(settings, name))})
+    settings = replace(
+        settings,
+        eutils_url=_check_url("eutils_url", settings.eutils_url),
+        idconv_url=_check_url("idconv_url", settings.idconv_url),
+        crossref_url=_check_url("crossref_url", settings.crossref_url),
+    )
     if not 1 <= settings.efetch_batch_size <= 10_000:
         raise ConfigError("ncbi.efetch_batch_size must be between 1 and 10000")
     if not 1 <= settings.idconv_batch_size <= IDCONV_MAX_IDS:

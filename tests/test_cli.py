@@ -170,7 +170,9 @@ def test_second_identical_harvest_reports_unchanged_and_writes_nothing(
     assert dump(default_db(home)) == before
 
 
-def test_changed_upstream_record_is_updated(standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_upstream_record_is_updated(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["pmid", "900003"]) == ExitCode.OK
     changed = clone_record(SEED, "900003").replace(SEED_TITLE.encode(), b"A Corrected Title")
     standin.add_records(changed)
@@ -208,7 +210,9 @@ def test_fault_then_success_stores_everything(
 def test_batch_that_never_succeeds_is_named_and_the_others_are_stored(
     standin: StandIn, fast_config: Path, home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    standin.fail_always("efetch.fcgi", Status(502, b"Bad Gateway"), match=lambda p: "900003" in p.get("id", ""))
+    standin.fail_always(
+        "efetch.fcgi", Status(502, b"Bad Gateway"), match=lambda p: "900003" in p.get("id", "")
+    )
     code = run(["--json", "pmid", "900001", "900002", "900003", "900004", "900005", "900006"])
     assert code == ExitCode.UPSTREAM
     out = capsys.readouterr()
@@ -242,7 +246,10 @@ def test_tool_and_email_on_every_request_and_no_api_key_in_the_database(
     for request in standin.requests:
         assert request.params.get("tool") == "pubmed-harvester"
         assert request.params.get("email") == "tests@example.org"
-        assert request.params.get("api_key") == "FAKE-SECRET-KEY-0123456789"
+    # E-utilities take the key; the ID Converter documents no api_key parameter, so it is not sent there
+    eutils = standin.requests_for("efetch.fcgi")
+    assert eutils and all(r.params.get("api_key") == "FAKE-SECRET-KEY-0123456789" for r in eutils)
+    assert all("api_key" not in r.params for r in standin.requests_for("idconv/api/v1/articles/"))
     assert not any("FAKE-SECRET-KEY" in line for line in dump(default_db(home)))
 
 
@@ -275,7 +282,9 @@ def test_malformed_ids_are_usage_errors(
     assert standin.requests == []
 
 
-def test_unknown_pmid_among_good_ones(standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_pmid_among_good_ones(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["pmid", "35350566", "99999999", "900001"]) == ExitCode.NOT_FOUND
     out = capsys.readouterr()
     assert "requested 3, created 2, updated 0, unchanged 0, not found 1, failed 0" in out.out
@@ -295,7 +304,11 @@ def test_unreachable_service_is_one_line_upstream_error(
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [(None, "config file not found"), ("[ncbi\nemail = 1", "not valid TOML"), ("[ncbi]\nbatch = 3", "unknown key")],
+    [
+        (None, "config file not found"),
+        ("[ncbi\nemail = 1", "not valid TOML"),
+        ("[ncbi]\nbatch = 3", "unknown key"),
+    ],
 )
 def test_broken_config_is_a_usage_error(
     content: str | None, needle: str, home: Path, capsys: pytest.CaptureFixture[str]
@@ -307,7 +320,9 @@ def test_broken_config_is_a_usage_error(
     assert needle in _one_line_error(capsys.readouterr().err)
 
 
-def test_database_that_cannot_be_written(standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_database_that_cannot_be_written(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = home / "not-a-directory"
     blocker.write_text("a file where a directory should be")
     assert run(["--db", str(blocker / "harvest.sqlite"), "pmid", "35350566"]) == ExitCode.STORAGE
@@ -347,7 +362,17 @@ def test_export_jsonl_and_csv(standin: StandIn, home: Path) -> None:
     assert any(r["title"] == SEED_TITLE for r in rows)
 
 
-COMMANDS = [[], ["pmid"], ["pmcid"], ["doi"], ["show"], ["export"], ["db"], ["db", "upgrade"], ["db", "current"]]
+COMMANDS = [
+    [],
+    ["pmid"],
+    ["pmcid"],
+    ["doi"],
+    ["show"],
+    ["export"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "current"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "harvest")
@@ -360,7 +385,14 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
 
 def test_readme_documents_every_command_and_exit_code() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for command in ["harvest pmid", "harvest pmcid", "harvest doi", "harvest show", "harvest export", "harvest db"]:
+    for command in [
+        "harvest pmid",
+        "harvest pmcid",
+        "harvest doi",
+        "harvest show",
+        "harvest export",
+        "harvest db",
+    ]:
         assert command in readme, command
     for code in ExitCode:
         if code not in {ExitCode.CONFLICT, ExitCode.BUSY}:

@@ -1,0 +1,542 @@
+"""HTTP for every remote service: pacing, the one retry policy, classification of failures, redaction.
+
+Each attempt of :meth:`ServiceClient.request` waits for the service's :class:`RateLimiter`, sends,
+and turns what came back into the error tree of :mod:`harvester.errors`: connection failures, 429 and
+5xx become :class:`~harvester.errors.TransientUpstreamError` subclasses, which :class:`RetryPolicy`
+retries (and nothing else); other 4xx become :class:`~harvester.errors.RejectedRequestError`. When
+every attempt failed the caller gets :class:`~harvester.errors.FetchFailedError`.
+
+Secrets (an NCBI API key, a Crossref token) never leave this module in a message or a URL: messages
+are built from :func:`public_url` and passed through :func:`redact`, and exceptions raised by
+``requests`` (whose text holds the full URL) are never chained or quoted unredacted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import MappingProxyType
+from typing import TypeVar
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
+
+import requests
+from requests.structures import CaseInsensitiveDict
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from harvester.errors import (
+    FetchFailedError,
+    HarvestError,
+    RateLimitedError,
+    RejectedRequestError,
+    ServiceUnavailableError,
+    TransientUpstreamError,
+    UpstreamError,
+)
+from harvester.settings import HttpSettings
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+REDACTED = "***"
+WINDOW_MARGIN = 0.05  # seconds added to the sliding one-second window, for clock skew and network jitter
+_EPSILON = 1e-9  # waits shorter than this are rounding noise, not a reason to sleep again
+_CHUNK = 64 * 1024
+_SNIPPET_CHARS = 200
+_URL_CHARS_IN_MESSAGES = 300
+
+
+# --------------------------------------------------------------------------------------------- redaction
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every occurrence of each secret (raw or URL-encoded) in ``text`` with ``***``."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+    # Longest first, so a secret that contains another is replaced whole.
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
+    return text
+
+
+def public_url(url: str, params: Mapping[str, str] | None, drop: Collection[str]) -> str:
+    """``url`` with ``params`` appended and every parameter named in ``drop`` removed (case-insensitive).
+
+    The result is for messages, logs and storage, not for sending: commas stay readable.
+    """
+    dropped = {name.lower() for name in drop}
+    parts = urlsplit(url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in dropped]
+    pairs += [(k, v) for k, v in (params or {}).items() if k.lower() not in dropped]
+    query = urlencode(pairs, safe=",:/[]")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+_ERROR_ELEMENT = re.compile(rb"<ERROR>(.*?)</ERROR>", re.DOTALL | re.IGNORECASE)
+_TITLE_ELEMENT = re.compile(rb"<title[^>]*>(.*?)</title>", re.DOTALL | re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def describe_body(body: bytes, limit: int = _SNIPPET_CHARS) -> str:
+    """A one-line, human-readable gist of an error body: a JSON ``message``/``error``, an ``<ERROR>``,
+    an HTML ``<title>``, or else the text with tags removed. Not redacted: callers redact."""
+    head = body[:16_384]
+    text: str | None = None
+    if head.lstrip().startswith(b"{") and len(body) <= 65_536:
+        try:
+            data = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key in ("message", "error", "errmsg"):
+                value = data.get(key)
+                if isinstance(value, str) and value:
+                    # The ID Converter URL-encodes its messages ("ID%20type%20...").
+                    text = unquote(value)
+                    break
+    if text is None:
+        match = _ERROR_ELEMENT.search(head) or _TITLE_ELEMENT.search(head)
+        raw = match.group(1) if match else head
+        text = _TAG.sub(" ", raw.decode("utf-8", "replace"))
+    return _shorten(_one_line(text), limit)
+
+
+# ------------------------------------------------------------------------------------------ rate limiting
+
+
+class RateLimiter:
+    """At most ``rate`` requests per second, shared by every thread that holds the instance.
+
+    Two rules hold together: consecutive sends are at least ``1/rate`` apart, and no sliding window
+    of one second (plus :data:`WINDOW_MARGIN`) ever holds more than ``ceil(rate)`` sends, so the
+    service's own per-second count never sees ``rate + 1``. Create one per service (NCBI's
+    E-utilities and ID Converter share one) and pass that instance to each client.
+
+    ``clock`` and ``sleep`` are injectable for tests; a fake ``sleep`` must advance the fake ``clock``.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
+        self.rate = rate
+        self._interval = 1.0 / rate
+        self._burst = math.ceil(rate)
+        self._window = 1.0 + WINDOW_MARGIN
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque(maxlen=self._burst)
+        # Held while sleeping: callers queue behind the one that is waiting for its slot.
+        self._lock = threading.Lock()
+
+    def _wait_needed(self, now: float) -> float:
+        if not self._sent:
+            return 0.0
+        wait = self._sent[-1] + self._interval - now
+        if len(self._sent) == self._burst:
+            wait = max(wait, self._sent[0] + self._window - now)
+        return wait
+
+    def acquire(self) -> None:
+        """Block until one more request may be sent, and count it as sent."""
+        with self._lock:
+            while True:
+                now = self._clock()
+                wait = self._wait_needed(now)
+                if wait <= _EPSILON:
+                    self._sent.append(now)
+                    return
+                self._sleep(wait)
+
+
+# ---------------------------------------------------------------------------------------------- responses
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A complete, size-checked answer from a service."""
+
+    url: str  # the request URL with secret parameters removed: safe to log and store
+    status: int
+    headers: Mapping[str, str]  # case-insensitive, read-only
+    body: bytes
+    fetched_at: datetime  # timezone-aware UTC
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP-date); None if absent or bad."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+# ------------------------------------------------------------------------------------------ retry policy
+
+
+class RetryPolicy:
+    """The one retry policy: retries :class:`TransientUpstreamError` and nothing else.
+
+    Stops after ``http.max_attempts`` attempts (the first included) and re-raises the last error.
+    Waits what a 429's Retry-After asked for (capped at ``backoff_max``); otherwise an exponential
+    back-off, ``backoff_initial * 2**(n-1)`` plus up to 25 % jitter, capped at ``backoff_max``.
+    Each retry is logged at WARNING with the source, the reason and the attempt number.
+    """
+
+    def __init__(self, http: HttpSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.max_attempts = http.max_attempts
+        self._initial = http.backoff_initial
+        self._max = http.backoff_max
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(TransientUpstreamError),
+            stop=stop_after_attempt(http.max_attempts),
+            wait=self._wait,
+            sleep=sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based) when the service named none."""
+        base = self._initial * 2.0 ** min(attempt - 1, 64)
+        return min(self._max, base * (1.0 + 0.25 * random.random()))
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return min(error.retry_after, self._max)
+        return self.backoff(state.attempt_number)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        source = getattr(error, "source", "?")
+        reason = str(error)
+        if not reason.startswith(f"{source}:"):
+            reason = f"{source}: {reason}"
+        log.warning(
+            "%s; attempt %d of %d failed, retrying in %.1f s",
+            reason,
+            state.attempt_number,
+            self.max_attempts,
+            wait,
+            extra={"source": source, "attempt": state.attempt_number},
+        )
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` until it succeeds, raises a non-transient error, or the attempts run out."""
+        # A copy per call: Retrying keeps per-run state, and clients are shared between threads.
+        return self._retrying.copy()(fn)
+
+
+# ---------------------------------------------------------------------------------------- service client
+
+
+class ServiceClient:
+    """One remote service: base URL, default parameters, headers, limiter, retry policy and secrets.
+
+    The session is injected (tests pass one that ``responses`` intercepts). ``default_params``
+    (tool, email, api_key) go on every request: in the query string of a GET, in the form body of a
+    POST. ``secret_params`` name parameters that must never appear in a URL we log or store, and
+    ``secrets`` are values removed from every message.
+
+    ``transient_4xx`` may mark some 4xx answers as transient (NCBI relays some backend failures as
+    HTTP 400); such an answer is retried as :class:`ServiceUnavailableError`.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        *,
+        name: str,
+        base_url: str,
+        limiter: RateLimiter,
+        policy: RetryPolicy,
+        timeout: float,
+        default_params: Mapping[str, str] = MappingProxyType({}),
+        secret_params: Collection[str] = (),
+        headers: Mapping[str, str] = MappingProxyType({}),
+        secrets: Sequence[str] = (),
+        max_response_bytes: int = 200_000_000,
+        transient_4xx: Callable[[Response], bool] | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url
+        self._session = session
+        self._limiter = limiter
+        self._policy = policy
+        self._timeout = timeout
+        self._default_params = dict(default_params)
+        self._secret_params = frozenset(secret_params)
+        self._headers = dict(headers)
+        self._secrets = tuple(s for s in secrets if s)
+        self._max_bytes = max_response_bytes
+        self._transient_4xx = transient_4xx
+
+    # -- URLs and messages
+
+    def _url(self, path: str) -> str:
+        if not path:
+            return self.base_url
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def url_length(self, path: str, params: Mapping[str, str]) -> int:
+        """Length of the GET URL that would be sent for ``params`` (default parameters included)."""
+        query = {**params, **{k: v for k, v in self._default_params.items() if k not in params}}
+        return len(self._url(path)) + 1 + len(urlencode(query))
+
+    def redact(self, text: str) -> str:
+        """``text`` with this service's secrets and secret parameter values removed."""
+        text = redact(text, self._secrets)
+        for name in self._secret_params:
+            text = re.sub(rf"({re.escape(name)}=)[^&\s'\")]*", rf"\g<1>{REDACTED}", text)
+        return text
+
+    def _where(self, url: str) -> str:
+        return _shorten(url, _URL_CHARS_IN_MESSAGES)
+
+    def _gist(self, error: Exception) -> str:
+        """A short, one-line, redacted account of an exception raised by requests."""
+        return _shorten(self.redact(_one_line(str(error))), _SNIPPET_CHARS)
+
+    # -- requests
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        check: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Send one request, retrying transient failures under the retry policy.
+
+        Args:
+            method: "GET" or "POST".
+            path: appended to the base URL ("efetch.fcgi"; "" for the base URL itself).
+            params: query parameters (the default parameters join them on a GET).
+            data: form fields for a POST (the default parameters join them).
+            check: inspects a 2xx response and raises BadResponseError (retried) for an error body.
+
+        Raises:
+            RejectedRequestError: a 4xx answer; not retried.
+            UpstreamError: the body is larger than the limit; not retried.
+            FetchFailedError: every attempt failed transiently (``ids`` is empty here; the
+                service-specific clients name the ids). The last error is its ``__cause__``.
+        """
+        method = method.upper()
+        query = dict(params or {})
+        form: dict[str, str] | None = None
+        if method == "GET" or data is None:
+            for key, value in self._default_params.items():
+                query.setdefault(key, value)
+        else:
+            form = dict(data)
+            for key, value in self._default_params.items():
+                form.setdefault(key, value)
+        url = self._url(path)
+        shown = self.redact(public_url(url, query, self._secret_params))
+
+        def attempt() -> Response:
+            return self._attempt(method, url, query, form, shown, check)
+
+        try:
+            return self._policy.call(attempt)
+        except TransientUpstreamError as last:
+            raise FetchFailedError(
+                f"{self.name}: gave up after {self._policy.max_attempts} attempts: {last.message}",
+                source=self.name,
+                ids=(),
+                url=shown,
+            ) from last
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        query: Mapping[str, str],
+        form: Mapping[str, str] | None,
+        shown: str,
+        check: Callable[[Response], None] | None,
+    ) -> Response:
+        where = self._where(shown)
+        self._limiter.acquire()
+        started = time.monotonic()
+        failure: UpstreamError | None = None
+        try:
+            with self._session.request(
+                method,
+                url,
+                params=query or None,
+                data=form,
+                headers=self._headers,
+                timeout=self._timeout,
+                stream=True,
+                allow_redirects=False,  # a redirect would carry api_key to wherever it points
+            ) as raw:
+                status = raw.status_code
+                headers: Mapping[str, str] = MappingProxyType(CaseInsensitiveDict(raw.headers))
+                limit = self._max_bytes if 200 <= status < 300 else min(self._max_bytes, 65_536)
+                body = self._read_body(raw, limit, shown, truncate=not 200 <= status < 300)
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            failure = ServiceUnavailableError(
+                f"{self.name}: {type(exc).__name__} for {where}: {self._gist(exc)}",
+                source=self.name,
+                url=shown,
+            )
+        except requests.exceptions.ContentDecodingError:
+            failure = ServiceUnavailableError(
+                f"{self.name}: the body from {where} could not be decoded", source=self.name, url=shown
+            )
+        except requests.RequestException as exc:
+            failure = UpstreamError(
+                f"{self.name}: {type(exc).__name__} for {where}: {self._gist(exc)}",
+                source=self.name,
+                url=shown,
+            )
+        if failure is not None:
+            # Raised outside the except block: requests' exception (whose text holds the full URL,
+            # api_key included) is neither the cause nor the context of ours.
+            raise failure
+
+        response = Response(
+            url=shown, status=status, headers=headers, body=body, fetched_at=datetime.now(UTC)
+        )
+        log.debug(
+            "%s %s %s -> %d (%d bytes, %.2f s)",
+            self.name,
+            method,
+            where,
+            status,
+            len(body),
+            time.monotonic() - started,
+        )
+        self._classify(response, where)
+        if check is not None:
+            try:
+                check(response)
+            except HarvestError as exc:
+                # Checks quote the body (an error page may echo the request URL) without knowing
+                # the secrets: scrub their messages here, where the secrets are known.
+                self._scrub(exc)
+                raise
+        return response
+
+    def _scrub(self, error: HarvestError) -> None:
+        error.message = self.redact(error.message)
+        error.args = (error.message,)
+        if isinstance(error, UpstreamError) and error.url is not None:
+            error.url = self.redact(error.url)
+
+    def _read_body(self, raw: requests.Response, limit: int, shown: str, *, truncate: bool) -> bytes:
+        """Read at most ``limit`` bytes; a longer body is refused (or, for error answers, cut)."""
+        where = self._where(shown)
+        declared = raw.headers.get("Content-Length", "")
+        if not truncate and declared.isdigit() and int(declared) > limit:
+            raise UpstreamError(
+                f"{self.name}: response of {int(declared)} bytes from {where} refused (limit {limit} bytes)",
+                source=self.name,
+                url=shown,
+            )
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in raw.iter_content(chunk_size=_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                if truncate:
+                    chunks.append(chunk[: len(chunk) - (total - limit)])
+                    break
+                raise UpstreamError(
+                    f"{self.name}: response from {where} is larger than {limit} bytes; refused",
+                    source=self.name,
+                    url=shown,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _classify(self, response: Response, where: str) -> None:
+        status = response.status
+        if 200 <= status < 300:
+            return
+        detail = self.redact(describe_body(response.body))
+        suffix = f": {detail}" if detail else ""
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RateLimitedError(
+                f"{self.name}: HTTP 429 (rate limited) from {where}{suffix}",
+                source=self.name,
+                url=response.url,
+                retry_after=retry_after,
+            )
+        if status >= 500:
+            raise ServiceUnavailableError(
+                f"{self.name}: HTTP {status} from {where}{suffix}", source=self.name, url=response.url
+            )
+        if 400 <= status < 500 and self._transient_4xx is not None and self._transient_4xx(response):
+            raise ServiceUnavailableError(
+                f"{self.name}: HTTP {status} relaying a backend failure from {where}{suffix}",
+                source=self.name,
+                url=response.url,
+            )
+        if 300 <= status < 400:
+            location = self.redact(response.headers.get("Location", "?"))
+            raise RejectedRequestError(
+                f"{self.name}: HTTP {status} redirect to {_shorten(location, 200)} from {where} "
+                "(redirects are not followed; fix the base URL)",
+                source=self.name,
+                url=response.url,
+            )
+        raise RejectedRequestError(
+            f"{self.name}: HTTP {status} from {where}{suffix}", source=self.name, url=response.url
+        )
+
+
+__all__ = [
+    "REDACTED",
+    "RateLimiter",
+    "Response",
+    "RetryPolicy",
+    "ServiceClient",
+    "describe_body",
+    "parse_retry_after",
+    "public_url",
+    "redact",
+]

@@ -1,0 +1,623 @@
+"""harvester.http and harvester.logsetup: pacing, retries, classification, redaction.
+
+No network and no real waiting: HTTP is faked with responses, clocks and sleeps are injected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import traceback
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harvester.errors import (
+    BadResponseError,
+    FetchFailedError,
+    RateLimitedError,
+    RejectedRequestError,
+    ServiceUnavailableError,
+    TransientUpstreamError,
+    UpstreamError,
+)
+from harvester.http import (
+    WINDOW_MARGIN,
+    RateLimiter,
+    Response,
+    RetryPolicy,
+    ServiceClient,
+    describe_body,
+    parse_retry_after,
+    public_url,
+    redact,
+)
+from harvester.logsetup import RedactingFilter, console_level, setup_logging
+from harvester.settings import HttpSettings
+from tests.helpers_fixtures import local_fixture
+
+SECRET = "SECRET-KEY-123"
+BASE = "https://eutils.example.org/entrez/eutils/"
+URL = BASE + "efetch.fcgi"
+
+
+class FakeClock:
+    """A shared virtual clock: ``sleep`` advances it. Remembers, per thread, the last time it read."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+        self._last_read: dict[int, float] = {}
+
+    def clock(self) -> float:
+        with self._lock:
+            self._last_read[threading.get_ident()] = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+    def last_read(self) -> float:
+        with self._lock:
+            return self._last_read[threading.get_ident()]
+
+
+def assert_rate_respected(times: list[float], rate: float) -> None:
+    """No sliding one-second window holds more than ceil(rate) sends; sends are >= 1/rate apart."""
+    ordered = sorted(times)
+    cap = -(-rate // 1)
+    for i, start in enumerate(ordered):
+        in_window = [t for t in ordered[i:] if t < start + 1.0 + WINDOW_MARGIN - 1e-6]
+        assert len(in_window) <= cap, (start, in_window)
+    for earlier, later in itertools.pairwise(ordered):
+        assert later - earlier >= 1.0 / rate - 1e-6
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+def make_client(
+    *,
+    waits: list[float],
+    max_attempts: int = 4,
+    backoff_max: float = 60.0,
+    max_response_bytes: int = 200_000_000,
+    transient_4xx: object = None,
+) -> ServiceClient:
+    clock = FakeClock()
+    policy = RetryPolicy(
+        HttpSettings(max_attempts=max_attempts, backoff_initial=1.0, backoff_max=backoff_max),
+        sleep=waits.append,
+    )
+    return ServiceClient(
+        requests.Session(),
+        name="eutils",
+        base_url=BASE,
+        limiter=RateLimiter(3, clock=clock.clock, sleep=clock.sleep),
+        policy=policy,
+        timeout=5.0,
+        default_params={"tool": "pubmed-harvester", "email": "dev@example.org", "api_key": SECRET},
+        secret_params=("api_key",),
+        headers={"User-Agent": "pubmed-harvester/test"},
+        secrets=(SECRET,),
+        max_response_bytes=max_response_bytes,
+        transient_4xx=transient_4xx,  # type: ignore[arg-type]
+    )
+
+
+# ------------------------------------------------------------------------------------------ redaction
+
+
+def test_redact_replaces_every_occurrence_raw_and_url_encoded() -> None:
+    secret = "a+b/c key"
+    text = f"{secret} and {secret} and a%2Bb%2Fc%20key and a%2Bb%2Fc+key"
+    assert redact(text, [secret]) == "*** and *** and *** and ***"
+    assert redact("nothing to hide", ["", "absent"]) == "nothing to hide"
+
+
+def test_public_url_drops_secret_params_from_url_and_params() -> None:
+    url = public_url(f"{URL}?api_key={SECRET}&db=pubmed", {"id": "1,2", "API_KEY": SECRET}, {"api_key"})
+    assert SECRET not in url
+    assert url == f"{URL}?db=pubmed&id=1,2"
+
+
+def test_describe_body_reads_json_messages_error_elements_and_html_titles() -> None:
+    assert describe_body(local_fixture("eutils_429_rate_limit_exceeded.json")) == "API rate limit exceeded"
+    assert describe_body(b'{"status":"error","message":"ID%20type%20%27doi%27%20mismatch"}') == (
+        "ID type 'doi' mismatch"
+    )
+    assert "Failed to connect to PubOne" in describe_body(
+        local_fixture("efetch_400_relayed_backend_failure.xml")
+    )
+    assert describe_body(local_fixture("efetch_html_error_page.html")) == "NCBI - WWW Error 500 Diagnostic"
+
+
+def test_parse_retry_after_seconds_date_and_garbage() -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("7", now=now) == 7.0
+    assert parse_retry_after(" 1.5 ", now=now) == 1.5
+    assert parse_retry_after("-3", now=now) == 0.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon", now=now) is None
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("") is None
+
+
+# ----------------------------------------------------------------------------------------- rate limiter
+
+
+@pytest.mark.parametrize("rate", [3.0, 10.0, 2.5, 0.5])
+def test_rate_limiter_never_lets_a_one_second_window_hold_more_than_ceil_rate(rate: float) -> None:
+    fake = FakeClock()
+    limiter = RateLimiter(rate, clock=fake.clock, sleep=fake.sleep)
+    times = []
+    for _ in range(40):
+        limiter.acquire()
+        times.append(fake.last_read())
+    assert_rate_respected(times, rate)
+    # The limiter does not over-throttle: 40 sends take about 40/rate seconds, not much more.
+    assert times[-1] - times[0] <= 39 / rate + 40 * WINDOW_MARGIN
+
+
+def test_rate_limiter_first_acquisition_does_not_wait() -> None:
+    fake = FakeClock()
+    RateLimiter(3, clock=fake.clock, sleep=fake.sleep).acquire()
+    assert fake.sleeps == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.floats(min_value=0.5, max_value=12.0),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=1.5), min_size=1, max_size=40),
+)
+def test_rate_limiter_window_rule_holds_whatever_the_idle_gaps(rate: float, gaps: list[float]) -> None:
+    fake = FakeClock()
+    limiter = RateLimiter(rate, clock=fake.clock, sleep=fake.sleep)
+    times = []
+    for gap in gaps:
+        fake.now += gap  # the caller was busy elsewhere for a while
+        limiter.acquire()
+        times.append(fake.last_read())
+    assert_rate_respected(times, rate)
+
+
+def test_rate_limiter_is_shared_between_threads() -> None:
+    fake = FakeClock()
+    limiter = RateLimiter(3, clock=fake.clock, sleep=fake.sleep)
+    recorded: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(5)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(6):
+            limiter.acquire()
+            at = fake.last_read()  # the time the limiter saw when it let this thread through
+            with lock:
+                recorded.append(at)
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(recorded) == 30
+    assert len(set(recorded)) == 30
+    assert_rate_respected(recorded, 3.0)
+    # Five threads at 3/s in total, not 3/s each: 30 sends span at least 29/3 virtual seconds.
+    assert max(recorded) - min(recorded) >= 29 / 3 - 1e-6
+
+
+def test_rate_limiter_refuses_nonsense_rates() -> None:
+    for rate in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            RateLimiter(rate)
+
+
+# ------------------------------------------------------------------------------------- service client
+
+
+def test_get_carries_default_params_and_response_url_has_no_secret(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.get(URL, body=b"<PubmedArticleSet/>", status=200)
+    client = make_client(waits=waits)
+    response = client.request("GET", "efetch.fcgi", params={"db": "pubmed", "id": "1,2"})
+    sent = rsps.calls[0].request
+    sent_url = sent.url or ""
+    assert "tool=pubmed-harvester" in sent_url
+    assert "email=dev%40example.org" in sent_url
+    assert f"api_key={SECRET}" in sent_url
+    assert sent.headers["User-Agent"] == "pubmed-harvester/test"
+    assert response.status == 200
+    assert response.body == b"<PubmedArticleSet/>"
+    assert SECRET not in response.url
+    assert response.url.startswith(URL + "?")
+    assert "id=1,2" in response.url
+    assert response.fetched_at.tzinfo is not None
+    assert response.headers["content-type"] == response.headers["Content-Type"]
+
+
+def test_post_puts_default_params_in_the_form_body(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    rsps.post(URL, body=b"ok", status=200)
+    make_client(waits=waits).request("POST", "efetch.fcgi", data={"db": "pubmed", "id": "1"})
+    sent = rsps.calls[0].request
+    body = sent.body if isinstance(sent.body, str) else (sent.body or b"").decode()
+    assert "tool=pubmed-harvester" in body
+    assert f"api_key={SECRET}" in body
+    assert "db=pubmed" in body
+    assert "api_key" not in (sent.url or "")
+    assert "tool" not in (sent.url or "")
+
+
+def test_429_without_retry_after_backs_off_then_succeeds(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.get(URL, body=local_fixture("eutils_429_rate_limit_exceeded.json"), status=429)
+    rsps.get(URL, body=b"fine", status=200)
+    response = make_client(waits=waits).request("GET", "efetch.fcgi")
+    assert response.body == b"fine"
+    assert len(rsps.calls) == 2
+    assert len(waits) == 1
+    assert 1.0 <= waits[0] <= 1.25  # backoff_initial plus at most 25 % jitter
+
+
+def test_429_with_retry_after_waits_what_the_service_asked(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.get(URL, status=429, headers={"Retry-After": "7"})
+    rsps.get(URL, body=b"fine", status=200)
+    assert make_client(waits=waits).request("GET", "efetch.fcgi").body == b"fine"
+    assert waits == [7.0]
+
+
+def test_retry_after_is_capped_at_backoff_max(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)
+    rsps.get(URL, status=429, headers={"Retry-After": later})
+    rsps.get(URL, body=b"fine", status=200)
+    make_client(waits=waits, backoff_max=30.0).request("GET", "efetch.fcgi")
+    assert waits == [30.0]
+
+
+def test_rate_limited_error_carries_retry_after(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    rsps.get(URL, status=429, headers={"Retry-After": "3"})
+    with pytest.raises(FetchFailedError) as caught:
+        make_client(waits=waits, max_attempts=1).request("GET", "efetch.fcgi")
+    cause = caught.value.__cause__
+    assert isinstance(cause, RateLimitedError)
+    assert cause.retry_after == 3.0
+    assert str(cause).startswith("eutils: HTTP 429")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_then_success(rsps: responses.RequestsMock, waits: list[float], status: int) -> None:
+    rsps.get(URL, body=local_fixture("efetch_html_error_page.html"), status=status)
+    rsps.get(URL, body=b"fine", status=200)
+    assert make_client(waits=waits).request("GET", "efetch.fcgi").body == b"fine"
+    assert len(rsps.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.ConnectionError(f"Max retries exceeded with url: /efetch.fcgi?api_key={SECRET}&db=pubmed"),
+        requests.ReadTimeout(f"Read timed out. (url=/efetch.fcgi?api_key={SECRET})"),
+        requests.exceptions.ChunkedEncodingError(f"Connection broken: IncompleteRead, url ?api_key={SECRET}"),
+    ],
+    ids=["connection-error", "read-timeout", "chunked-encoding"],
+)
+def test_connection_failures_then_success(
+    rsps: responses.RequestsMock, waits: list[float], error: Exception
+) -> None:
+    rsps.get(URL, body=error)
+    rsps.get(URL, body=b"fine", status=200)
+    assert make_client(waits=waits).request("GET", "efetch.fcgi").body == b"fine"
+    assert len(rsps.calls) == 2
+
+
+def test_4xx_is_not_retried_and_says_why(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    rsps.get(URL, body=local_fixture("efetch_400_empty_id_list.xml"), status=400)
+    with pytest.raises(RejectedRequestError) as caught:
+        make_client(waits=waits).request("GET", "efetch.fcgi", params={"id": "abc"})
+    assert len(rsps.calls) == 1
+    assert waits == []
+    message = str(caught.value)
+    assert "HTTP 400" in message
+    assert "ID list is empty" in message
+    assert "\n" not in message
+    assert caught.value.source == "eutils"
+    assert caught.value.url is not None and SECRET not in caught.value.url
+
+
+def test_a_4xx_marked_transient_is_retried(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    rsps.get(URL, body=local_fixture("efetch_400_relayed_backend_failure.xml"), status=400)
+    rsps.get(URL, body=b"fine", status=200)
+
+    def relayed(response: Response) -> bool:
+        return b"PubOne" in response.body
+
+    client = make_client(waits=waits, transient_4xx=relayed)
+    assert client.request("GET", "efetch.fcgi").body == b"fine"
+
+
+def test_max_attempts_is_respected_and_backoff_grows(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.get(URL, status=503)
+    with pytest.raises(FetchFailedError) as caught:
+        make_client(waits=waits, max_attempts=5, backoff_max=6.0).request("GET", "efetch.fcgi")
+    assert len(rsps.calls) == 5
+    assert len(waits) == 4
+    assert 1.0 <= waits[0] <= 1.25
+    assert 2.0 <= waits[1] <= 2.5
+    assert 4.0 <= waits[2] <= 5.0
+    assert waits[3] == 6.0  # capped at backoff_max
+    assert isinstance(caught.value.__cause__, ServiceUnavailableError)
+    assert "5 attempts" in str(caught.value)
+    assert caught.value.ids == ()
+
+
+def test_check_rejecting_a_200_is_retried(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    rsps.get(URL, body=b"<ERROR>busy</ERROR>", status=200)
+    rsps.get(URL, body=b"<ok/>", status=200)
+
+    def check(response: Response) -> None:
+        if b"ERROR" in response.body:
+            raise BadResponseError("eutils: error in 200", source="eutils", url=response.url)
+
+    assert make_client(waits=waits).request("GET", "efetch.fcgi", check=check).body == b"<ok/>"
+    assert len(rsps.calls) == 2
+
+
+def test_oversize_body_declared_by_content_length_is_refused(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.get(URL, body=b"x" * 500, status=200)
+    with pytest.raises(UpstreamError) as caught:
+        make_client(waits=waits, max_response_bytes=100).request("GET", "efetch.fcgi")
+    assert not isinstance(caught.value, TransientUpstreamError | FetchFailedError)
+    assert "refused" in str(caught.value)
+    assert len(rsps.calls) == 1
+
+
+def test_oversize_streamed_body_without_content_length_is_refused(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.get(URL, body=b"x" * 500, status=200, auto_calculate_content_length=False)
+    with pytest.raises(UpstreamError, match="larger than 100 bytes"):
+        make_client(waits=waits, max_response_bytes=100).request("GET", "efetch.fcgi")
+    assert len(rsps.calls) == 1
+
+
+def test_redirects_are_not_followed(rsps: responses.RequestsMock, waits: list[float]) -> None:
+    rsps.get(URL, status=301, headers={"Location": "https://elsewhere.example.org/x"})
+    with pytest.raises(RejectedRequestError, match="redirect"):
+        make_client(waits=waits).request("GET", "efetch.fcgi")
+    assert len(rsps.calls) == 1
+
+
+def test_secrets_never_reach_messages_tracebacks_or_logs(
+    rsps: responses.RequestsMock, waits: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    leaky = requests.ConnectionError(
+        f"HTTPSConnectionPool(host='eutils.example.org', port=443): Max retries exceeded with url: "
+        f"/entrez/eutils/efetch.fcgi?db=pubmed&id=1&api_key={SECRET} (Caused by NewConnectionError)"
+    )
+    rsps.get(URL, body=leaky)
+    rsps.get(URL, status=429, body=f'{{"error":"slow down {SECRET}"}}')
+    rsps.get(URL, status=500, body=f"<html><title>oops {SECRET}</title></html>")
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(FetchFailedError) as caught:
+        make_client(waits=waits, max_attempts=3).request("GET", "efetch.fcgi", params={"db": "pubmed"})
+    error = caught.value
+    texts = [
+        str(error),
+        repr(error),
+        error.url or "",
+        "".join(traceback.format_exception(error)),
+        caplog.text,
+    ]
+    pending: list[BaseException] = [error]
+    while pending:  # every exception reachable by __cause__ or __context__, shown or not
+        current = pending.pop()
+        texts += [str(current), repr(current), getattr(current, "url", None) or ""]
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    for text in texts:
+        assert SECRET not in text
+    retries = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "harvester.http"]
+    assert len(retries) == 2
+    first, second = (r.getMessage() for r in retries)
+    assert first.startswith("eutils: ConnectionError for https://eutils.example.org/")
+    assert "attempt 1 of 3 failed" in first
+    assert second.startswith("eutils: HTTP 429")
+    assert "attempt 2 of 3 failed" in second
+    assert [getattr(r, "attempt", None) for r in retries] == [1, 2]
+    assert {getattr(r, "source", None) for r in retries} == {"eutils"}
+
+
+def _every_linked_exception(error: BaseException) -> list[BaseException]:
+    found, pending = [], [error]
+    while pending:  # everything reachable by __cause__ or __context__, shown in tracebacks or not
+        current = pending.pop()
+        found.append(current)
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return found
+
+
+def test_the_last_connection_error_leaves_no_secret_anywhere_in_the_chain(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    rsps.get(URL, body=requests.ConnectionError(f"Max retries exceeded with url: /x?api_key={SECRET}"))
+    with pytest.raises(FetchFailedError) as caught:
+        make_client(waits=waits, max_attempts=2).request("GET", "efetch.fcgi")
+    chain = _every_linked_exception(caught.value)
+    assert any(isinstance(e, ServiceUnavailableError) for e in chain)
+    for linked in chain:
+        assert SECRET not in str(linked)
+        assert SECRET not in repr(linked.args)
+    assert SECRET not in "".join(traceback.format_exception(caught.value))
+
+
+def test_messages_raised_by_a_check_are_scrubbed(
+    rsps: responses.RequestsMock, waits: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    echoed = f"<html><title>Bad request /efetch.fcgi?api_key={SECRET}</title></html>".encode()
+    rsps.get(URL, body=echoed)
+
+    def check(response: Response) -> None:
+        raise BadResponseError(f"eutils: HTML page: {describe_body(response.body)}", source="eutils")
+
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(FetchFailedError) as caught:
+        make_client(waits=waits, max_attempts=2).request("GET", "efetch.fcgi", check=check)
+    assert SECRET not in str(caught.value)
+    assert SECRET not in str(caught.value.__cause__)
+    assert "api_key=***" in str(caught.value)
+    assert SECRET not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ retry policy
+
+
+def test_retry_policy_does_not_retry_other_errors() -> None:
+    calls: list[int] = []
+    waits: list[float] = []
+    policy = RetryPolicy(HttpSettings(max_attempts=5), sleep=waits.append)
+
+    def rejected() -> None:
+        calls.append(1)
+        raise RejectedRequestError("eutils: HTTP 400", source="eutils")
+
+    with pytest.raises(RejectedRequestError):
+        policy.call(rejected)
+    assert calls == [1]
+    assert waits == []
+
+
+def test_retry_policy_reraises_the_last_transient_error() -> None:
+    calls: list[int] = []
+    policy = RetryPolicy(HttpSettings(max_attempts=3), sleep=lambda _: None)
+
+    def flaky() -> str:
+        calls.append(1)
+        raise ServiceUnavailableError(f"eutils: attempt {len(calls)}", source="eutils")
+
+    with pytest.raises(ServiceUnavailableError, match="attempt 3"):
+        policy.call(flaky)
+    assert len(calls) == 3
+
+
+def test_retry_policy_returns_the_value() -> None:
+    outcomes: Iterator[ServiceUnavailableError | str] = iter(
+        [ServiceUnavailableError("x: down", source="x"), "done"]
+    )
+
+    def sometimes() -> str:
+        item = next(outcomes)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    assert RetryPolicy(HttpSettings(), sleep=lambda _: None).call(sometimes) == "done"
+
+
+# ---------------------------------------------------------------------------------------------- logsetup
+
+
+@pytest.fixture
+def clean_root_logger() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    yield root
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(saved_level)
+
+
+def test_console_levels() -> None:
+    assert console_level(-1) == logging.ERROR
+    assert console_level(-3) == logging.ERROR
+    assert console_level(0) == logging.WARNING
+    assert console_level(1) == logging.INFO
+    assert console_level(2) == logging.DEBUG
+    assert console_level(5) == logging.DEBUG
+
+
+def test_setup_logging_twice_does_not_duplicate_handlers(
+    clean_root_logger: logging.Logger, tmp_path: Path
+) -> None:
+    before = list(clean_root_logger.handlers)
+    setup_logging(verbosity=0, log_file=tmp_path / "a.log", secrets=[SECRET])
+    setup_logging(verbosity=1, log_file=tmp_path / "b.log", secrets=[SECRET])
+    ours = [h for h in clean_root_logger.handlers if h not in before]
+    assert len(ours) == 2
+    assert sorted(type(h).__name__ for h in ours) == ["FileHandler", "StreamHandler"]
+    assert [h.level for h in ours] == [logging.INFO, logging.INFO]
+    assert all(any(isinstance(f, RedactingFilter) for f in h.filters) for h in ours)
+    assert clean_root_logger.level == logging.INFO
+    setup_logging(verbosity=2, log_file=None, secrets=[])
+    ours = [h for h in clean_root_logger.handlers if h not in before]
+    assert [h.level for h in ours] == [logging.DEBUG]
+
+
+def test_file_log_is_redacted_timestamped_and_at_info(
+    clean_root_logger: logging.Logger, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "logs" / "harvest.log"
+    setup_logging(verbosity=-1, log_file=log_file, secrets=[SECRET])
+    log = logging.getLogger("harvester.test")
+    log.info("GET %s", f"https://x/?api_key={SECRET}")
+    log.debug("not written at INFO")
+    try:
+        raise ValueError(f"boom {SECRET}")
+    except ValueError:
+        log.exception("failed with key %s", SECRET)
+    for handler in clean_root_logger.handlers:
+        handler.flush()
+    text = log_file.read_text(encoding="utf-8")
+    assert SECRET not in text
+    assert "api_key=***" in text
+    assert "not written" not in text
+    assert "boom ***" in text  # the traceback is kept, redacted
+    assert text[:4].isdigit()  # starts with a timestamp
+
+
+def test_console_handler_writes_to_stderr_and_redacts(
+    clean_root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging(verbosity=0, log_file=None, secrets=[SECRET])
+    logging.getLogger("urllib3.connectionpool").warning("GET /efetch.fcgi?api_key=%s", SECRET)
+    logging.getLogger("harvester").info("hidden at the default level")
+    captured = capsys.readouterr()
+    assert "api_key=***" in captured.err
+    assert SECRET not in captured.err
+    assert "hidden" not in captured.err
+    assert captured.out == ""
+
+
+def test_redacting_filter_survives_a_bad_format_string() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d %d", (SECRET,), None)
+    assert RedactingFilter([SECRET]).filter(record)
+    assert SECRET not in record.getMessage()
