@@ -369,9 +369,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         log.debug("error detail", exc_info=True)
         typer.echo(f"harvest: error: {redact(f'{type(exc).__name__}: {exc}', secrets)}", err=True)
         return int(StorageError.exit_code if isinstance(exc, OSError) else ExitCode.INTERNAL)
-    except Exception as exc:  # a bug: keep the console to one line, the log has the traceback
+    except Exception as exc:  # a bug: keep the console to one line, the log file has the traceback
         secrets = _known_secrets()
-        log.error("internal error", exc_info=True)
+        log.info("internal error", exc_info=True)
         typer.echo(
             f"harvest: internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)} "
             "(run with -vv or set HARVEST_LOG_FILE for the traceback)",

@@ -59,6 +59,24 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class ConsoleFormatter(logging.Formatter):
+    """Keeps the console to one line per record: tracebacks are shown only at -vv (they go to the file)."""
+
+    def __init__(self, fmt: str, *, show_tracebacks: bool) -> None:
+        super().__init__(fmt)
+        self.show_tracebacks = show_tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.show_tracebacks:
+            return super().format(record)
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 def setup_logging(*, verbosity: int, log_file: Path | None, secrets: Sequence[str]) -> None:
     """Configure the root logger: stderr at the verbosity's level, and ``log_file`` (if given) at INFO
     or the console's level if lower, with timestamps. Calling it again replaces what it installed.
@@ -76,7 +94,7 @@ def setup_logging(*, verbosity: int, log_file: Path | None, secrets: Sequence[st
     level = console_level(verbosity)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(level)
-    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    console.setFormatter(ConsoleFormatter(CONSOLE_FORMAT, show_tracebacks=level <= logging.DEBUG))
     handlers: list[logging.Handler] = [console]
 
     if log_file is not None:

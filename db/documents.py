@@ -1,0 +1,460 @@
+"""Articles read back as JSON-able documents (``show``, ``export``), and lookup of articles by any id.
+
+Every document has every key of :data:`DOCUMENT_KEYS` (None or [] when the source had nothing); the
+README documents them. Documents are built in chunks of :data:`CHUNK` articles, so exporting the whole
+table uses the same memory as exporting a hundred articles, and inside one read transaction, so an
+export is a consistent snapshot even while a harvest writes.
+
+CSV export has one row per article and these columns (lists joined with "; ", booleans "true"/"false",
+missing values empty):
+
+- pmid, pmid_version, pmcid, doi, record_type, title, abstract
+- journal (title), journal_iso_abbrev, issn (print, else electronic, else linking), volume, issue, pages
+- pub_date (ISO partial), pub_year, epub_date
+- authors ("Last, Fore" or the collective name), orcids (in author order, those known)
+- language (codes), publication_types, mesh (descriptor names), keywords, grants ("agency grant_id")
+- medline_status, publication_status, retracted, deleted, references_count, created_at, updated_at
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Literal, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError
+
+from db.engine import begin_read, storage_error
+from db.models import metadata
+from harvester.errors import InvalidIdentifierError
+from harvester.ids import normalize_doi, normalize_pmcid, normalize_pmid
+
+CHUNK = 200  # articles per round of queries
+IN_CHUNK = 500
+
+_T = metadata.tables
+ARTICLES = _T["articles"]
+JOURNALS = _T["journals"]
+IDENTIFIERS = _T["article_identifiers"]
+
+DOCUMENT_KEYS: tuple[str, ...] = (
+    "pmid",
+    "pmid_version",
+    "pmcid",
+    "doi",
+    "record_type",
+    "title",
+    "vernacular_title",
+    "abstract",
+    "abstract_copyright",
+    "abstract_sections",
+    "other_abstracts",
+    "journal",
+    "pub_date",
+    "pub_year",
+    "pub_date_raw",
+    "epub_date",
+    "dates",
+    "authors",
+    "language",
+    "publication_types",
+    "mesh",
+    "keywords",
+    "chemicals",
+    "grants",
+    "comments_corrections",
+    "references_count",
+    "identifiers",
+    "elocation_ids",
+    "coi_statement",
+    "medline_status",
+    "publication_status",
+    "date_completed",
+    "date_revised",
+    "book_title",
+    "publisher",
+    "retracted",
+    "in_pubmed",
+    "deleted",
+    "created_at",
+    "updated_at",
+)
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "pmid",
+    "pmid_version",
+    "pmcid",
+    "doi",
+    "record_type",
+    "title",
+    "abstract",
+    "journal",
+    "journal_iso_abbrev",
+    "issn",
+    "volume",
+    "issue",
+    "pages",
+    "pub_date",
+    "pub_year",
+    "epub_date",
+    "authors",
+    "orcids",
+    "language",
+    "publication_types",
+    "mesh",
+    "keywords",
+    "grants",
+    "medline_status",
+    "publication_status",
+    "retracted",
+    "deleted",
+    "references_count",
+    "created_at",
+    "updated_at",
+)
+
+_PMCID_LIKE = re.compile(r"^\s*pmc", re.IGNORECASE)
+_PMID_LIKE = re.compile(r"^\s*(?:pmid\s*:?\s*)?\d+\s*$", re.IGNORECASE)
+
+
+def resolve_identifiers(engine: Engine, identifiers: Sequence[str]) -> dict[str, int | None]:
+    """Map each identifier as the user typed it to the id of the article it names, or None if none does.
+
+    Digits alone (or "PMID:" digits) are a PMID; "PMC" digits in any case a PMCID; anything else must be a
+    DOI, bare, "doi:"-prefixed or a doi.org URL, in any case. A DOI or PMCID that an article carries only
+    in its identifiers (its record lost the unique column to another article) is found too.
+
+    Raises:
+        InvalidIdentifierError: an identifier is none of these.
+        StorageError: the database could not be read.
+    """
+    kinds: dict[str, tuple[str, str]] = {text: _classify(text) for text in identifiers}
+    by_kind: dict[str, set[str]] = defaultdict(set)
+    for kind, value in kinds.values():
+        by_kind[kind].add(value)
+    found: dict[tuple[str, str], int] = {}
+    try:
+        with begin_read(engine) as conn:
+            for kind, column, id_types in (
+                ("pmid", ARTICLES.c.pmid, ("pubmed",)),
+                ("pmcid", ARTICLES.c.pmcid, ("pmc",)),
+                ("doi", ARTICLES.c.doi, ("doi", "eloc:doi")),
+            ):
+                values = sorted(by_kind[kind])
+                for chunk in _chunks(values):
+                    for value, article_id in conn.execute(
+                        sa.select(column, ARTICLES.c.id).where(column.in_(chunk))
+                    ):
+                        found[(kind, value)] = article_id
+                missing = [v for v in values if (kind, v) not in found]
+                for chunk in _chunks(missing):
+                    rows = conn.execute(
+                        sa.select(IDENTIFIERS.c.value, sa.func.min(IDENTIFIERS.c.article_id))
+                        .where(IDENTIFIERS.c.id_type.in_(id_types), IDENTIFIERS.c.value.in_(chunk))
+                        .group_by(IDENTIFIERS.c.value)
+                    )
+                    for value, article_id in rows:
+                        found[(kind, value)] = article_id
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read", engine) from exc
+    return {text: found.get(kinds[text]) for text in identifiers}
+
+
+def load_documents(
+    engine: Engine, article_ids: Sequence[int] | None = None, *, include_deleted: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Yield the document of each article: of ``article_ids`` in the order given, or of all in id order.
+
+    Raises:
+        StorageError: the database could not be read.
+    """
+    try:
+        with begin_read(engine) as conn:
+            if article_ids is None:
+                last = 0
+                while True:
+                    query = sa.select(ARTICLES.c.id).where(ARTICLES.c.id > last)
+                    if not include_deleted:
+                        query = query.where(ARTICLES.c.deleted.is_(False))
+                    ids = list(conn.execute(query.order_by(ARTICLES.c.id).limit(CHUNK)).scalars())
+                    if not ids:
+                        return
+                    docs = _documents(conn, ids)
+                    yield from (docs[i] for i in ids)
+                    last = ids[-1]
+            else:
+                wanted = list(dict.fromkeys(article_ids))
+                for start in range(0, len(wanted), CHUNK):
+                    chunk = wanted[start : start + CHUNK]
+                    docs = _documents(conn, chunk)
+                    for article_id in chunk:
+                        doc = docs.get(article_id)
+                        if doc is not None and (include_deleted or not doc["deleted"]):
+                            yield doc
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read", engine) from exc
+
+
+def export_documents(
+    engine: Engine, fmt: Literal["jsonl", "csv"], out: TextIO, *, include_deleted: bool = False
+) -> int:
+    """Write every article's document to ``out`` as JSON Lines or CSV; returns how many were written.
+
+    Raises:
+        StorageError: the database could not be read.
+        ValueError: an unknown format.
+    """
+    count = 0
+    if fmt == "jsonl":
+        for doc in load_documents(engine, include_deleted=include_deleted):
+            out.write(json.dumps(doc, ensure_ascii=False))
+            out.write("\n")
+            count += 1
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for doc in load_documents(engine, include_deleted=include_deleted):
+            writer.writerow(csv_row(doc))
+            count += 1
+    else:
+        raise ValueError(f"unknown export format {fmt!r}: use jsonl or csv")
+    return count
+
+
+def csv_row(doc: dict[str, Any]) -> dict[str, str]:
+    """Flatten a document into the CSV columns."""
+    journal = doc["journal"]
+    values: dict[str, Any] = {key: doc[key] for key in CSV_COLUMNS if key in doc}
+    values.update(
+        journal=journal["title"],
+        journal_iso_abbrev=journal["iso_abbrev"],
+        issn=journal["issn"],
+        volume=journal["volume"],
+        issue=journal["issue"],
+        pages=journal["pages"],
+        authors=[_author_name(a) for a in doc["authors"]],
+        orcids=[a["orcid"] for a in doc["authors"] if a["orcid"]],
+        mesh=[m["descriptor"] for m in doc["mesh"]],
+        grants=[" ".join(filter(None, (g["agency"], g["grant_id"]))) for g in doc["grants"]],
+    )
+    return {key: _csv_value(values[key]) for key in CSV_COLUMNS}
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value if v)
+    return str(value)
+
+
+def _author_name(author: dict[str, Any]) -> str:
+    if author["collective_name"] and not author["last_name"]:
+        return str(author["collective_name"])
+    first = author["fore_name"] or author["initials"]
+    return ", ".join(filter(None, (author["last_name"], first)))
+
+
+def _classify(text: str) -> tuple[str, str]:
+    if _PMCID_LIKE.match(text):
+        return "pmcid", normalize_pmcid(text)
+    if _PMID_LIKE.match(text):
+        return "pmid", normalize_pmid(text)
+    try:
+        return "doi", normalize_doi(text)
+    except InvalidIdentifierError:
+        raise InvalidIdentifierError(
+            "identifier", text, "expected a PMID (digits), a PMCID (PMC + digits) or a DOI (10.…/…)"
+        ) from None
+
+
+def _documents(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The documents of these articles, by article id: one query per table for the whole chunk."""
+    a, j = ARTICLES, JOURNALS
+    journal_columns = [c.label(f"journal_{c.name}") for c in j.c if c.name not in {"id", "journal_key"}]
+    rows = conn.execute(
+        sa.select(a, *journal_columns)
+        .select_from(a.outerjoin(j, j.c.id == a.c.journal_id))
+        .where(a.c.id.in_(ids))
+    )
+    children = {name: _child_rows(conn, name, ids) for name in _CHILD_ORDER}
+    refs = _T["article_references"]
+    references: dict[int, int] = {
+        article_id: count
+        for article_id, count in conn.execute(
+            sa.select(refs.c.article_id, sa.func.count())
+            .where(refs.c.article_id.in_(ids))
+            .group_by(refs.c.article_id)
+        )
+    }
+    return {row.id: _document(row, children, references.get(row.id, 0)) for row in rows}
+
+
+# Child tables a document reads, with the columns to order each article's rows by.
+_CHILD_ORDER: dict[str, tuple[str, ...]] = {
+    "article_identifiers": ("position",),  # not the key there, but the source's order
+    "authors": ("position",),
+    "author_affiliations": ("author_position", "position"),
+    "abstract_sections": ("abstract_index", "position"),
+    "article_dates": ("position",),
+    "article_languages": ("position",),
+    "publication_types": ("position",),
+    "mesh_headings": ("position",),
+    "mesh_qualifiers": ("heading_position", "position"),
+    "keywords": ("position",),
+    "chemicals": ("position",),
+    "grants": ("position",),
+    "comments_corrections": ("position",),
+}
+
+
+def _child_rows(conn: Connection, name: str, ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
+    table = _T[name]
+    order = [table.c.article_id, *(table.c[c] for c in _CHILD_ORDER[name])]
+    grouped: dict[int, list[Row[Any]]] = defaultdict(list)
+    for row in conn.execute(sa.select(table).where(table.c.article_id.in_(ids)).order_by(*order)).all():
+        grouped[row.article_id].append(row)
+    return grouped
+
+
+def _document(
+    row: Row[Any], children: dict[str, dict[int, list[Row[Any]]]], references_count: int
+) -> dict[str, Any]:
+    article_id = row.id
+
+    def rows(name: str) -> list[Row[Any]]:
+        return children[name].get(article_id, [])
+
+    affiliations: dict[int, list[str]] = defaultdict(list)
+    for aff in rows("author_affiliations"):
+        affiliations[aff.author_position].append(aff.affiliation)
+    qualifiers: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for q in rows("mesh_qualifiers"):
+        qualifiers[q.heading_position].append({"name": q.qualifier, "ui": q.qualifier_ui, "major": q.major})
+    abstracts: dict[int, list[Row[Any]]] = defaultdict(list)
+    for section in rows("abstract_sections"):
+        abstracts[section.abstract_index].append(section)
+    identifiers: dict[str, str] = {}  # ArticleIdList, first of each type
+    elocations: list[dict[str, Any]] = []
+    for ident in rows("article_identifiers"):
+        if ident.id_type.startswith("eloc:"):
+            elocations.append({"type": ident.id_type[5:], "value": ident.value, "valid": ident.valid})
+        else:
+            identifiers.setdefault(ident.id_type, ident.value)
+
+    doc: dict[str, Any] = {
+        "pmid": row.pmid,
+        "pmid_version": row.pmid_version,
+        "pmcid": row.pmcid,
+        "doi": row.doi,
+        "record_type": row.record_type,
+        "title": row.title,
+        "vernacular_title": row.vernacular_title,
+        "abstract": row.abstract,
+        "abstract_copyright": row.abstract_copyright,
+        "abstract_sections": [_section(s) for s in abstracts.get(0, [])],
+        "other_abstracts": [
+            {
+                "kind": sections[0].kind,
+                "language": sections[0].language,
+                "text": "\n".join(f"{s.label}: {s.text}" if s.label else s.text for s in sections if s.text),
+                "sections": [_section(s) for s in sections],
+            }
+            for index, sections in sorted(abstracts.items())
+            if index > 0
+        ],
+        "journal": {
+            "title": row.journal_title,
+            "iso_abbrev": row.journal_iso_abbrev,
+            "medline_ta": row.journal_medline_ta,
+            "issn": row.journal_issn_print or row.journal_issn_electronic or row.journal_issn_linking,
+            "issn_print": row.journal_issn_print,
+            "issn_electronic": row.journal_issn_electronic,
+            "issn_linking": row.journal_issn_linking,
+            "nlm_unique_id": row.journal_nlm_unique_id,
+            "country": row.journal_country,
+            "volume": row.volume,
+            "issue": row.issue,
+            "pages": row.pages,
+        },
+        "pub_date": row.pub_date,
+        "pub_year": row.pub_year,
+        "pub_date_raw": row.pub_date_raw,
+        "epub_date": row.epub_date,
+        "dates": [{"kind": d.kind, "date": d.iso, "raw": d.raw} for d in rows("article_dates")],
+        "authors": [
+            {
+                "last_name": au.last_name,
+                "fore_name": au.fore_name,
+                "initials": au.initials,
+                "suffix": au.suffix,
+                "collective_name": au.collective_name,
+                "orcid": au.orcid,
+                "affiliations": affiliations.get(au.position, []),
+                "valid": au.valid,
+                "equal_contrib": au.equal_contrib,
+            }
+            for au in rows("authors")
+        ],
+        "language": [lang.language for lang in rows("article_languages")],
+        "publication_types": [pt.name for pt in rows("publication_types")],
+        "mesh": [
+            {
+                "descriptor": m.descriptor,
+                "ui": m.descriptor_ui,
+                "major": m.major,
+                "type": m.descriptor_type,
+                "qualifiers": qualifiers.get(m.position, []),
+            }
+            for m in rows("mesh_headings")
+        ],
+        "keywords": [k.keyword for k in rows("keywords")],
+        "chemicals": [
+            {"name": c.name, "registry_number": c.registry_number, "ui": c.ui} for c in rows("chemicals")
+        ],
+        "grants": [
+            {"grant_id": g.grant_id, "acronym": g.acronym, "agency": g.agency, "country": g.country}
+            for g in rows("grants")
+        ],
+        "comments_corrections": [
+            {"ref_type": cc.ref_type, "ref_source": cc.ref_source, "pmid": cc.ref_pmid, "note": cc.note}
+            for cc in rows("comments_corrections")
+        ],
+        "references_count": references_count,
+        "identifiers": identifiers,
+        "elocation_ids": elocations,
+        "coi_statement": row.coi_statement,
+        "medline_status": row.medline_status,
+        "publication_status": row.publication_status,
+        "date_completed": row.date_completed,
+        "date_revised": row.date_revised,
+        "book_title": row.book_title,
+        "publisher": row.publisher,
+        "retracted": bool(row.retracted),
+        "in_pubmed": bool(row.in_pubmed),
+        "deleted": bool(row.deleted),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+    return doc
+
+
+def _section(section: Row[Any]) -> dict[str, Any]:
+    return {"label": section.label, "nlm_category": section.nlm_category, "text": section.text}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,286 @@
+"""Engine set-up and the migration entry points; every other db module gets its connections from here.
+
+Both dialects behave alike: writers are serialised (SQLite by ``BEGIN IMMEDIATE``, PostgreSQL by a
+transaction-level advisory lock), a writer waits at most ``busy_timeout`` seconds for another one, and
+every database failure surfaces as a one-line :class:`StorageError` that names the database without
+its password.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import StaticPool
+
+import migrations
+from harvester.errors import SchemaVersionError, StorageError
+
+DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before giving up
+PG_CONNECT_TIMEOUT = 10  # seconds to reach a PostgreSQL server
+
+
+def _migrations_dir() -> Path:
+    # __path__ rather than __file__: an editable install may present the package as a namespace package.
+    for entry in migrations.__path__:
+        if (Path(entry) / "env.py").is_file():
+            return Path(entry).resolve()
+    raise ImportError("the migrations package has no env.py")  # pragma: no cover - a broken install
+
+
+MIGRATIONS_DIR = _migrations_dir()
+_BEGIN_MODE = "harvester_sqlite_begin"  # execution option read by the SQLite "begin" listener
+_WRITER_LOCK_KEY = 0x50_4D_48_56  # "PMHV": first half of the PostgreSQL advisory lock key
+
+
+def open_database(url: str, *, migrate: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
+    """Create an engine for ``url`` and, when ``migrate``, bring the schema to the head revision.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+        migrate: upgrade the schema to head (a fresh database gets the whole schema, in one transaction).
+        busy_timeout: seconds to wait for another writer (SQLite busy timeout, PostgreSQL lock_timeout).
+
+    Raises:
+        SchemaVersionError: the database was migrated by a newer version of pubmed-harvester.
+        StorageError: the database cannot be created, opened, reached or migrated.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError("the database URL is not a valid SQLAlchemy URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = _sqlite_engine(parsed, busy_timeout)
+    elif backend == "postgresql":
+        engine = _postgresql_engine(parsed, busy_timeout)
+    else:
+        raise StorageError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    try:
+        _check_and_migrate(engine, migrate=migrate)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision``, in one transaction.
+
+    Raises:
+        SchemaVersionError, StorageError: as :func:`open_database`.
+    """
+    _run_command(engine_or_url, "upgrade", revision)
+
+
+def downgrade(engine_or_url: Engine | str, revision: str) -> None:
+    """Downgrade the schema to ``revision`` ("base" drops every table), in one transaction."""
+    _run_command(engine_or_url, "downgrade", revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's Alembic revision, None for a database without the schema."""
+    try:
+        with begin_read(engine) as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read the schema revision of", engine) from exc
+
+
+def head_revision() -> str:
+    """The newest revision this version of the code knows."""
+    head = _script_directory().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships its migrations
+        raise StorageError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that holds the writers' lock; commits on success, rolls back on error."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Scoped to the schema so that separate schemas on one server do not wait for each other.
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"),
+                {"key": _WRITER_LOCK_KEY},
+            )
+        yield conn
+
+
+@contextmanager
+def begin_read(engine: Engine) -> Iterator[Connection]:
+    """A read transaction: one consistent snapshot that does not wait for, or block, a writer."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot, as SQLite's WAL read
+        else:
+            conn.execution_options(**{_BEGIN_MODE: "DEFERRED"})
+        with conn.begin():
+            yield conn
+
+
+def storage_error(exc: BaseException, action: str, engine: Engine) -> StorageError:
+    """Turn a database failure into a one-line StorageError: "<action> <url>: <reason>"."""
+    url = engine.url
+    reason = _reason(exc)
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return StorageError(f"{action} {url.render_as_string(hide_password=True)}: {reason}")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config built in code, so migrations run the same from a checkout or an installed package."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
+    database = url.database or ""
+    uri = str(url.query.get("uri", "")).lower() in {"true", "1"}
+    memory = database in {"", ":memory:"} or (uri and "mode=memory" in database)
+    kwargs: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {"timeout": busy_timeout}
+    if memory:
+        # One shared connection: every new connection to ":memory:" would be a new, empty database.
+        kwargs["poolclass"] = StaticPool
+        connect_args["check_same_thread"] = False
+    elif not uri:
+        path = Path(database).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise StorageError(f"cannot create the directory of the database {path}: {reason}") from None
+        if path.is_dir():
+            raise StorageError(f"cannot open the database {path}: it is a directory")
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+    sa.event.listen(engine, "connect", _on_sqlite_connect)
+    sa.event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    # Take transaction control away from pysqlite so that "begin" below decides how a transaction starts.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-65536")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock at BEGIN: two writers that both read first would otherwise deadlock
+    # when each tries to upgrade its read lock. Readers ask for DEFERRED through begin_read().
+    mode = conn.get_execution_options().get(_BEGIN_MODE, "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _postgresql_engine(url: URL, busy_timeout: float) -> Engine:
+    if url.get_driver_name() in {"", "psycopg2"}:
+        url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    timeout_ms = max(1, round(busy_timeout * 1000))
+
+    def on_connect(dbapi_connection: Any, _record: object) -> None:
+        # lock_timeout bounds the wait for the writers' advisory lock, like SQLite's busy timeout.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {timeout_ms}")
+        dbapi_connection.commit()
+
+    sa.event.listen(engine, "connect", on_connect)
+    return engine
+
+
+def _check_and_migrate(engine: Engine, *, migrate: bool) -> None:
+    script = _script_directory()
+    head = script.get_current_head()
+    try:
+        with begin_read(engine) as conn:
+            heads = _known_heads(conn, script)
+        if not migrate or heads == (head,):
+            return
+        with begin_write(engine) as conn:
+            # Checked again under the lock: another process may have upgraded meanwhile.
+            if _known_heads(conn, script) != (head,):
+                command.upgrade(alembic_config(conn), "head")
+    except DBAPIError as exc:  # also what a failing connect listener's PRAGMA becomes
+        raise storage_error(exc, "cannot open the database", engine) from exc
+    except CommandError as exc:
+        raise storage_error(exc, "cannot migrate the database", engine) from exc
+
+
+def _known_heads(conn: Connection, script: ScriptDirectory) -> tuple[str, ...]:
+    heads = MigrationContext.configure(conn).get_current_heads()
+    known = {rev.revision for rev in script.walk_revisions()}
+    for rev in heads:
+        if rev not in known:
+            raise SchemaVersionError(
+                f"database schema revision {rev} is newer than this version of pubmed-harvester knows; "
+                "upgrade the tool"
+            )
+    return tuple(heads)
+
+
+def _run_command(engine_or_url: Engine | str, name: str, revision: str) -> None:
+    owned = isinstance(engine_or_url, str)
+    engine = open_database(engine_or_url, migrate=False) if isinstance(engine_or_url, str) else engine_or_url
+    try:
+        with begin_write(engine) as conn:
+            _known_heads(conn, _script_directory())
+            getattr(command, name)(alembic_config(conn), revision)
+    except (DBAPIError, CommandError) as exc:
+        raise storage_error(exc, f"cannot {name} the database", engine) from exc
+    finally:
+        if owned:
+            engine.dispose()
+
+
+_REASONS = (
+    # (substring of the driver's message, lower-case) -> the one line users see
+    ("database is locked", "the database is locked by another writer (gave up waiting)"),
+    ("lock timeout", "the database is locked by another writer (gave up waiting)"),
+    ("disk i/o error", "disk I/O error"),
+    ("readonly database", "the database is read-only"),
+    ("read-only", "the database is read-only"),
+    ("file is not a database", "the file is not a SQLite database"),
+    ("unable to open database file", "the database file cannot be opened or created"),
+    ("database or disk is full", "the disk is full"),
+)
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    text = lines[0] if lines else type(orig).__name__
+    lowered = text.lower()
+    for needle, reason in _REASONS:
+        if needle in lowered:
+            return reason
+    return text

@@ -1,0 +1,337 @@
+"""The relational schema: one ``articles`` row per article, child tables keyed by (article_id, position).
+
+The models describe the schema that ``migrations/`` creates; the migrations are the only way it changes,
+and a test checks that Alembic's autogenerate finds no difference between the two.
+
+Design notes:
+
+- Child tables have no surrogate key: (article_id, position) is the primary key (for article_identifiers
+  (article_id, id_type, value)) and ``position`` counts from 1 in the source's order, so a changed record
+  is stored by deleting and re-inserting its children and bulk inserts need no RETURNING.
+- ``article_identifiers`` holds every ArticleId (id_type as PubMed names it: "pubmed", "doi", "pmc",
+  "pii", "mid", ...) and every ELocationID (id_type "eloc:doi", "eloc:pii"; ``valid`` false for
+  ValidYN="N"), so one indexed (id_type, value) lookup finds an article by any id. DOI values are stored
+  lower-case there as in ``articles.doi``.
+- ``articles.doi`` and ``articles.pmcid`` are unique: when two records claim the same one, the article
+  that holds it keeps it and the other keeps it only in ``article_identifiers`` (see db.store).
+- Timestamps are timezone-aware UTC on both dialects (:class:`UtcDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware datetime stored as UTC; SQLite keeps no offset, so it is put back on reading."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a timezone-aware one is required")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        str: sa.Text(),
+        int: sa.Integer(),
+        bool: sa.Boolean(),
+        datetime: UtcDateTime(),
+        bytes: sa.LargeBinary(),
+    }
+
+
+def _article_fk() -> sa.ForeignKey:
+    return sa.ForeignKey("articles.id", ondelete="CASCADE")
+
+
+class Journal(Base):
+    """A journal, found by ``journal_key``: "nlm:<NlmUniqueID>", else "issn:<ISSN>", else "title:..."."""
+
+    __tablename__ = "journals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    journal_key: Mapped[str] = mapped_column(unique=True)
+    title: Mapped[str | None]
+    iso_abbrev: Mapped[str | None]
+    medline_ta: Mapped[str | None]
+    nlm_unique_id: Mapped[str | None]
+    issn_print: Mapped[str | None]
+    issn_electronic: Mapped[str | None]
+    issn_linking: Mapped[str | None]
+    country: Mapped[str | None]
+
+
+class Article(Base):
+    """One article as it stands now; every field from PubMed is also in the kept raw payload."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pmid: Mapped[str | None] = mapped_column(unique=True)  # None for an article known only elsewhere
+    pmid_version: Mapped[int | None]
+    pmcid: Mapped[str | None] = mapped_column(unique=True)
+    doi: Mapped[str | None] = mapped_column(unique=True)  # lower-case
+    record_type: Mapped[str | None]  # "journal-article" or "book-article"
+    title: Mapped[str | None]
+    vernacular_title: Mapped[str | None]
+    abstract: Mapped[str | None]  # the main abstract's sections joined as plain text
+    abstract_copyright: Mapped[str | None]
+    journal_id: Mapped[int | None] = mapped_column(sa.ForeignKey("journals.id"), index=True)
+    volume: Mapped[str | None]
+    issue: Mapped[str | None]
+    pages: Mapped[str | None]
+    pub_date: Mapped[str | None]  # ISO partial: "2022", "2022-03" or "2022-03-08"
+    pub_year: Mapped[int | None] = mapped_column(index=True)
+    pub_month: Mapped[int | None]
+    pub_day: Mapped[int | None]
+    pub_season: Mapped[str | None]
+    pub_date_raw: Mapped[str | None]  # MedlineDate or the source's words, when it had any
+    epub_date: Mapped[str | None]  # ISO partial
+    medline_status: Mapped[str | None]
+    publication_status: Mapped[str | None]
+    date_completed: Mapped[str | None]  # ISO partial
+    date_revised: Mapped[str | None]  # ISO partial
+    coi_statement: Mapped[str | None]
+    book_title: Mapped[str | None]
+    publisher: Mapped[str | None]
+    retracted: Mapped[bool] = mapped_column(server_default=sa.false())
+    in_pubmed: Mapped[bool] = mapped_column(server_default=sa.true())
+    deleted: Mapped[bool] = mapped_column(server_default=sa.false())  # a DeleteCitation named it
+    content_sha256: Mapped[str | None]  # of the current PubMed raw record
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]  # moves only when something was written
+
+
+class ArticleIdentifier(Base):
+    """Keyed by (article_id, id_type, value): one index fewer to maintain than a position key would need."""
+
+    __tablename__ = "article_identifiers"
+    __table_args__ = (sa.Index(None, "id_type", "value"),)
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    id_type: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str] = mapped_column(primary_key=True)
+    position: Mapped[int]  # the source's order, ArticleIds first, then ELocationIDs
+    valid: Mapped[bool]
+
+
+class Author(Base):
+    __tablename__ = "authors"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    last_name: Mapped[str | None]
+    fore_name: Mapped[str | None]
+    initials: Mapped[str | None]
+    suffix: Mapped[str | None]
+    collective_name: Mapped[str | None]
+    orcid: Mapped[str | None] = mapped_column(index=True)
+    valid: Mapped[bool]
+    equal_contrib: Mapped[bool]
+
+
+class AuthorAffiliation(Base):
+    __tablename__ = "author_affiliations"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["article_id", "author_position"],
+            ["authors.article_id", "authors.position"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    author_position: Mapped[int] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    affiliation: Mapped[str]
+
+
+class AbstractSection(Base):
+    """Sections of the main abstract (abstract_index 0) and of each OtherAbstract (1, 2, ...)."""
+
+    __tablename__ = "abstract_sections"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    abstract_index: Mapped[int] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str]  # "main", or the OtherAbstract's Type ("Publisher", "plain-language-summary")
+    language: Mapped[str | None]
+    label: Mapped[str | None]
+    nlm_category: Mapped[str | None]
+    text: Mapped[str]
+
+
+class ArticleDate(Base):
+    """ArticleDate (kind "Electronic") and History PubMedPubDate (kind its PubStatus) entries."""
+
+    __tablename__ = "article_dates"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str]
+    year: Mapped[int | None]
+    month: Mapped[int | None]
+    day: Mapped[int | None]
+    iso: Mapped[str | None]
+    raw: Mapped[str | None]
+
+
+class ArticleLanguage(Base):
+    __tablename__ = "article_languages"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    language: Mapped[str]
+
+
+class PublicationType(Base):
+    __tablename__ = "publication_types"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    ui: Mapped[str | None]
+    name: Mapped[str]
+
+
+class MeshHeading(Base):
+    __tablename__ = "mesh_headings"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    descriptor_ui: Mapped[str | None] = mapped_column(index=True)
+    descriptor: Mapped[str]
+    major: Mapped[bool]  # the descriptor's own MajorTopicYN
+    descriptor_type: Mapped[str | None]
+
+
+class MeshQualifier(Base):
+    __tablename__ = "mesh_qualifiers"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["article_id", "heading_position"],
+            ["mesh_headings.article_id", "mesh_headings.position"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    heading_position: Mapped[int] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    qualifier_ui: Mapped[str | None]
+    qualifier: Mapped[str]
+    major: Mapped[bool]
+
+
+class Keyword(Base):
+    __tablename__ = "keywords"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str | None]
+    keyword: Mapped[str]
+    major: Mapped[bool]
+
+
+class Chemical(Base):
+    __tablename__ = "chemicals"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    registry_number: Mapped[str | None]
+    ui: Mapped[str | None]
+
+
+class Grant(Base):
+    __tablename__ = "grants"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[str | None]
+    acronym: Mapped[str | None]
+    agency: Mapped[str | None]
+    country: Mapped[str | None]
+
+
+class CommentCorrection(Base):
+    __tablename__ = "comments_corrections"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    ref_type: Mapped[str]
+    ref_source: Mapped[str | None]
+    ref_pmid: Mapped[str | None] = mapped_column(index=True)  # finds "what retracts or corrects X"
+    note: Mapped[str | None]
+
+
+class ArticleReference(Base):
+    __tablename__ = "article_references"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    citation: Mapped[str | None]
+    pmid: Mapped[str | None]
+    doi: Mapped[str | None]
+    pmcid: Mapped[str | None]
+
+
+class RawPayload(Base):
+    """Every distinct raw record ever fetched, compressed, so any record can be re-parsed offline."""
+
+    __tablename__ = "raw_payloads"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "sha256"),
+        sa.Index(None, "source", "source_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str]  # "pubmed"
+    source_id: Mapped[str]  # the id within the source (the PMID)
+    sha256: Mapped[str]  # hex digest of the uncompressed bytes
+    url: Mapped[str | None]  # as the caller gave it, secrets already redacted
+    fetched_at: Mapped[datetime]
+    content_encoding: Mapped[str]  # "gzip"
+    content: Mapped[bytes]
+    size: Mapped[int]  # uncompressed bytes
+
+
+class SourceRecord(Base):
+    """The current raw record of each source for an article; the next issue merges sources from here."""
+
+    __tablename__ = "source_records"
+    __table_args__ = (sa.UniqueConstraint("source", "source_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(_article_fk(), index=True)
+    source: Mapped[str]
+    source_id: Mapped[str]
+    payload_id: Mapped[int] = mapped_column(sa.ForeignKey("raw_payloads.id"), index=True)
+    fetched_at: Mapped[datetime]
+
+
+metadata = Base.metadata
