@@ -145,6 +145,7 @@ class RateLimiter:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
         self.rate = rate
+        self.ceiling = rate  # limit_to() never paces faster than this
         self._interval = 1.0 / rate
         self._burst = math.ceil(rate)
         self._window = 1.0 + WINDOW_MARGIN
@@ -161,6 +162,24 @@ class RateLimiter:
         if len(self._sent) == self._burst:
             wait = max(wait, self._sent[0] + self._window - now)
         return wait
+
+    def limit_to(self, rate: float | None) -> float:
+        """Pace at ``rate`` requests per second from now on, capped at the rate given at construction.
+
+        For services that advertise their limit in response headers: a lower advertised rate slows
+        the limiter down, a higher one never speeds it past that ceiling; None restores the ceiling.
+        Returns the rate now in force.
+        """
+        target = self.ceiling if rate is None else min(rate, self.ceiling)
+        if not (math.isfinite(target) and target > 0):
+            raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
+        with self._lock:
+            if target != self.rate:
+                self.rate = target
+                self._interval = 1.0 / target
+                self._burst = math.ceil(target)
+                self._sent = deque(self._sent, maxlen=self._burst)
+            return self.rate
 
     def acquire(self) -> None:
         """Block until one more request may be sent, and count it as sent."""
@@ -278,7 +297,9 @@ class ServiceClient:
     ``secrets`` are values removed from every message.
 
     ``transient_4xx`` may mark some 4xx answers as transient (NCBI relays some backend failures as
-    HTTP 400); such an answer is retried as :class:`ServiceUnavailableError`.
+    HTTP 400); such an answer is retried as :class:`ServiceUnavailableError`. ``observe`` is called
+    with every complete response, whatever its status, before it is classified (Crossref advertises
+    its rate limit in the headers of every answer, 429s included).
     """
 
     def __init__(
@@ -296,6 +317,7 @@ class ServiceClient:
         secrets: Sequence[str] = (),
         max_response_bytes: int = 200_000_000,
         transient_4xx: Callable[[Response], bool] | None = None,
+        observe: Callable[[Response], None] | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url
@@ -309,6 +331,7 @@ class ServiceClient:
         self._secrets = tuple(s for s in secrets if s)
         self._max_bytes = max_response_bytes
         self._transient_4xx = transient_4xx
+        self._observe = observe
 
     # -- URLs and messages
 
@@ -346,6 +369,7 @@ class ServiceClient:
         params: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
         check: Callable[[Response], None] | None = None,
+        accept: Collection[int] = (),
     ) -> Response:
         """Send one request, retrying transient failures under the retry policy.
 
@@ -355,6 +379,8 @@ class ServiceClient:
             params: query parameters (the default parameters join them on a GET).
             data: form fields for a POST (the default parameters join them).
             check: inspects a 2xx response and raises BadResponseError (retried) for an error body.
+            accept: non-2xx statuses returned as a Response instead of raised (e.g. 404 for a
+                lookup whose miss is an answer, not a failure); ``check`` does not see them.
 
         Raises:
             RejectedRequestError: a 4xx answer; not retried.
@@ -376,7 +402,7 @@ class ServiceClient:
         shown = self.redact(public_url(url, query, self._secret_params))
 
         def attempt() -> Response:
-            return self._attempt(method, url, query, form, shown, check)
+            return self._attempt(method, url, query, form, shown, check, accept)
 
         try:
             return self._policy.call(attempt)
@@ -396,6 +422,7 @@ class ServiceClient:
         form: Mapping[str, str] | None,
         shown: str,
         check: Callable[[Response], None] | None,
+        accept: Collection[int] = (),
     ) -> Response:
         where = self._where(shown)
         self._limiter.acquire()
@@ -449,6 +476,10 @@ class ServiceClient:
             len(body),
             time.monotonic() - started,
         )
+        if self._observe is not None:
+            self._observe(response)
+        if status in accept:
+            return response
         self._classify(response, where)
         if check is not None:
             try:

@@ -1,15 +1,19 @@
-"""A stand-in for NCBI E-utilities and the PMC ID Converter: a real HTTP server on 127.0.0.1 for tests.
+"""A stand-in for NCBI E-utilities, the PMC ID Converter and Crossref: a real HTTP server on 127.0.0.1.
 
 :class:`StandIn` answers efetch, esearch and epost (db=pubmed) and the ID Converter from PubMed records
-loaded from efetch XML, logs every request with its time, and lets a test script upstream misbehaviour
-(429s, HTML error pages, ``<ERROR>`` inside a 200, truncated or short bodies, delays, resets). The CLI under
-test is pointed at it through :meth:`StandIn.env`, so it runs exactly as a user runs it. The response shapes
-follow recorded NCBI responses (see /work/shared/PEERS.md and the fixtures MANIFEST); where NCBI's exact
-wording is not on record the text is marked as approximated in the route's docstring.
+loaded from efetch XML, efetch db=pmc from loaded PMC ``<article>`` documents, and Crossref's
+``/works/{doi}`` and ``/works?filter=doi:...`` from loaded Crossref works. It logs every request with its
+time, and lets a test script upstream misbehaviour (429s, HTML error pages, ``<ERROR>`` inside a 200,
+truncated or short bodies, delays, resets). The CLI under test is pointed at it through
+:meth:`StandIn.env`, so it runs exactly as a user runs it. The response shapes follow recorded NCBI and
+Crossref responses (see /work/shared/PEERS.md and the fixtures MANIFEST); where the exact wording is not
+on record the text is marked as approximated in the route's docstring.
 
-Not modelled yet (answered with HTTP 501 and noted in :attr:`StandIn.errors`): Crossref routes, db=pmc,
-JSON E-utilities output, esummary/elink/einfo, ID Converter formats other than JSON. Responses are never
-gzip-compressed. By hand: ``python -m tests.standin --records DIR --port 0``.
+Not modelled yet (answered with HTTP 501 and noted in :attr:`StandIn.errors`): esearch/epost db=pmc,
+JSON E-utilities output, esummary/elink/einfo, ID Converter formats other than JSON, Crossref routes other
+than /works (members, funders, journals, prefixes, agency, transform) and Crossref filters other than
+``doi``, queries, cursors and ``select``. Responses are never gzip-compressed.
+By hand: ``python -m tests.standin --records DIR --crossref DIR --pmc DIR --port 0``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeAlias, cast
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from lxml import etree
@@ -42,6 +46,7 @@ ESEARCH = "entrez/eutils/esearch.fcgi"
 EPOST = "entrez/eutils/epost.fcgi"
 IDCONV = "idconv/api/v1/articles/"
 CROSSREF = "crossref/"
+CROSSREF_WORKS = "crossref/works"  # both /works/{doi} and /works?filter=... match this suffix
 
 NCBI_RATE_LIMIT = 3  # requests per second without an API key (NBK25497)
 ESEARCH_MAX_RETSTART = 9998  # larger retstart -> <ERROR> in a 200 (PEERS.md D)
@@ -49,6 +54,10 @@ ESEARCH_MAX_RECORDS = 9999  # retstart + retmax is clamped to this ("Restriction
 DEFAULT_RETMAX = 20  # esearch's documented default; efetch from the history uses it too
 EFETCH_MAX_RETMAX = 10_000
 IDCONV_MAX_IDS = 200
+CROSSREF_RATE_LIMIT = 5  # x-rate-limit-limit in the recorded 2026 answers (public pool, interval 1s)
+CROSSREF_CONCURRENCY_LIMIT = 1  # x-concurrency-limit, as recorded
+CROSSREF_MAX_ROWS = 1000
+CROSSREF_DEFAULT_ROWS = 20
 
 PUBMED_SET_HEAD = (
     b'<?xml version="1.0" ?>\n'
@@ -70,7 +79,20 @@ EPOST_HEAD = (
     '<!DOCTYPE ePostResult PUBLIC "-//NLM//DTD epost 20090526//EN"'
     ' "https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20090526/epost.dtd">\n'
 )
+PMC_SET_HEAD = (
+    b'<?xml version="1.0" ?>\n'
+    b'<!DOCTYPE pmc-articleset PUBLIC "-//NLM//DTD ARTICLE SET 2.0//EN"'
+    b' "https://dtd.nlm.nih.gov/ncbi/pmc/articleset/nlm-articleset-2.0.dtd">\n'
+)
 XML_TYPE = "text/xml; charset=UTF-8"
+CROSSREF_JSON_TYPE = "application/json"  # as recorded for 200 answers
+CROSSREF_ERROR_JSON_TYPE = "application/json;charset=utf-8"  # as recorded for the 400 validation failure
+CROSSREF_NOT_FOUND = "Resource not found."  # the recorded 404 body of /works/{doi}, text/plain
+# Crossref's 429 page as quoted in CrossRef/rest-api-doc#159 and #237 (2016-17; newer bodies not on record).
+CROSSREF_429_PAGE = (
+    "<html><body><h1>429 Too Many Requests</h1>\n"
+    "You have sent too many requests in a given amount of time.\n</body></html>\n"
+)
 IDCONV_JSON_TYPE = "application/json; charset=ISO-8859-1"  # as recorded; bodies are ASCII-escaped JSON
 
 EMPTY_ID_LIST = "ID list is empty! Possibly it has no correct IDs."
@@ -158,7 +180,8 @@ class Reset:
 
 @dataclass(frozen=True, slots=True)
 class Short:
-    """The real answer minus its last ``drop`` records (efetch articles, esearch Ids, idconv records)."""
+    """The real answer minus its last ``drop`` records (efetch articles, esearch Ids, idconv records,
+    Crossref work-list items; a single Crossref work is not shortened)."""
 
     drop: int = 1
 
@@ -191,6 +214,25 @@ def rate_limited(
     if retry_after is not None:
         headers["Retry-After"] = f"{retry_after:g}"
     return Status(429, body, headers)
+
+
+def crossref_rate_limited(
+    *, limit: int = CROSSREF_RATE_LIMIT, interval: str = "1s", retry_after: float | None = None
+) -> Status:
+    """Crossref's 429: its HTML page with the x-rate-limit-* headers that every Crossref answer carries.
+
+    ``limit``/``interval`` say what the server now allows (lower them to test a client slowing down);
+    Crossref is not on record sending Retry-After, so give one only to test honouring it.
+    """
+    headers = {
+        "Content-Type": "text/html",
+        "x-rate-limit-limit": str(limit),
+        "x-rate-limit-interval": interval,
+        "x-concurrency-limit": str(CROSSREF_CONCURRENCY_LIMIT),
+    }
+    if retry_after is not None:
+        headers["Retry-After"] = f"{retry_after:g}"
+    return Status(429, CROSSREF_429_PAGE.encode(), headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +402,73 @@ def _read_source(source: Path | str | bytes) -> list[tuple[bytes, str, bool]]:
         files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith((".xml", ".xml.gz")))
         return [(p.read_bytes(), str(p), False) for p in files]
     return [(path.read_bytes(), str(path), True)]
+
+
+def _read_files(source: Path | str | bytes, suffixes: tuple[str, ...]) -> list[tuple[bytes, str, bool]]:
+    """Like :func:`_read_source`, for files of other kinds (a folder's files with these suffixes)."""
+    if isinstance(source, bytes):
+        return [(source, "<bytes>", True)]
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(suffixes))
+        return [(p.read_bytes(), str(p), False) for p in files]
+    return [(path.read_bytes(), str(path), True)]
+
+
+def crossref_works_of(data: object, *, source: str = "<json>") -> list[dict[str, object]]:
+    """The Crossref works in a decoded document: a bare work, a /works/{doi} envelope or a work list.
+
+    Raises ValueError for anything else (a funder list, an error envelope, a work without a DOI).
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: not a JSON object")
+    if "message-type" in data or "status" in data:
+        if data.get("status") != "ok":
+            raise ValueError(f"{source}: a Crossref answer with status {data.get('status')!r}, not a work")
+        message = data.get("message")
+        if data.get("message-type") == "work" and isinstance(message, dict):
+            works = [message]
+        elif data.get("message-type") == "work-list" and isinstance(message, dict):
+            items = message.get("items")
+            works = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        else:
+            raise ValueError(f"{source}: message-type {data.get('message-type')!r} holds no works")
+    else:
+        works = [data]
+    for work in works:
+        if not isinstance(work.get("DOI"), str) or not str(work.get("DOI")).strip():
+            raise ValueError(f"{source}: a Crossref work without a DOI")
+    return works
+
+
+_PMC_REQUEST_ID = re.compile(r"^(?:PMC)?0*([1-9]\d*)(?:\.\d+)?$", re.IGNORECASE)
+
+
+def _pmc_articles(data: bytes, *, source: str) -> list[tuple[str, bytes]]:
+    """(PMCID, serialized <article>) for each top-level article of a pmc-articleset or a bare article.
+
+    The PMCID is the article's own ``front/article-meta/article-id`` of pub-id-type pmc or pmcid, with or
+    without the "PMC" prefix. Raises ValueError when the XML does not parse or an article has no PMCID.
+    """
+    try:
+        root = etree.fromstring(data, parser=_safe_parser())
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"{source}: not well-formed XML: {exc}") from None
+    articles = [root] if root.tag == "article" else [el for el in root.iter("article")]
+    found: list[tuple[str, bytes]] = []
+    for article in articles:
+        if any(ancestor.tag == "article" for ancestor in article.iterancestors()):
+            continue
+        ids = [
+            (node.text or "").strip()
+            for node in article.iterfind("front/article-meta/article-id")
+            if (node.get("pub-id-type") or "").lower() in {"pmc", "pmcid"} and (node.text or "").strip()
+        ]
+        if not ids:
+            raise ValueError(f"{source}: an <article> without a pmc/pmcid article-id")
+        xml = etree.tostring(article, encoding="UTF-8", xml_declaration=False, with_tail=False)
+        found.append((_normalise_pmcid(ids[0]), xml))
+    return found
 
 
 # ---- esearch terms ------------------------------------------------------------------------------------
@@ -618,6 +727,71 @@ def _text_answer(status: int, text: str) -> _Answer:
     return _Answer(status, text.encode("utf-8"), {"Content-Type": "text/plain; charset=UTF-8"})
 
 
+def _crossref_json(
+    status: int, payload: Mapping[str, object], content_type: str = CROSSREF_JSON_TYPE
+) -> _Answer:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _Answer(status, body, {"Content-Type": content_type})
+
+
+def _crossref_failure(kind: str, value: str, message: str, status: int = 400) -> _Answer:
+    """Crossref's validation-failure envelope, shaped like the recorded 400 (habanero-400-...json)."""
+    payload = {
+        "status": "failed",
+        "message-type": "validation-failure",
+        "message": [{"type": kind, "value": value, "message": message}],
+    }
+    return _crossref_json(status, payload, CROSSREF_ERROR_JSON_TYPE)
+
+
+def _crossref_exception(message: str, status: int = 500) -> _Answer:
+    """Crossref's exception envelope, shaped like the recorded 500 (rcrossref-500-exception)."""
+    payload = {
+        "status": "error",
+        "message-type": "exception",
+        "message-version": "1.0.0",
+        "message": {
+            "name": "class clojure.lang.ExceptionInfo",
+            "description": f"clojure.lang.ExceptionInfo: {message}",
+            "message": message,
+            "stack": [],
+        },
+    }
+    return _crossref_json(status, payload)
+
+
+# Real /works filters the stand-in does not model (501, not a 400: Crossref would accept them).
+_CROSSREF_OTHER_FILTERS = frozenset(
+    {"from-pub-date", "until-pub-date", "from-index-date", "until-index-date", "from-update-date",
+     "until-update-date", "from-created-date", "until-created-date", "from-deposit-date",
+     "until-deposit-date", "type", "issn", "isbn", "prefix", "member", "funder", "has-funder",
+     "has-license", "has-abstract", "has-orcid", "orcid", "has-update", "is-update", "update-type",
+     "updates", "container-title", "has-references", "license.url", "alternative-id"}
+)  # fmt: skip
+
+
+def _crossref_int(params: Mapping[str, str], name: str, default: int) -> int | _Answer:
+    """A non-negative integer parameter, or Crossref's 400 for one that is not (wording approximated)."""
+    raw = params.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        return _crossref_failure(
+            "integer-not-valid", raw, f"Integer specified as {raw} but must be a positive integer."
+        )
+    return int(raw)
+
+
+def _crossref_pool(params: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    """The pool Crossref would put the request in: plus (token header), polite (mailto) or public."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if lowered.get("crossref-plus-api-token", "").strip():
+        return "plus"
+    if params.get("mailto", "").strip() or "mailto:" in lowered.get("user-agent", "").lower():
+        return "polite"
+    return "public"
+
+
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
     raw = params.get(name, "").strip()
     if not raw:
@@ -781,7 +955,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class StandIn:
-    """NCBI E-utilities and the PMC ID Converter, answered from loaded PubMed records over real HTTP.
+    """NCBI E-utilities, the PMC ID Converter and Crossref, answered from loaded records over real HTTP.
 
     Use as a context manager (or call :meth:`start`/:meth:`stop`); every public method is thread-safe.
 
@@ -794,6 +968,11 @@ class StandIn:
         enforce_rate: when set, more than this many E-utilities requests from one client within any one
             second are answered 429 with NCBI's JSON body and counted in :attr:`rate_violations`.
         verbose: print each request and handler errors to stderr.
+        crossref_sources: Crossref works to serve (see :meth:`add_crossref_works`): files, folders of
+            ``.json`` files (those holding no works are skipped), or bytes.
+        pmc_sources: PMC articles to serve through efetch db=pmc (see :meth:`add_pmc_articles`).
+        crossref_rate_limit: the ``x-rate-limit-limit`` every Crossref answer advertises (per 1s). It is
+            advertised only; script a 429 with :func:`crossref_rate_limited`.
     """
 
     def __init__(
@@ -804,14 +983,22 @@ class StandIn:
         port: int = 0,
         enforce_rate: int | None = None,
         verbose: bool = False,
+        crossref_sources: Sequence[Path | str | bytes] | Path | bytes = (),
+        pmc_sources: Sequence[Path | str | bytes] | Path | bytes = (),
+        crossref_rate_limit: int = CROSSREF_RATE_LIMIT,
     ) -> None:
         if enforce_rate is not None and enforce_rate < 1:
             raise ValueError("enforce_rate must be >= 1")
+        if crossref_rate_limit < 1:
+            raise ValueError("crossref_rate_limit must be >= 1")
         self.host, self.port = host, port
         self.enforce_rate = enforce_rate
+        self.crossref_rate_limit = crossref_rate_limit
         self.verbose = verbose
         self._lock = threading.RLock()
         self._records: dict[str, StoredRecord] = {}
+        self._crossref: dict[str, dict[str, object]] = {}  # lower-case DOI -> the work's JSON object
+        self._pmc: dict[str, bytes] = {}  # "PMC123" -> the serialized <article>
         self._history: dict[str, dict[int, tuple[str, ...]]] = {}
         self._log: list[LoggedRequest] = []
         self._queued: list[_FaultRule] = []
@@ -833,6 +1020,19 @@ class StandIn:
                     if strict:
                         raise
                     self.skipped.append(str(exc))
+        for kind, group in (("crossref", crossref_sources), ("pmc", pmc_sources)):
+            suffixes = (".json",) if kind == "crossref" else (".xml", ".nxml")
+            for source in [group] if isinstance(group, (bytes, str, Path)) else group:
+                for data, name, strict in _read_files(source, suffixes):
+                    try:
+                        if kind == "crossref":
+                            self._load_crossref(data, name)
+                        else:
+                            self._load_pmc(data, name)
+                    except ValueError as exc:
+                        if strict:
+                            raise
+                        self.skipped.append(str(exc))
 
     # -- life cycle
 
@@ -950,6 +1150,93 @@ class StandIn:
         with self._lock:
             return self._records[str(int(pmid))].xml
 
+    # -- Crossref works and PMC articles
+
+    def _load_crossref(self, data: bytes, source: str) -> list[str]:
+        try:
+            decoded = json.loads(data.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{source}: not JSON: {exc}") from None
+        works = crossref_works_of(decoded, source=source)
+        with self._lock:
+            for work in works:
+                self._crossref[str(work["DOI"]).strip().lower()] = work
+        return [str(work["DOI"]).strip().lower() for work in works]
+
+    def add_crossref_works(self, source: Path | str | bytes | Mapping[str, object]) -> list[str]:
+        """Load Crossref works (a held DOI is replaced); returns their DOIs, lower-cased.
+
+        ``source`` is a work's JSON, a /works/{doi} envelope or a work-list envelope: as bytes, as a
+        decoded object, or as a file; a folder loads its ``.json`` files, skipping those that hold no
+        works (noted in :attr:`skipped`).
+
+        Raises:
+            ValueError: the bytes, object or file named is not JSON holding Crossref works.
+        """
+        if isinstance(source, Mapping):
+            data = json.dumps(source, ensure_ascii=False).encode("utf-8")
+            return self._load_crossref(data, "<add_crossref_works>")
+        loaded: list[str] = []
+        for data, name, strict in _read_files(source, (".json",)):
+            try:
+                loaded += self._load_crossref(data, name)
+            except ValueError as exc:
+                if strict:
+                    raise
+                self.skipped.append(str(exc))
+        return loaded
+
+    def remove_crossref_work(self, doi: str) -> None:
+        """Forget a work, as if Crossref no longer had it (its look-up then answers 404)."""
+        with self._lock:
+            del self._crossref[doi.strip().lower()]
+
+    @property
+    def crossref_dois(self) -> list[str]:
+        """The DOIs of the Crossref works held, lower-cased and sorted."""
+        with self._lock:
+            return sorted(self._crossref)
+
+    def crossref_work(self, doi: str) -> dict[str, object]:
+        """The JSON object the stand-in serves as the ``message`` of /works/{doi}."""
+        with self._lock:
+            return self._crossref[doi.strip().lower()]
+
+    def _load_pmc(self, data: bytes, source: str) -> list[str]:
+        articles = _pmc_articles(data, source=source)
+        with self._lock:
+            self._pmc.update(articles)
+        return [pmcid for pmcid, _ in articles]
+
+    def add_pmc_articles(self, source: Path | str | bytes) -> list[str]:
+        """Load PMC articles (a pmc-articleset or one <article>; a file, or a folder of .xml/.nxml files).
+
+        A held PMCID is replaced. Returns the PMCIDs loaded ("PMC123").
+
+        Raises:
+            ValueError: the bytes or file named do not parse, or an article carries no PMCID.
+        """
+        loaded: list[str] = []
+        for data, name, strict in _read_files(source, (".xml", ".nxml")):
+            try:
+                loaded += self._load_pmc(data, name)
+            except ValueError as exc:
+                if strict:
+                    raise
+                self.skipped.append(str(exc))
+        return loaded
+
+    @property
+    def pmcids(self) -> list[str]:
+        """The PMCIDs of the PMC articles held, in numeric order."""
+        with self._lock:
+            return sorted(self._pmc, key=lambda pmcid: int(pmcid[3:]))
+
+    def pmc_xml(self, pmcid: str) -> bytes:
+        """The serialized <article> the stand-in serves for this PMCID (with or without "PMC")."""
+        with self._lock:
+            return self._pmc[_normalise_pmcid(pmcid)]
+
     # -- log
 
     @property
@@ -1032,6 +1319,8 @@ class StandIn:
             now = time.monotonic()
             entry = LoggedRequest(now, time.time(), method, path, dict(params), None, client, dict(headers))
             self._log.append(entry)
+            if _route_of(path) == "crossref":
+                return entry, None, self._crossref_headers(params, headers)
             if _route_of(path) not in {"efetch", "esearch", "epost", "eutils"}:
                 return entry, None, {}
             window = self._arrivals.setdefault(client, deque())
@@ -1048,6 +1337,15 @@ class StandIn:
             self._rate_violations += 1
             limited = rate_limited(count=len(window), limit=limit, client=client)
             return entry, _Answer(429, limited.body, dict(limited.headers)), rate_headers
+
+    def _crossref_headers(self, params: Mapping[str, str], headers: Mapping[str, str]) -> dict[str, str]:
+        """The rate headers every Crossref answer carries (429s included), as recorded in 2026."""
+        return {
+            "x-rate-limit-limit": str(self.crossref_rate_limit),
+            "x-rate-limit-interval": "1s",
+            "x-concurrency-limit": str(CROSSREF_CONCURRENCY_LIMIT),
+            "x-api-pool": _crossref_pool(params, headers),
+        }
 
     def _finish(self, entry: LoggedRequest, status: int | None, fault: Fault | None, limited: bool) -> None:
         with self._lock:
@@ -1094,6 +1392,10 @@ class StandIn:
                     return _esearch_error(message, status)
                 if route == "idconv":
                     return _idconv_error(params, message, status)
+                if route == "crossref":
+                    if 400 <= status < 500:
+                        return _crossref_failure("stand-in-fault", "", message, status)
+                    return _crossref_exception(message, status)
                 return _efetch_error(message, status)
             case Delay(seconds=seconds):
                 self._stopping.wait(seconds)
@@ -1113,6 +1415,8 @@ class StandIn:
                 if method not in {"GET", "POST"}:
                     return _text_answer(405, "Method Not Allowed")
                 db = lowered.get("db", "").strip().lower() or "pubmed"
+                if route == "efetch" and db == "pmc":
+                    return self._efetch_pmc(lowered, drop)
                 if db != "pubmed":
                     raise _Unsupported(f"{route} db={db}")
                 if route == "efetch":
@@ -1127,7 +1431,9 @@ class StandIn:
             if route == "eutils":
                 raise _Unsupported(f"E-utility {path.rstrip('/').rsplit('/', 1)[-1]}")
             if route == "crossref":
-                raise _Unsupported("Crossref routes")
+                if method != "GET":
+                    return _Answer(405, b"", {"Allow": "GET", "Content-Type": "text/plain"})
+                return self._crossref_route(path, params, drop)
             return _text_answer(404, "Not Found")
         except _EutilsError as exc:
             return (
@@ -1171,6 +1477,124 @@ class StandIn:
             records = records[: max(0, len(records) - drop)]
         body = PUBMED_SET_HEAD + b"<PubmedArticleSet>\n" + b"".join(r + b"\n" for r in records)
         return _Answer(200, body + b"</PubmedArticleSet>\n", {"Content-Type": XML_TYPE})
+
+    def _efetch_pmc(self, params: Mapping[str, str], drop: int) -> _Answer:
+        """efetch db=pmc, XML: a <pmc-articleset> of the held articles requested, in request order.
+
+        Ids may carry the "PMC" prefix or not; unknown ones are omitted (an empty set when none is
+        known; NCBI's answer for unknown PMC ids is not on record). No id at all is the pubmed route's
+        "ID list is empty" error. The history (WebEnv) is not modelled for pmc.
+        """
+        retmode = params.get("retmode", "xml").strip().lower()
+        if retmode not in {"", "xml"}:
+            raise _Unsupported(f"efetch db=pmc retmode={retmode}")
+        requested: dict[str, None] = {}
+        for token in re.split(r"[,\s]+", params.get("id", "")):
+            found = _PMC_REQUEST_ID.match(token)
+            if found:
+                requested.setdefault("PMC" + found.group(1), None)
+        if not requested:
+            if params.get("webenv"):
+                raise _Unsupported("efetch db=pmc from the history (WebEnv)")
+            raise _EutilsError(EMPTY_ID_LIST)
+        with self._lock:
+            articles = [self._pmc[p] for p in requested if p in self._pmc]
+        if drop:
+            articles = articles[: max(0, len(articles) - drop)]
+        body = PMC_SET_HEAD + b"<pmc-articleset>" + b"\n".join(articles) + b"</pmc-articleset>\n"
+        return _Answer(200, body, {"Content-Type": XML_TYPE})
+
+    def _crossref_route(self, path: str, params: Mapping[str, str], drop: int) -> _Answer:
+        """Crossref's /works/{doi} (the DOI raw or URL-encoded in the path) and /works?filter=doi:..."""
+        parts = [s for s in urlsplit(path).path.strip("/").split("/") if s]
+        if parts[1:2] != ["works"]:
+            raise _Unsupported(f"Crossref route /{'/'.join(parts[1:]) or ''}")
+        if len(parts) == 2:
+            return self._crossref_list(params, drop)
+        return self._crossref_work_answer(unquote("/".join(parts[2:])), params)
+
+    def _crossref_work_answer(self, doi: str, params: Mapping[str, str]) -> _Answer:
+        """/works/{doi}: the work's envelope, or 404 "Resource not found." (text/plain) as recorded.
+
+        Field queries (``query.*``) are refused with the recorded 400 validation failure; ``mailto`` is
+        accepted; ``/agency`` and ``/transform`` are not modelled. DOIs match case-insensitively.
+        """
+        if any(name.lower().startswith("query") for name in params):
+            return _crossref_failure(
+                "parameter-not-allowed", "query.*", "This route does not support field query parameters"
+            )
+        with self._lock:
+            work = self._crossref.get(doi.strip().lower())
+        if work is None:
+            if doi.rstrip("/").endswith("/agency") or "/transform" in doi:
+                raise _Unsupported(f"Crossref route /works/{doi}")
+            return _Answer(404, CROSSREF_NOT_FOUND.encode(), {"Content-Type": "text/plain"})
+        payload = {"status": "ok", "message-type": "work", "message-version": "1.0.0", "message": work}
+        return _crossref_json(200, payload)
+
+    def _crossref_list(self, params: Mapping[str, str], drop: int) -> _Answer:
+        """/works?filter=doi:A,doi:B&rows=N: a work list of the held works among those DOIs.
+
+        DOIs match case-insensitively; works come in the order first requested (Crossref's own order is
+        not specified), each once. Without a filter, every held work. ``rows`` (default 20, at most 1000)
+        and ``offset`` page the list; ``total-results`` counts all matches. A filter name Crossref does not
+        know, or ``rows`` out of range, gets Crossref's 400 validation failure (wording approximated);
+        other real filters, queries, cursors, sorting and ``select`` are not modelled (501).
+        """
+        for name in params:
+            if name not in {"filter", "rows", "offset", "mailto"}:
+                raise _Unsupported(f"Crossref /works parameter {name}")
+        rows = _crossref_int(params, "rows", CROSSREF_DEFAULT_ROWS)
+        offset = _crossref_int(params, "offset", 0)
+        if isinstance(rows, _Answer):
+            return rows
+        if isinstance(offset, _Answer):
+            return offset
+        if rows > CROSSREF_MAX_ROWS:
+            return _crossref_failure(
+                "integer-not-valid",
+                str(rows),
+                f"Integer specified as {rows} but must be a positive integer less than or equal to "
+                f"{CROSSREF_MAX_ROWS}.",
+            )
+        with self._lock:
+            held = dict(self._crossref)
+        raw_filter = params.get("filter", "")
+        if raw_filter.strip():
+            wanted: dict[str, None] = {}
+            for clause in raw_filter.split(","):
+                name, colon, value = clause.partition(":")
+                name = name.strip()
+                if name == "doi" and colon:
+                    wanted.setdefault(value.strip().lower(), None)
+                elif name in _CROSSREF_OTHER_FILTERS and colon:
+                    raise _Unsupported(f"Crossref filter {name}")
+                else:
+                    return _crossref_failure(
+                        "filter-not-available",
+                        name,
+                        f"Filter {name} specified but there is no such filter for this route. "
+                        "Valid filters for this route are: doi, ...",
+                    )
+            matches = [held[doi] for doi in wanted if doi in held]
+        else:
+            matches = list(held.values())
+        page = matches[offset : offset + rows]
+        if drop:
+            page = page[: max(0, len(page) - drop)]
+        payload = {
+            "status": "ok",
+            "message-type": "work-list",
+            "message-version": "1.0.0",
+            "message": {
+                "facets": {},
+                "total-results": len(matches),
+                "items": page,
+                "items-per-page": rows,
+                "query": {"start-index": offset, "search-terms": None},
+            },
+        }
+        return _crossref_json(200, payload)
 
     def _date_window(self, params: Mapping[str, str]) -> tuple[str, date, date] | None:
         """datetype with mindate+maxdate (both needed, as NCBI says) or reldate (days back from today)."""
@@ -1345,6 +1769,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--records", action="append", default=[], type=Path, metavar="DIR",
         help="a folder of efetch XML files (.xml, .xml.gz; not recursive) or one such file; repeatable",
     )  # fmt: skip
+    parser.add_argument(
+        "--crossref", action="append", default=[], type=Path, metavar="DIR",
+        help="a folder of Crossref work JSON files (works, /works/{doi} or work-list answers) or one file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pmc", action="append", default=[], type=Path, metavar="DIR",
+        help="a folder of PMC XML files (pmc-articleset or <article>; .xml, .nxml) or one such file",
+    )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument(
@@ -1354,7 +1786,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         standin = StandIn(
-            args.records, host=args.host, port=args.port, enforce_rate=args.enforce_rate, verbose=args.verbose
+            args.records,
+            host=args.host,
+            port=args.port,
+            enforce_rate=args.enforce_rate,
+            verbose=args.verbose,
+            crossref_sources=args.crossref,
+            pmc_sources=args.pmc,
         )
         standin.start()
     except (OSError, ValueError) as exc:
@@ -1365,7 +1803,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         exports = " ".join(f"{name}={value}" for name, value in standin.env().items())
         for reason in standin.skipped:
             print(f"standin: skipped {reason}", file=sys.stderr)
-        print(f"standin: {len(standin.pmids)} records; {exports}", file=sys.stderr, flush=True)
+        counts = (
+            f"{len(standin.pmids)} records, {len(standin.crossref_dois)} Crossref works, "
+            f"{len(standin.pmcids)} PMC articles"
+        )
+        print(f"standin: {counts}; {exports}", file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

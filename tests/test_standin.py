@@ -19,10 +19,13 @@ import pytest
 import requests
 from lxml import etree
 
+from tests.conftest import shared_fixture
 from tests.standin import (
+    CROSSREF_WORKS,
     EFETCH,
     ESEARCH,
     IDCONV,
+    XML_TYPE,
     Delay,
     ErrorInBody,
     HtmlErrorPage,
@@ -32,6 +35,7 @@ from tests.standin import (
     StandIn,
     Status,
     Truncated,
+    crossref_rate_limited,
     match_term,
     max_requests_in_any_window,
     parse_records,
@@ -282,8 +286,8 @@ def test_efetch_without_any_valid_id_is_400_with_error_envelope(standin: StandIn
     assert root.findtext("ERROR") == "ID list is empty! Possibly it has no correct IDs."
 
 
-def test_efetch_db_pmc_is_not_modelled_yet_and_says_so(standin: StandIn) -> None:
-    response = efetch(standin, "1111111", db="pmc")
+def test_esearch_db_pmc_is_not_modelled_yet_and_says_so(standin: StandIn) -> None:
+    response = esearch(standin, "cancer", db="pmc")
     assert response.status_code == 501
     assert standin.errors and "db=pmc" in standin.errors[0]
 
@@ -706,7 +710,7 @@ def test_replace_add_and_remove_records_at_run_time(standin: StandIn) -> None:
 
 def test_unknown_paths_and_unmodelled_services(standin: StandIn) -> None:
     assert requests.get(standin.base_url + "nothing/here", timeout=5).status_code == 404
-    assert requests.get(standin.crossref_url + "works/10.1000/x", timeout=5).status_code == 501
+    assert requests.get(standin.crossref_url + "members/311", timeout=5).status_code == 501
     assert (
         requests.get(standin.eutils_url + "esummary.fcgi", params={"id": "1"}, timeout=5).status_code == 501
     )
@@ -714,6 +718,295 @@ def test_unknown_paths_and_unmodelled_services(standin: StandIn) -> None:
     assert path_matches("/entrez/eutils/efetch.fcgi", "") and not path_matches(
         "/crossref/works", "efetch.fcgi"
     )
+
+
+# ---- Crossref -----------------------------------------------------------------------------------------
+
+WORK_A: dict[str, object] = {
+    "DOI": "10.1000/Alpha.1",
+    "type": "journal-article",
+    "title": ["Alpha"],
+    "author": [{"given": "Ann", "family": "Smith", "sequence": "first", "affiliation": []}],
+    "issued": {"date-parts": [[2022, 3, 8]]},
+}
+WORK_B: dict[str, object] = {"DOI": "10.1000/beta.2", "type": "journal-article", "title": ["Beta"]}
+CROSSREF_429_PAGE_START = b"<html><body><h1>429 Too Many Requests</h1>"
+
+
+def work_envelope(work: dict[str, object]) -> bytes:
+    return json.dumps(
+        {"status": "ok", "message-type": "work", "message-version": "1.0.0", "message": work}
+    ).encode()
+
+
+@pytest.fixture
+def crossref() -> Iterator[StandIn]:
+    with StandIn(crossref_sources=[work_envelope(WORK_A), json.dumps(WORK_B).encode()]) as server:
+        yield server
+
+
+def works_list(server: StandIn, *dois: str, **params: str) -> requests.Response:
+    query = {"filter": ",".join(f"doi:{d}" for d in dois), "rows": str(len(dois)), **params}
+    return requests.get(server.crossref_url + "works", params=query, timeout=5)
+
+
+def test_crossref_work_by_doi_raw_or_encoded_and_in_any_case(crossref: StandIn) -> None:
+    for path in ("works/10.1000/alpha.1", "works/10.1000%2FALPHA.1", "works/10.1000/Alpha.1"):
+        response = requests.get(crossref.crossref_url + path, params={"mailto": "dev@example.org"}, timeout=5)
+        assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+        payload = response.json()
+        assert {k: payload[k] for k in ("status", "message-type", "message-version")} == {
+            "status": "ok",
+            "message-type": "work",
+            "message-version": "1.0.0",
+        }
+        assert payload["message"] == WORK_A
+    assert crossref.crossref_dois == ["10.1000/alpha.1", "10.1000/beta.2"]
+
+
+def test_crossref_unknown_doi_is_the_recorded_404_text(crossref: StandIn) -> None:
+    response = requests.get(crossref.crossref_url + "works/10.1371/notarealdoi", timeout=5)
+    assert response.status_code == 404
+    assert response.content == b"Resource not found." and response.headers["Content-Type"] == "text/plain"
+    assert crossref.errors == []
+
+
+def test_crossref_recorded_404_body_matches_the_real_one(crossref: StandIn) -> None:
+    recorded = shared_fixture("crossref/habanero-works-404-notarealdoi.txt").read_bytes()
+    assert requests.get(crossref.crossref_url + "works/10.1371/notarealdoi", timeout=5).content == recorded
+
+
+def test_crossref_field_query_on_a_work_is_the_recorded_400(crossref: StandIn) -> None:
+    response = requests.get(
+        crossref.crossref_url + "works/10.1000/alpha.1", params={"query.author": "smith"}, timeout=5
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "status": "failed",
+        "message-type": "validation-failure",
+        "message": [
+            {
+                "type": "parameter-not-allowed",
+                "value": "query.*",
+                "message": "This route does not support field query parameters",
+            }
+        ],
+    }
+
+
+def test_crossref_rate_headers_and_pool_on_every_answer() -> None:
+    with StandIn(crossref_sources=[work_envelope(WORK_A)], crossref_rate_limit=2) as server:
+        url = server.crossref_url + "works/10.1000/alpha.1"
+        public = requests.get(url, timeout=5)
+        polite = requests.get(url, params={"mailto": "dev@example.org"}, timeout=5)
+        by_agent = requests.get(url, headers={"User-Agent": "tool/1 (mailto:dev@example.org)"}, timeout=5)
+        plus = requests.get(url, headers={"Crossref-Plus-API-Token": "Bearer t"}, timeout=5)
+        missing = requests.get(server.crossref_url + "works/10.1/none", timeout=5)
+        listed = works_list(server, "10.1000/alpha.1")
+        for response in (public, polite, by_agent, plus, missing, listed):
+            assert response.headers["x-rate-limit-limit"] == "2"
+            assert response.headers["x-rate-limit-interval"] == "1s"
+            assert response.headers["x-concurrency-limit"] == "1"
+        pools = [r.headers["x-api-pool"] for r in (public, polite, by_agent, plus)]
+        assert pools == ["public", "polite", "polite", "plus"]
+
+
+def test_crossref_works_list_by_doi_filter(crossref: StandIn) -> None:
+    response = works_list(crossref, "10.1000/BETA.2", "10.1000/alpha.1", "10.1000/unknown", "10.1000/beta.2")
+    assert response.status_code == 200
+    payload = response.json()
+    assert (payload["status"], payload["message-type"], payload["message-version"]) == (
+        "ok",
+        "work-list",
+        "1.0.0",
+    )
+    message = payload["message"]
+    assert [item["DOI"] for item in message["items"]] == ["10.1000/beta.2", "10.1000/Alpha.1"]
+    assert message["total-results"] == 2 and message["items-per-page"] == 4
+    assert message["query"] == {"start-index": 0, "search-terms": None} and message["facets"] == {}
+    paged = works_list(crossref, "10.1000/alpha.1", "10.1000/beta.2", rows="1", offset="1").json()["message"]
+    assert [item["DOI"] for item in paged["items"]] == ["10.1000/beta.2"] and paged["total-results"] == 2
+    everything = requests.get(crossref.crossref_url + "works", timeout=5).json()["message"]
+    assert everything["total-results"] == 2 and everything["items-per-page"] == 20
+
+
+@pytest.mark.parametrize(
+    ("params", "kind"),
+    [
+        ({"filter": "nonsense:1"}, "filter-not-available"),
+        ({"filter": "doi:10.1000/alpha.1,bogus"}, "filter-not-available"),
+        ({"filter": "doi:10.1000/alpha.1", "rows": "1001"}, "integer-not-valid"),
+        ({"filter": "doi:10.1000/alpha.1", "rows": "ten"}, "integer-not-valid"),
+    ],
+)
+def test_crossref_bad_filter_or_rows_is_a_validation_failure(
+    crossref: StandIn, params: dict[str, str], kind: str
+) -> None:
+    response = requests.get(crossref.crossref_url + "works", params=params, timeout=5)
+    assert response.status_code == 400 and response.headers["Content-Type"].startswith("application/json")
+    payload = response.json()
+    assert payload["status"] == "failed" and payload["message-type"] == "validation-failure"
+    assert payload["message"][0]["type"] == kind and payload["message"][0]["message"]
+
+
+def test_crossref_real_filters_and_routes_not_modelled_say_so(crossref: StandIn) -> None:
+    typed = requests.get(
+        crossref.crossref_url + "works", params={"filter": "type:journal-article"}, timeout=5
+    )
+    queried = requests.get(crossref.crossref_url + "works", params={"query": "ecology"}, timeout=5)
+    agency = requests.get(crossref.crossref_url + "works/10.1000/zzz/agency", timeout=5)
+    assert [r.status_code for r in (typed, queried, agency)] == [501, 501, 501]
+    assert len(crossref.errors) == 3 and "filter type" in crossref.errors[0]
+    assert requests.post(crossref.crossref_url + "works", timeout=5).status_code == 405
+
+
+def test_crossref_loading_from_objects_lists_folders_and_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(WORK_A))
+    (tmp_path / "funders.json").write_text(json.dumps({"status": "ok", "message-type": "funder-list"}))
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with StandIn(crossref_sources=tmp_path) as server:
+        assert server.crossref_dois == ["10.1000/alpha.1"]
+        assert len(server.skipped) == 2 and any("funder-list" in reason for reason in server.skipped)
+        listing = {
+            "status": "ok",
+            "message-type": "work-list",
+            "message": {"items": [WORK_B, {**WORK_A, "title": ["Alpha, corrected"]}]},
+        }
+        assert server.add_crossref_works(listing) == ["10.1000/beta.2", "10.1000/alpha.1"]
+        assert server.crossref_work("10.1000/ALPHA.1")["title"] == ["Alpha, corrected"]
+        with pytest.raises(ValueError, match="status 'failed'"):
+            server.add_crossref_works(b'{"status":"failed","message-type":"validation-failure","message":[]}')
+        with pytest.raises(ValueError, match="without a DOI"):
+            server.add_crossref_works({"title": ["no DOI"]})
+        server.remove_crossref_work("10.1000/Beta.2")
+        assert requests.get(server.crossref_url + "works/10.1000/beta.2", timeout=5).status_code == 404
+
+
+def test_crossref_loads_the_recorded_answers_and_serves_them_back() -> None:
+    folder = shared_fixture("crossref/habanero-works-10.1371_journal.pone.0033693.json").parent
+    with StandIn(crossref_sources=folder) as server:
+        assert "10.1371/journal.pone.0033693" in server.crossref_dois
+        assert "10.1371/journal.ppat.1006930" in server.crossref_dois  # from a work list
+        assert len(server.crossref_dois) >= 100
+        served = requests.get(server.crossref_url + "works/10.1371/journal.pone.0033693", timeout=5)
+        recorded = json.loads(
+            shared_fixture("crossref/habanero-works-10.1371_journal.pone.0033693.json").read_bytes()
+        )
+        assert served.json() == recorded
+
+
+def test_crossref_faults_rate_limit_errors_and_short_lists(crossref: StandIn) -> None:
+    crossref.inject(CROSSREF_WORKS, crossref_rate_limited(limit=1, retry_after=2))
+    limited = requests.get(crossref.crossref_url + "works/10.1000/alpha.1", timeout=5)
+    assert limited.status_code == 429 and limited.content.startswith(CROSSREF_429_PAGE_START)
+    assert limited.headers["x-rate-limit-limit"] == "1" and limited.headers["x-rate-limit-interval"] == "1s"
+    assert limited.headers["Retry-After"] == "2" and limited.headers["x-api-pool"] == "public"
+    assert requests.get(crossref.crossref_url + "works/10.1000/alpha.1", timeout=5).status_code == 200
+
+    crossref.inject("crossref/works", ErrorInBody("Response Exception", status=500))
+    failed = works_list(crossref, "10.1000/alpha.1")
+    assert failed.status_code == 500
+    assert (failed.json()["status"], failed.json()["message-type"]) == ("error", "exception")
+    assert failed.json()["message"]["message"] == "Response Exception"
+    crossref.inject("crossref/works", ErrorInBody("no such thing", status=400))
+    assert works_list(crossref, "10.1000/alpha.1").json()["status"] == "failed"
+
+    crossref.inject(CROSSREF_WORKS, Short())
+    short = works_list(crossref, "10.1000/alpha.1", "10.1000/beta.2").json()["message"]
+    assert [item["DOI"] for item in short["items"]] == ["10.1000/Alpha.1"] and short["total-results"] == 2
+
+
+def test_crossref_requests_are_logged_and_faults_match_their_params(crossref: StandIn) -> None:
+    crossref.inject(CROSSREF_WORKS, Status(503), match=lambda p: "doi:10.1000/beta.2" in p.get("filter", ""))
+    assert works_list(crossref, "10.1000/alpha.1").status_code == 200
+    assert requests.get(crossref.crossref_url + "works/10.1000/beta.2", timeout=5).status_code == 200
+    assert works_list(crossref, "10.1000/beta.2").status_code == 503
+    log = crossref.requests_for(CROSSREF_WORKS)
+    assert [r.path for r in log] == ["/crossref/works", "/crossref/works/10.1000/beta.2", "/crossref/works"]
+    assert [r.status for r in log] == [200, 200, 503]
+    assert log[0].params == {"filter": "doi:10.1000/alpha.1", "rows": "1"}
+    assert crossref.requests_for("efetch.fcgi") == [] and crossref.pending_faults == 0
+
+
+# ---- efetch db=pmc ------------------------------------------------------------------------------------
+
+PMC_HEAD = (
+    '<?xml version="1.0" ?>\n<!DOCTYPE pmc-articleset PUBLIC "-//NLM//DTD ARTICLE SET 2.0//EN"'
+    ' "https://dtd.nlm.nih.gov/ncbi/pmc/articleset/nlm-articleset-2.0.dtd">\n'
+)
+
+
+def pmc_article(pmc_id: str, id_type: str, title: str) -> str:
+    return (
+        '<article xmlns:xlink="http://www.w3.org/1999/xlink" article-type="research-article"><front>'
+        f'<article-meta><article-id pub-id-type="pmid">9{pmc_id[-3:]}</article-id>'
+        f'<article-id pub-id-type="{id_type}">{pmc_id}</article-id>'
+        f"<title-group><article-title>{title}</article-title></title-group></article-meta></front>"
+        '<back><ref-list><ref><element-citation><pub-id pub-id-type="pmcid">PMC999</pub-id>'
+        "</element-citation></ref></ref-list></back></article>"
+    )
+
+
+PMC_SET = (
+    PMC_HEAD
+    + "<pmc-articleset>"
+    + pmc_article("1111111", "pmc", "One")
+    + pmc_article("PMC2222222", "pmcid", "Two")
+    + "</pmc-articleset>\n"
+).encode()
+
+
+def pmc_titles(response: requests.Response) -> list[str]:
+    root = xml(response)
+    assert root.tag == "pmc-articleset"
+    return [article.findtext("front/article-meta/title-group/article-title") or "" for article in root]
+
+
+def test_efetch_pmc_answers_the_known_articles_in_request_order() -> None:
+    with StandIn([efetch_document(ALPHA)], pmc_sources=[PMC_SET]) as server:
+        assert server.pmcids == ["PMC1111111", "PMC2222222"]
+        response = efetch(server, "PMC2222222,999,1111111,pmc2222222", db="pmc")
+        assert response.status_code == 200 and response.headers["Content-Type"] == XML_TYPE
+        assert response.content.startswith(PMC_HEAD.encode())
+        assert pmc_titles(response) == ["Two", "One"]
+        assert pmc_titles(efetch(server, "12345", db="pmc")) == []
+        assert (
+            xml(efetch(server, "", db="pmc")).findtext("ERROR")
+            == "ID list is empty! Possibly it has no correct IDs."
+        )
+        assert fetched_pmids(efetch(server, "11111111")) == ["11111111"]  # db=pubmed unchanged
+        assert server.errors == []
+
+
+def test_efetch_pmc_faults_match_on_db_and_short_drops_articles() -> None:
+    with StandIn([efetch_document(ALPHA)], pmc_sources=[PMC_SET]) as server:
+        server.inject(EFETCH, Status(500), match=lambda p: p.get("db") == "pmc")
+        assert efetch(server, "11111111").status_code == 200
+        assert efetch(server, "1111111", db="pmc").status_code == 500
+        server.inject(EFETCH, Short(), match=lambda p: p.get("db") == "pmc")
+        assert pmc_titles(efetch(server, "1111111,2222222", db="pmc")) == ["One"]
+        assert [r.params.get("db") for r in server.requests_for(EFETCH)] == ["pubmed", "pmc", "pmc"]
+
+
+def test_pmc_loading_from_bare_articles_folders_and_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "one.nxml").write_text(pmc_article("3333333", "pmc", "Three"))
+    (tmp_path / "broken.xml").write_text("<article>")
+    with StandIn(pmc_sources=tmp_path) as server:
+        assert server.pmcids == ["PMC3333333"] and len(server.skipped) == 1
+        assert server.add_pmc_articles(PMC_SET) == ["PMC1111111", "PMC2222222"]
+        assert b"<article-title>Three</article-title>" in server.pmc_xml("3333333")
+        with pytest.raises(ValueError, match="without a pmc/pmcid"):
+            server.add_pmc_articles(b"<article><front><article-meta/></front></article>")
+
+
+def test_pmc_loads_the_recorded_articles() -> None:
+    folder = shared_fixture("eutils-pmc-jats/efetch_pmc.xml").parent
+    with StandIn(pmc_sources=folder) as server:
+        assert {"PMC8435807", "PMC3299399", "PMC3159421"} <= set(server.pmcids)
+        root = xml(efetch(server, "8435807,PMC3299399", db="pmc"))
+        dois = [a.findtext("front/article-meta/article-id[@pub-id-type='doi']") for a in root]
+        assert dois == ["10.1183/23120541.50193-2021", "10.3389/fpsyt.2012.00018"]
 
 
 # ---- the command line ---------------------------------------------------------------------------------

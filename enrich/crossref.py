@@ -1,0 +1,853 @@
+"""Crossref REST API client (works by DOI, in batches) and a pure parser of its JSON.
+
+Crossref answers ``/works/{doi}`` with an envelope ``{"status": "ok", "message-type": "work", "message":
+{...}}`` and ``/works?filter=doi:A,doi:B`` with a ``work-list`` envelope; a request it refuses comes back
+with ``"status": "failed"`` (HTTP 400, ``validation-failure``), a server fault with ``"status": "error"``
+(HTTP 500, ``exception``), and an unknown DOI as HTTP 404 with the plain text ``Resource not found.``.
+
+Rules followed (PEERS.md, "Crossref REST API"; CrossRef/rest-api-doc README): HTTPS; the polite pool
+(``mailto`` parameter and a User-Agent naming the tool, its version and the contact address); an optional
+Metadata Plus token in the ``Crossref-Plus-API-Token: Bearer`` header; DOIs URL-encoded in paths and
+parameters; several DOIs per request by repeating the ``doi:`` filter (CrossRef/rest-api-doc#301).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from enrich.records import ContributorName, CrossrefWork, Funder, License, UpdateRelation
+from harvester.errors import (
+    BadResponseError,
+    FetchFailedError,
+    InvalidIdentifierError,
+    ParseError,
+    RejectedRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
+from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body
+from harvester.ids import doi_or_none, normalize_doi, normalize_orcid, normalize_pmid
+from harvester.records import PartialDate
+from harvester.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCE = "crossref"
+
+# DOIs per /works?filter=doi:...,doi:... request. Crossref documents no count limit for repeated doi:
+# filters, only that "you may hit some URL size limits" (Crossref staff, CrossRef/rest-api-doc#301);
+# 50 is what other clients use "to keep URLs a sane length" (aspero-crossref, PEERS.md K). The URL
+# length is what Crossref limits: 4096 bytes for the request line (CrossRef/rest-api-doc#251), so a
+# batch is also cut before its URL passes MAX_URL.
+DEFAULT_BATCH_SIZE = 50
+MAX_ROWS = 1000  # Crossref's cap on ``rows`` (PEERS.md, Paging)
+MAX_URL = 4000  # characters, scheme and host included: the request line stays under 4096 bytes
+
+# Requests per second. Crossref's own figures disagree between snapshots (50/s before December 2025,
+# revised since, new numbers not published); the lowest figure reported for the polite pool since is
+# 3 requests/s for list requests (10/s for single works; PEERS.md K). One limiter paces both kinds, so
+# it runs at the lower one. The x-rate-limit-* headers of every answer can slow it down further.
+DEFAULT_REQUESTS_PER_SECOND = 3.0
+
+PLUS_TOKEN_HEADER = "Crossref-Plus-API-Token"
+
+_NOT_FOUND_TEXT = "resource not found"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossrefBatch:
+    """What one batch of DOIs came back as.
+
+    ``requested`` are the caller's spellings of the DOIs this batch accounts for: each is either matched
+    (case-insensitively) by a work in ``works`` or listed in ``not_found``. DOIs whose look-up failed are
+    not here but in a FetchFailedError yielded right after the batch. ``response`` is the list request's
+    answer (the first single look-up's for DOIs that cannot go in a list); its ``url`` is safe to store.
+    ``aliases`` pairs a requested DOI with the different DOI of the work Crossref answered it with (an
+    aliased DOI resolved to its primary).
+    """
+
+    requested: tuple[str, ...]
+    works: tuple[CrossrefWork, ...]
+    not_found: tuple[str, ...]
+    response: Response
+    aliases: tuple[tuple[str, str], ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+# A tag starts right after "<" (no space), so "p < a and b > c" in text is left alone.
+_TAG = re.compile(r"<(/?)([A-Za-z][\w.-]*:)?([A-Za-z][\w.-]*)(?:\s[^<>]*)?/?>")
+_BLOCK_TAGS = frozenset(
+    {"p", "sec", "title", "list", "list-item", "def-list", "table", "table-wrap", "caption", "label",
+     "disp-quote", "abstract", "trans-abstract", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4"}
+)  # fmt: skip
+_LEADING_ABSTRACT_TITLE = re.compile(
+    r"^\s*<(?:jats:)?title(?:\s[^>]*)?>\s*abstract\s*</(?:jats:)?title\s*>", re.IGNORECASE
+)
+
+
+def flatten_markup(text: str, *, blocks: bool = False) -> str | None:
+    """Plain text from JATS/HTML markup: tags dropped, entities decoded, whitespace collapsed.
+
+    With ``blocks``, block elements (paragraphs, sections, titles) become line breaks (and a leading
+    "Abstract" title is dropped); otherwise all is one line. Inline elements (italic, sup, MathML)
+    vanish without a space, so "CO<sub>2</sub>" is "CO2". None for text that is empty once flattened.
+    """
+    if blocks:
+        text = _LEADING_ABSTRACT_TITLE.sub("", text)
+    if "<" in text and _TAG.search(text):
+        if blocks:  # in marked-up text a line break is only whitespace: the block tags make the lines
+            text = text.replace("\r", " ").replace("\n", " ")
+        separator = "\n" if blocks else " "
+        text = _TAG.sub(lambda m: separator if m.group(3).lower() in _BLOCK_TAGS else "", text)
+    text = html.unescape(text)
+    if not blocks:
+        return " ".join(text.split()) or None
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    flat = "\n".join(line for line in lines if line)
+    return flat or None
+
+
+def _text(value: Any) -> str | None:
+    """A string or number from the JSON as stripped text; None for anything else or blank."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    if isinstance(value, str):
+        stripped = value.strip()
+        return stripped or None
+    return None
+
+
+def _first(value: Any) -> Any:
+    """The first element of a list (Crossref's titles), or the value itself (CSL-JSON's strings)."""
+    if isinstance(value, list):
+        return next((v for v in value if _text(v) is not None), None)
+    return value
+
+
+def _first_text(value: Any) -> str | None:
+    first = _text(_first(value))
+    return flatten_markup(first) if first is not None else None
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """A list of strings (or one string) as a tuple of stripped, distinct, non-empty texts."""
+    items = value if isinstance(value, list) else [value]
+    found = (_text(item) for item in items)
+    return tuple(dict.fromkeys(t for t in found if t is not None))
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _date_part(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def parse_date_parts(value: Any) -> PartialDate | None:
+    """A Crossref date (``{"date-parts": [[2022, 3, 8]]}``) as a PartialDate; None without a year.
+
+    ``[[null]]`` and ``[[]]`` mean no date; ``[[2020]]`` and ``[[2020, 3]]`` are year and month precision.
+    A month or day out of range is dropped (with everything after it), and the parts are kept in ``raw``.
+    """
+    if not isinstance(value, Mapping):
+        return None
+    parts_list = value.get("date-parts")
+    if not isinstance(parts_list, list) or not parts_list or not isinstance(parts_list[0], list):
+        return None
+    parts = parts_list[0]
+    numbers = [_date_part(p) for p in parts[:3]]
+    year = numbers[0] if numbers else None
+    if year is None or not 1 <= year <= 9999:
+        return None
+    month = numbers[1] if len(numbers) > 1 else None
+    day = numbers[2] if len(numbers) > 2 else None
+    dropped = False
+    if month is not None and not 1 <= month <= 12:
+        month, day, dropped = None, None, True
+    if day is not None and (month is None or not 1 <= day <= _days_in(year, month)):
+        day, dropped = None, True
+    raw = "-".join(str(p) for p in parts[:3]) if dropped else None
+    return PartialDate(year=year, month=month, day=day, raw=raw)
+
+
+def _days_in(year: int, month: int) -> int:
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return 29 if leap else 28
+    return 30 if month in {4, 6, 9, 11} else 31
+
+
+def _doi_text(value: Any) -> str | None:
+    """A DOI from inside a record, lower-case; malformed ones are kept lower-cased rather than lost."""
+    text = _text(value)
+    if text is None:
+        return None
+    return doi_or_none(text) or text.lower()
+
+
+def _authors(value: Any) -> tuple[ContributorName, ...]:
+    if not isinstance(value, list):
+        return ()
+    authors: list[ContributorName] = []
+    for entry in value:
+        if not isinstance(entry, Mapping):
+            continue
+        affiliations = entry.get("affiliation")
+        names = (
+            (_text(a.get("name")) if isinstance(a, Mapping) else _text(a))
+            for a in (affiliations if isinstance(affiliations, list) else ())
+        )
+        orcid_text = _text(entry.get("ORCID"))
+        authors.append(
+            ContributorName(
+                position=len(authors) + 1,
+                family=_text(entry.get("family")),
+                given=_text(entry.get("given")),
+                suffix=_text(entry.get("suffix")),
+                name=_text(entry.get("name")),
+                orcid=normalize_orcid(orcid_text) if orcid_text else None,
+                affiliations=tuple(dict.fromkeys(n for n in names if n is not None)),
+                sequence=_text(entry.get("sequence")),
+            )
+        )
+    return tuple(authors)
+
+
+def _licenses(value: Any) -> tuple[License, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        License(
+            url=_text(entry.get("URL")),
+            license_type=_text(entry.get("content-version")),
+            start=parse_date_parts(entry.get("start")),
+        )
+        for entry in value
+        if isinstance(entry, Mapping)
+    )
+
+
+def _funder_doi(entry: Mapping[str, Any]) -> str | None:
+    doi = _doi_text(entry.get("DOI"))
+    if doi is not None:
+        return doi
+    ids = entry.get("id")
+    for item in ids if isinstance(ids, list) else ():
+        if isinstance(item, Mapping) and str(item.get("id-type", "")).lower() == "doi":
+            return _doi_text(item.get("id"))
+    return None
+
+
+def _awards(entry: Mapping[str, Any]) -> list[str]:
+    awards = list(_texts(entry.get("award") or []))
+    info = entry.get("award-info")
+    for item in info if isinstance(info, list) else ():
+        if isinstance(item, Mapping):
+            awards.extend(_texts(item.get("award-number") or []))
+    return awards
+
+
+def _funders(value: Any) -> tuple[Funder, ...]:
+    """Funders in order; entries for the same funder (same DOI, else same name) are merged, as Crossref
+    often repeats a funder once per award. Award ids are de-duplicated keeping their order."""
+    if not isinstance(value, list):
+        return ()
+    merged: dict[tuple[str, str], tuple[str | None, str | None, list[str]]] = {}
+    for entry in value:
+        if not isinstance(entry, Mapping):
+            continue
+        name = _text(entry.get("name"))
+        doi = _funder_doi(entry)
+        if name is None and doi is None:
+            continue
+        key = ("doi", doi) if doi is not None else ("name", (name or "").casefold())
+        if key in merged:
+            known_name, known_doi, awards = merged[key]
+            merged[key] = (known_name or name, known_doi, awards + _awards(entry))
+        else:
+            merged[key] = (name, doi, _awards(entry))
+    return tuple(
+        Funder(name=name, doi=doi, awards=tuple(dict.fromkeys(awards)))
+        for name, doi, awards in merged.values()
+    )
+
+
+def normalize_update_kind(value: str) -> str:
+    """Crossref's update type in one spelling: lower-case, hyphens and spaces as underscores.
+
+    Crossref's own vocabulary uses underscores ("new_version", "expression_of_concern",
+    "partial_retraction"); some deposits and older clients write "new-version", which is the same kind.
+    """
+    return re.sub(r"[\s-]+", "_", value.strip().lower())
+
+
+def _updates(value: Any, direction: str) -> list[UpdateRelation]:
+    if not isinstance(value, list):
+        return []
+    relations: list[UpdateRelation] = []
+    for entry in value:
+        if not isinstance(entry, Mapping):
+            continue
+        kind = _text(entry.get("type"))
+        relations.append(
+            UpdateRelation(
+                kind=normalize_update_kind(kind) if kind else "unknown",
+                doi=_doi_text(entry.get("DOI")),
+                direction=direction,
+                source=_text(entry.get("source")),
+                date=parse_date_parts(entry.get("updated")),
+                label=_text(entry.get("label")),
+            )
+        )
+    return relations
+
+
+def _relations(value: Any) -> tuple[tuple[str, str], ...]:
+    """``{"has-preprint": [{"id": ..., "id-type": "doi", ...}]}`` flattened to (type, id) pairs."""
+    if not isinstance(value, Mapping):
+        return ()
+    pairs: dict[tuple[str, str], None] = {}
+    for relation_type, entries in value.items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, Mapping):
+                continue
+            identifier = _text(entry.get("id"))
+            if identifier is None:
+                continue
+            if str(entry.get("id-type", "")).lower() == "doi":
+                identifier = _doi_text(identifier) or identifier
+            pairs[(str(relation_type), identifier)] = None
+    return tuple(pairs)
+
+
+def _trial_numbers(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    numbers = (
+        _text(entry.get("clinical-trial-number")) if isinstance(entry, Mapping) else _text(entry)
+        for entry in value
+    )
+    return tuple(dict.fromkeys(n for n in numbers if n is not None))
+
+
+def _issns(work: Mapping[str, Any]) -> tuple[tuple[str, ...], str | None, str | None]:
+    issns = list(_texts(work.get("ISSN") or []))
+    printed = electronic = None
+    typed = work.get("issn-type")
+    for entry in typed if isinstance(typed, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
+        value = _text(entry.get("value"))
+        kind = str(entry.get("type", "")).lower()
+        if value is None:
+            continue
+        if value not in issns:
+            issns.append(value)
+        if kind == "print" and printed is None:
+            printed = value
+        elif kind == "electronic" and electronic is None:
+            electronic = value
+    return tuple(issns), printed, electronic
+
+
+def _pmid(work: Mapping[str, Any]) -> str | None:
+    for key in ("PMID", "pmid"):
+        text = _text(work.get(key))
+        if text is not None:
+            try:
+                return normalize_pmid(text)
+            except InvalidIdentifierError:
+                return None
+    return None
+
+
+def canonical_json(item: Any) -> bytes:
+    """The item's JSON, keys sorted and without spaces: the same item always gives the same bytes."""
+    text = json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a "\\ud800" escape: keep it escaped instead
+        return json.dumps(item, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def parse_crossref_work(work: Mapping[str, Any], *, raw_json: bytes | None = None) -> CrossrefWork:
+    """Parse one Crossref work (or Crossref's CSL-JSON for it) into a CrossrefWork. Pure.
+
+    ``raw_json`` is stored as given; when None, the work's :func:`canonical_json` is stored.
+
+    Raises:
+        ParseError: ``work`` is not an object or has no DOI.
+    """
+    if not isinstance(work, Mapping):
+        raise ParseError(f"crossref: a work is not a JSON object: {work!r:.80}")
+    doi = _doi_text(work.get("DOI"))
+    if doi is None:
+        raise ParseError(f"crossref: a work without a DOI: {dict(work)!r:.120}")
+    issns, issn_print, issn_electronic = _issns(work)
+    abstract = _text(work.get("abstract"))
+    references = work.get("references-count")
+    if references is None:
+        references = work.get("reference-count")
+    updates = _updates(work.get("update-to"), "update-to") + _updates(work.get("updated-by"), "updated-by")
+    return CrossrefWork(
+        doi=doi,
+        work_type=_text(work.get("type")),
+        title=_first_text(work.get("title")),
+        subtitle=_first_text(work.get("subtitle")),
+        container_title=_first_text(work.get("container-title")),
+        short_container_title=_first_text(
+            work.get("short-container-title") or work.get("container-title-short")
+        ),
+        publisher=_text(work.get("publisher")),
+        issns=issns,
+        issn_print=issn_print,
+        issn_electronic=issn_electronic,
+        isbns=_texts(work.get("ISBN") or []),
+        volume=_text(work.get("volume")),
+        issue=_text(work.get("issue")),
+        pages=_text(work.get("page")),
+        article_number=_text(work.get("article-number")),
+        issued=parse_date_parts(work.get("issued")),
+        published_print=parse_date_parts(work.get("published-print")),
+        published_online=parse_date_parts(work.get("published-online")),
+        language=_text(work.get("language")),
+        abstract=flatten_markup(abstract, blocks=True) if abstract else None,
+        authors=_authors(work.get("author")),
+        licenses=_licenses(work.get("license")),
+        funders=_funders(work.get("funder")),
+        subjects=_texts(work.get("subject") or []),
+        is_referenced_by_count=_count(work.get("is-referenced-by-count")),
+        references_count=_count(references),
+        updates=tuple(updates),
+        relations=_relations(work.get("relation")),
+        clinical_trial_numbers=_trial_numbers(work.get("clinical-trial-number")),
+        pmid=_pmid(work),
+        raw_json=raw_json if raw_json is not None else canonical_json(work),
+    )
+
+
+def _failure_detail(message: Any) -> str:
+    """The readable part of a failed/error envelope's ``message``."""
+    if isinstance(message, list):
+        parts = []
+        for entry in message:
+            if isinstance(entry, Mapping):
+                words = [_text(entry.get(k)) for k in ("type", "value", "message")]
+                parts.append(" ".join(w for w in words[:2] if w) + (f": {words[2]}" if words[2] else ""))
+            elif _text(entry):
+                parts.append(str(_text(entry)))
+        return "; ".join(p for p in parts if p) or "unspecified"
+    if isinstance(message, Mapping):
+        return _text(message.get("message")) or _text(message.get("description")) or "unspecified"
+    return _text(message) or "unspecified"
+
+
+def _load_json(body: bytes) -> Any:
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"crossref: the answer is not JSON ({type(exc).__name__}: {exc})") from None
+
+
+def parse_crossref_response(body: bytes) -> list[CrossrefWork]:
+    """Parse a Crossref answer into its works, in the answer's order. Pure.
+
+    Accepted: a ``/works/{doi}`` envelope (message-type "work"), a work-list envelope (its ``items``),
+    or a bare work / CSL-JSON object (an object with a ``DOI`` and no envelope). Each work keeps its own
+    :func:`canonical_json` as ``raw_json``.
+
+    Raises:
+        ParseError: not JSON, not Crossref's, or an envelope of another message type (funder-list,
+            work-agency, member, ...: they are not works).
+        RejectedRequestError: the envelope's status is "failed" (Crossref refused the request).
+        ServiceUnavailableError: the envelope's status is "error" (Crossref failed).
+    """
+    data = _load_json(body)
+    if not isinstance(data, dict):
+        raise ParseError(f"crossref: the answer is JSON but not an object ({type(data).__name__})")
+    status = data.get("status")
+    message_type = data.get("message-type")
+    if status is None and message_type is None:
+        if "DOI" in data:
+            return [parse_crossref_work(data, raw_json=canonical_json(data))]
+        raise ParseError("crossref: the answer is JSON but not Crossref's (no status, no DOI)")
+    if status == "failed":
+        detail = _failure_detail(data.get("message"))
+        raise RejectedRequestError(
+            f"crossref: Crossref refused the request ({message_type}): {detail}", source=SOURCE
+        )
+    if status == "error":
+        detail = _failure_detail(data.get("message"))
+        raise ServiceUnavailableError(f"crossref: Crossref failed ({message_type}): {detail}", source=SOURCE)
+    if status != "ok":
+        raise ParseError(f"crossref: unknown status {status!r:.40}")
+    message = data.get("message")
+    if message_type == "work":
+        if not isinstance(message, Mapping):
+            raise ParseError("crossref: a work envelope without a message object")
+        return [parse_crossref_work(message, raw_json=canonical_json(message))]
+    if message_type == "work-list":
+        items = message.get("items") if isinstance(message, Mapping) else None
+        if not isinstance(items, list):
+            raise ParseError("crossref: a work-list envelope without an items list")
+        return [parse_crossref_work(item, raw_json=canonical_json(item)) for item in items]
+    raise ParseError(f"crossref: message-type {message_type!r:.40} is not a work or a work list")
+
+
+def check_crossref_json(response: Response) -> list[CrossrefWork]:
+    """Parse a 2xx answer; BadResponseError (retried) when it is an HTML page or JSON that does not parse.
+
+    Raises:
+        BadResponseError: not Crossref's JSON (an HTML page, a truncated body, ...).
+        RejectedRequestError / ServiceUnavailableError: as :func:`parse_crossref_response`.
+    """
+    try:
+        return parse_crossref_response(response.body)
+    except ParseError as exc:
+        raise BadResponseError(
+            f"{exc.message} from {response.url}", source=SOURCE, url=response.url
+        ) from None
+    except RejectedRequestError as exc:
+        raise RejectedRequestError(
+            f"{exc.message} ({response.url})", source=SOURCE, url=response.url
+        ) from None
+    except ServiceUnavailableError as exc:
+        raise ServiceUnavailableError(
+            f"{exc.message} ({response.url})", source=SOURCE, url=response.url
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------- rates
+
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def advertised_rate(headers: Mapping[str, str]) -> float | None:
+    """Requests per second that ``x-rate-limit-limit`` / ``x-rate-limit-interval`` allow; None if absent.
+
+    The interval is "1s" in every recorded answer ("always expressed in seconds", rest-api-doc README);
+    a bare number means seconds too. Crossref says the figures are not always reliable (grobid PR #725),
+    so they are only ever used to slow down (see :meth:`RateLimiter.limit_to`).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    limit_text = lowered.get("x-rate-limit-limit", "").strip()
+    interval = _INTERVAL.match(lowered.get("x-rate-limit-interval", "") or "1s")
+    try:
+        limit = float(limit_text)
+    except ValueError:
+        return None
+    if interval is None or not (math.isfinite(limit) and limit > 0):
+        return None
+    seconds = float(interval.group(1)) * _UNIT_SECONDS[(interval.group(2) or "s").lower()]
+    return limit / seconds if seconds > 0 else None
+
+
+def rate_header_observer(limiter: RateLimiter) -> Callable[[Response], None]:
+    """A ServiceClient ``observe`` hook: pace ``limiter`` by what each answer's rate headers advertise,
+    never faster than the limiter's own ceiling."""
+
+    def observe(response: Response) -> None:
+        rate = advertised_rate(response.headers)
+        if rate is None:
+            return
+        before = limiter.rate
+        now = limiter.limit_to(rate)
+        if now != before:
+            log.info(
+                "crossref: advertised limit %g requests/s; pacing at %g requests/s (was %g)",
+                rate,
+                now,
+                before,
+                extra={"source": SOURCE},
+            )
+
+    return observe
+
+
+# ----------------------------------------------------------------------------------------------- client
+
+
+def _is_not_found(response: Response) -> bool:
+    """Crossref's 404 for an unknown DOI ("Resource not found."), not some other server's 404 page."""
+    head = response.body[:512].decode("utf-8", "replace").strip().lower()
+    return _NOT_FOUND_TEXT in head and "<html" not in head
+
+
+class _ParsingCheck:
+    """A ServiceClient check that parses each 2xx answer once and keeps the works of the last one."""
+
+    def __init__(self) -> None:
+        self.works: list[CrossrefWork] = []
+
+    def __call__(self, response: Response) -> None:
+        self.works = check_crossref_json(response)
+
+
+class CrossrefClient:
+    """Crossref works by DOI: in batches through the ``doi:`` filter, single DOIs through /works/{doi}."""
+
+    def __init__(self, service: ServiceClient, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if not 1 <= batch_size <= MAX_ROWS:
+            raise ValueError(f"batch_size must be between 1 and {MAX_ROWS}, not {batch_size}")
+        self.service = service
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        session: requests.Session,
+        limiter: RateLimiter | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> CrossrefClient:
+        """Build the client for the polite pool (and the Plus pool when a token is set).
+
+        ``mailto`` (when an e-mail is set) goes on every request and the User-Agent names the tool, its
+        version and the address; a Plus token travels only in its header and is redacted everywhere.
+        The default limiter runs at :data:`DEFAULT_REQUESTS_PER_SECOND`; either way, answers that
+        advertise a lower rate slow it down.
+        """
+        params = {"mailto": settings.email} if settings.email else {}
+        headers = {"User-Agent": settings.user_agent, "Accept": "application/json"}
+        if settings.crossref_plus_token is not None:
+            headers[PLUS_TOKEN_HEADER] = f"Bearer {settings.crossref_plus_token.reveal()}"
+        limiter = limiter if limiter is not None else RateLimiter(DEFAULT_REQUESTS_PER_SECOND)
+        service = ServiceClient(
+            session,
+            name=SOURCE,
+            base_url=settings.crossref_url,
+            limiter=limiter,
+            policy=policy if policy is not None else RetryPolicy(settings.http),
+            timeout=settings.http.timeout,
+            default_params=params,
+            headers=headers,
+            secrets=settings.secrets,
+            max_response_bytes=settings.http.max_response_bytes,
+            observe=rate_header_observer(limiter),
+        )
+        return cls(service)
+
+    # -- requests
+
+    @staticmethod
+    def _list_params(keys: Sequence[str]) -> dict[str, str]:
+        return {"filter": ",".join(f"doi:{key}" for key in keys), "rows": str(len(keys))}
+
+    def _batches(self, keys: Sequence[str]) -> Iterator[list[str]]:
+        """Up to batch_size DOIs a batch, fewer when the URL would grow past MAX_URL."""
+        batch: list[str] = []
+        for key in keys:
+            candidate = [*batch, key]
+            too_long = self.service.url_length("works", self._list_params(candidate)) > MAX_URL
+            if batch and (len(candidate) > self.batch_size or too_long):
+                yield batch
+                batch = [key]
+            else:
+                batch = candidate
+        if batch:
+            yield batch
+
+    def _refused(self, response: Response) -> RejectedRequestError:
+        """The error for a 400: Crossref's own words when the body is its validation-failure JSON."""
+        try:
+            parse_crossref_response(response.body)
+        except (RejectedRequestError, ServiceUnavailableError) as exc:
+            detail = self.service.redact(exc.message)  # Crossref may echo a parameter value
+        except ParseError:
+            detail = f"crossref: {self.service.redact(describe_body(response.body))}"
+        else:
+            detail = "crossref: a work in an HTTP 400 answer"
+        return RejectedRequestError(
+            f"{detail} (HTTP {response.status} from {response.url})", source=SOURCE, url=response.url
+        )
+
+    def _list(self, keys: Sequence[str]) -> tuple[Response, list[CrossrefWork]]:
+        check = _ParsingCheck()
+        response = self.service.request(
+            "GET", "works", params=self._list_params(keys), check=check, accept=(400,)
+        )
+        if response.status == 400:
+            raise self._refused(response)
+        return response, check.works
+
+    def _lookup(self, key: str) -> tuple[Response, CrossrefWork | None]:
+        """One DOI through /works/{doi}; (response, None) when Crossref does not know it."""
+        check = _ParsingCheck()
+        response = self.service.request("GET", "works/" + quote(key, safe=""), check=check, accept=(400, 404))
+        if response.status == 404:
+            if _is_not_found(response):
+                return response, None
+            raise RejectedRequestError(
+                f"crossref: HTTP 404 from {response.url} that is not Crossref's 'Resource not found.' "
+                f"({self.service.redact(describe_body(response.body))}); is crossref_url right?",
+                source=SOURCE,
+                url=response.url,
+            )
+        if response.status == 400:
+            raise self._refused(response)
+        works = check.works
+        if not works:
+            raise RejectedRequestError(
+                f"crossref: no work in the answer from {response.url}", source=SOURCE, url=response.url
+            )
+        match = next((w for w in works if w.doi == key), works[0])
+        return response, match
+
+    # -- public
+
+    def fetch_work(self, doi: str) -> CrossrefWork | None:
+        """The work for one DOI, or None when Crossref does not know it (HTTP 404).
+
+        Raises:
+            InvalidIdentifierError: ``doi`` is not a DOI.
+            RejectedRequestError: Crossref refused the request (HTTP 400), or a 404 came from elsewhere.
+            FetchFailedError: every attempt failed; ``ids`` is ``(doi,)``.
+        """
+        key = normalize_doi(doi)
+        try:
+            return self._lookup(key)[1]
+        except RejectedRequestError:
+            raise
+        except UpstreamError as exc:
+            raise FetchFailedError(
+                f"crossref: DOI {key} not fetched: {exc.message}", source=SOURCE, ids=(doi,), url=exc.url
+            ) from exc
+
+    def fetch_works(self, dois: Sequence[str]) -> Iterator[CrossrefBatch | FetchFailedError]:
+        """Fetch works batch by batch; lazily, one list request per batch as you iterate.
+
+        Each batch goes out as one ``/works?filter=doi:A,doi:B,...&rows=n``; DOIs the list did not
+        return (the filter can miss DOIs whose case or aliasing differs) are looked up one by one through
+        ``/works/{doi}``, and a 404 there puts the DOI in ``not_found``. DOIs are matched to works
+        case-insensitively and sent once however often they are given. A DOI holding a comma cannot go
+        in a filter (Crossref splits it on commas) and is looked up singly. A batch whose list request
+        fails after every attempt is yielded as a FetchFailedError naming its DOIs; single look-ups that
+        fail come as a FetchFailedError right after their batch. The next batch follows either way.
+
+        Raises:
+            InvalidIdentifierError: a DOI is malformed (all are checked before the first request).
+            RejectedRequestError: Crossref refused a request (HTTP 400); retrying cannot fix it.
+        """
+        wanted: dict[str, list[str]] = {}  # normal form -> the caller's spellings of it
+        for original in dois:
+            wanted.setdefault(normalize_doi(original), []).append(original)
+        listable = [key for key in wanted if "," not in key]
+        single_only = [key for key in wanted if "," in key]
+        for batch in self._batches(listable):
+            yield from self._fetch_batch(batch, wanted, use_list=True)
+        for start in range(0, len(single_only), self.batch_size):
+            yield from self._fetch_batch(single_only[start : start + self.batch_size], wanted, use_list=False)
+
+    def _fetch_batch(
+        self, batch: Sequence[str], wanted: Mapping[str, Sequence[str]], *, use_list: bool
+    ) -> Iterator[CrossrefBatch | FetchFailedError]:
+        def originals(keys: Iterable[str]) -> tuple[str, ...]:
+            return tuple(o for key in keys for o in wanted[key])
+
+        found: dict[str, CrossrefWork] = {}
+        response: Response | None = None
+        if use_list:
+            try:
+                response, works = self._list(batch)
+            except RejectedRequestError:
+                raise
+            except UpstreamError as exc:
+                # Retries exhausted (FetchFailedError) or an answer over the size limit.
+                yield FetchFailedError(
+                    f"crossref: {len(batch)} DOIs not fetched: {exc.message}",
+                    source=SOURCE,
+                    ids=originals(batch),
+                    url=exc.url,
+                )
+                return
+            keys = set(batch)
+            for work in works:
+                if work.doi in keys:
+                    found.setdefault(work.doi, work)
+                else:
+                    log.debug("crossref: %s in the answer was not asked for", work.doi)
+        not_found: list[str] = []
+        failed: list[str] = []
+        aliases: list[tuple[str, str]] = []
+        last_error: UpstreamError | None = None
+        for key in (k for k in batch if k not in found):
+            try:
+                single, looked_up = self._lookup(key)
+            except RejectedRequestError:
+                raise
+            except UpstreamError as exc:
+                failed.append(key)
+                last_error = exc
+                continue
+            response = response if response is not None else single
+            if looked_up is None:
+                not_found.append(key)
+                continue
+            found[key] = looked_up
+            if looked_up.doi != key:
+                aliases.extend((original, looked_up.doi) for original in wanted[key])
+        if response is not None:
+            accounted = [key for key in batch if key not in failed]
+            works_out = {found[k].doi: found[k] for k in accounted if k in found}
+            yield CrossrefBatch(
+                requested=originals(accounted),
+                works=tuple(works_out.values()),
+                not_found=originals(not_found),
+                response=response,
+                aliases=tuple(aliases),
+            )
+        if failed:
+            detail = last_error.message if last_error is not None else "failed"
+            yield FetchFailedError(
+                f"crossref: {len(failed)} DOIs not fetched one by one: {detail}",
+                source=SOURCE,
+                ids=originals(failed),
+                url=last_error.url if last_error is not None else None,
+            )
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_REQUESTS_PER_SECOND",
+    "SOURCE",
+    "CrossrefBatch",
+    "CrossrefClient",
+    "advertised_rate",
+    "canonical_json",
+    "check_crossref_json",
+    "flatten_markup",
+    "normalize_update_kind",
+    "parse_crossref_response",
+    "parse_crossref_work",
+    "parse_date_parts",
+    "rate_header_observer",
+]
