@@ -14,6 +14,12 @@ missing values empty):
 - authors ("Last, Fore" or the collective name), orcids (in author order, those known)
 - language (codes), publication_types, mesh (descriptor names), keywords, grants ("agency grant_id")
 - medline_status, publication_status, retracted, deleted, references_count, created_at, updated_at
+- license_url (of the licence the article is under), publisher, subjects, citation_count, funders ("name
+  (award, award)" each), retraction_sources ("source: statement" each)
+
+Enrichment (PMC, Crossref) adds licence, copyright, subjects, funders, counts, update relations and
+clinical trials; ``provenance`` names the source of each merged field (see :mod:`enrich.merge`): the
+field_provenance row, or, for a field with a value and no row, the article's current PubMed record.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, storage_error
 from db.models import metadata
+from enrich.merge import FIELDS, is_empty
 from harvester.errors import InvalidIdentifierError
 from harvester.ids import normalize_doi, normalize_pmcid, normalize_pmid
 
@@ -42,6 +49,7 @@ _T = metadata.tables
 ARTICLES = _T["articles"]
 JOURNALS = _T["journals"]
 IDENTIFIERS = _T["article_identifiers"]
+SOURCE_RECORDS = _T["source_records"]
 
 DOCUMENT_KEYS: tuple[str, ...] = (
     "pmid",
@@ -79,9 +87,24 @@ DOCUMENT_KEYS: tuple[str, ...] = (
     "date_revised",
     "book_title",
     "publisher",
+    "license",
+    "licenses",
+    "copyright",
+    "copyright_year",
+    "subjects",
+    "funders",
+    "citation_count",
+    "crossref_type",
+    "crossref_status",
+    "pmc_status",
+    "updates",
+    "clinical_trials",
     "retracted",
+    "retraction_sources",
     "in_pubmed",
     "deleted",
+    "disagreements",
+    "provenance",
     "created_at",
     "updated_at",
 )
@@ -117,6 +140,12 @@ CSV_COLUMNS: tuple[str, ...] = (
     "references_count",
     "created_at",
     "updated_at",
+    "license_url",
+    "publisher",
+    "subjects",
+    "citation_count",
+    "funders",
+    "retraction_sources",
 )
 
 _PMCID_LIKE = re.compile(r"^\s*pmc", re.IGNORECASE)
@@ -242,6 +271,9 @@ def csv_row(doc: dict[str, Any]) -> dict[str, str]:
         orcids=[a["orcid"] for a in doc["authors"] if a["orcid"]],
         mesh=[m["descriptor"] for m in doc["mesh"]],
         grants=[" ".join(filter(None, (g["agency"], g["grant_id"]))) for g in doc["grants"]],
+        license_url=(doc["license"] or {}).get("url"),
+        funders=[_funder_text(f) for f in doc["funders"]],
+        retraction_sources=[f"{r['source']}: {r['statement']}" for r in doc["retraction_sources"]],
     )
     return {key: _csv_value(values[key]) for key in CSV_COLUMNS}
 
@@ -254,6 +286,11 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, list):
         return "; ".join(str(v) for v in value if v)
     return str(value)
+
+
+def _funder_text(funder: dict[str, Any]) -> str:
+    name = funder["name"] or funder["doi"] or ""
+    return f"{name} ({', '.join(funder['awards'])})" if funder["awards"] else name
 
 
 def _author_name(author: dict[str, Any]) -> str:
@@ -295,7 +332,28 @@ def _documents(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]
             .group_by(refs.c.article_id)
         )
     }
-    return {row.id: _document(row, children, references.get(row.id, 0)) for row in rows}
+    # The article's current PubMed record: the latest pubmed source record (fetched_at, then id).
+    pubmed: dict[int, tuple[tuple[datetime, int], str, datetime]] = {}
+    sr = SOURCE_RECORDS
+    for article_id, record_id, source_id, fetched_at in conn.execute(
+        sa.select(sr.c.article_id, sr.c.id, sr.c.source_id, sr.c.fetched_at).where(
+            sr.c.article_id.in_(ids), sr.c.source == "pubmed"
+        )
+    ):
+        known = pubmed.get(article_id)
+        if known is None or (fetched_at, record_id) > known[0]:
+            pubmed[article_id] = ((fetched_at, record_id), source_id, fetched_at)
+    return {
+        row.id: _document(
+            row,
+            children,
+            references.get(row.id, 0),
+            {"source": "pubmed", "source_id": row.pmid or found[1], "fetched_at": _iso(found[2])}
+            if (found := pubmed.get(row.id))
+            else None,
+        )
+        for row in rows
+    }
 
 
 # Child tables a document reads, with the columns to order each article's rows by.
@@ -313,6 +371,15 @@ _CHILD_ORDER: dict[str, tuple[str, ...]] = {
     "chemicals": ("position",),
     "grants": ("position",),
     "comments_corrections": ("position",),
+    "article_subjects": ("position",),
+    "article_licenses": ("position",),
+    "article_funders": ("position",),
+    "funder_awards": ("funder_position", "position"),
+    "article_updates": ("position",),
+    "article_clinical_trials": ("position",),
+    "retraction_sources": ("source", "position"),
+    "field_disagreements": ("field", "source", "other_source"),
+    "field_provenance": ("field",),
 }
 
 
@@ -326,7 +393,10 @@ def _child_rows(conn: Connection, name: str, ids: Sequence[int]) -> dict[int, li
 
 
 def _document(
-    row: Row[Any], children: dict[str, dict[int, list[Row[Any]]]], references_count: int
+    row: Row[Any],
+    children: dict[str, dict[int, list[Row[Any]]]],
+    references_listed: int,
+    pubmed_record: dict[str, Any] | None,
 ) -> dict[str, Any]:
     article_id = row.id
 
@@ -342,6 +412,9 @@ def _document(
     abstracts: dict[int, list[Row[Any]]] = defaultdict(list)
     for section in rows("abstract_sections"):
         abstracts[section.abstract_index].append(section)
+    awards: dict[int, list[str]] = defaultdict(list)
+    for award in rows("funder_awards"):
+        awards[award.funder_position].append(award.award_id)
     identifiers: dict[str, str] = {}  # ArticleIdList, first of each type
     elocations: list[dict[str, Any]] = []
     for ident in rows("article_identifiers"):
@@ -428,7 +501,8 @@ def _document(
             {"ref_type": cc.ref_type, "ref_source": cc.ref_source, "pmid": cc.ref_pmid, "note": cc.note}
             for cc in rows("comments_corrections")
         ],
-        "references_count": references_count,
+        # the column (Crossref's count, else PubMed's list) once set; the list's length for older rows
+        "references_count": row.references_count if row.references_count is not None else references_listed,
         "identifiers": identifiers,
         "elocation_ids": elocations,
         "coi_statement": row.coi_statement,
@@ -438,13 +512,97 @@ def _document(
         "date_revised": row.date_revised,
         "book_title": row.book_title,
         "publisher": row.publisher,
+        "license": (
+            {"url": row.license_url, "type": row.license_type}
+            if row.license_url is not None or row.license_type is not None
+            else None
+        ),
+        "licenses": [
+            {"url": lic.url, "type": lic.license_type, "text": lic.text, "start": lic.start_date}
+            for lic in rows("article_licenses")
+        ],
+        "copyright": row.copyright,
+        "copyright_year": row.copyright_year,
+        "subjects": [s.subject for s in rows("article_subjects")],
+        "funders": [
+            {"name": f.name, "doi": f.funder_doi, "awards": awards.get(f.position, [])}
+            for f in rows("article_funders")
+        ],
+        "citation_count": row.citation_count,
+        "crossref_type": row.crossref_type,
+        "crossref_status": row.crossref_status,
+        "pmc_status": row.pmc_status,
+        "updates": [
+            {
+                "kind": u.kind,
+                "direction": u.direction,
+                "doi": u.doi,
+                "asserted_by": u.asserted_by,
+                "date": u.update_date,
+                "label": u.label,
+            }
+            for u in rows("article_updates")
+        ],
+        "clinical_trials": [t.number for t in rows("article_clinical_trials")],
         "retracted": bool(row.retracted),
+        "retraction_sources": [
+            {"source": r.source, "statement": r.statement, "notice": r.notice}
+            for r in rows("retraction_sources")
+        ],
         "in_pubmed": bool(row.in_pubmed),
         "deleted": bool(row.deleted),
+        "disagreements": [
+            {
+                "field": d.field,
+                "source": d.source,
+                "value": d.value,
+                "other_source": d.other_source,
+                "other_value": d.other_value,
+                "detected_at": _iso(d.detected_at),
+            }
+            for d in rows("field_disagreements")
+        ],
+        "provenance": {},
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
+    # The provenance of each field with a value: its field_provenance row, else the current PubMed record
+    # (the rule of db.reconcile, whose read_provenance gives the same for a fraction of the queries).
+    rows_by_field = {p.field: p for p in rows("field_provenance")}
+    unknown = {"source": "unknown", "source_id": "", "fetched_at": _iso(row.created_at)}
+    provenance: dict[str, dict[str, Any]] = {}
+    for name in FIELDS:
+        value = row.references_count if name == "references_count" else _field_value(doc, name)
+        if is_empty(value):
+            continue
+        found = rows_by_field.get(name)
+        if found is not None:
+            provenance[name] = {
+                "source": found.source,
+                "source_id": found.source_id,
+                "fetched_at": _iso(found.fetched_at),
+            }
+        else:
+            provenance[name] = dict(pubmed_record or unknown)
+    doc["provenance"] = provenance
     return doc
+
+
+_JOURNAL_FIELDS = {
+    "journal_title": "title",
+    "journal_iso_abbrev": "iso_abbrev",
+    "issn": "issn",
+    "volume": "volume",
+    "issue": "issue",
+    "pages": "pages",
+}
+
+
+def _field_value(doc: dict[str, Any], name: str) -> Any:
+    """The document's value of a field named as enrich.merge names it."""
+    if name in _JOURNAL_FIELDS:
+        return doc["journal"][_JOURNAL_FIELDS[name]]
+    return doc.get(name)
 
 
 def _section(section: Row[Any]) -> dict[str, Any]:

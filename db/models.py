@@ -119,6 +119,15 @@ class Article(Base):
     coi_statement: Mapped[str | None]
     book_title: Mapped[str | None]
     publisher: Mapped[str | None]
+    license_url: Mapped[str | None]  # the licence the article is under (see enrich.merge, field "license")
+    license_type: Mapped[str | None]  # JATS @license-type, or Crossref content-version
+    copyright: Mapped[str | None]
+    copyright_year: Mapped[int | None]
+    citation_count: Mapped[int | None]  # Crossref is-referenced-by-count
+    references_count: Mapped[int | None]  # Crossref's count, else the length of PubMed's ReferenceList
+    crossref_type: Mapped[str | None]  # "journal-article", "book-chapter", ...
+    crossref_status: Mapped[str | None]  # "found" | "not_found"; None: Crossref was never asked
+    pmc_status: Mapped[str | None]  # "found" | "not_found"; None: PMC was never asked
     retracted: Mapped[bool] = mapped_column(server_default=sa.false())
     in_pubmed: Mapped[bool] = mapped_column(server_default=sa.true())
     deleted: Mapped[bool] = mapped_column(server_default=sa.false())  # a DeleteCitation named it
@@ -332,6 +341,174 @@ class SourceRecord(Base):
     source_id: Mapped[str]
     payload_id: Mapped[int] = mapped_column(sa.ForeignKey("raw_payloads.id"), index=True)
     fetched_at: Mapped[datetime]
+
+
+# Enrichment (migration 0002): runs, provenance, disagreements, history, conflicts, and the child tables
+# of what PMC and Crossref add. See db.reconcile for who writes what.
+
+
+class HarvestRun(Base):
+    """One command run; history and conflict rows name the run that wrote them."""
+
+    __tablename__ = "harvest_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    command: Mapped[str]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str]  # "running", "ok", "partial", "failed"
+    summary: Mapped[str | None]  # JSON
+
+
+def _run_fk() -> sa.ForeignKey:
+    return sa.ForeignKey("harvest_runs.id", ondelete="SET NULL")
+
+
+class FieldProvenance(Base):
+    """Where a stored value came from, for values that did not come from the article's PubMed record.
+
+    A field with a value and no row here came from the current PubMed record (source "pubmed", source_id
+    the PMID, fetched_at that of the pubmed source record): the PubMed store, on its fast path, writes none.
+    """
+
+    __tablename__ = "field_provenance"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    field: Mapped[str] = mapped_column(primary_key=True)
+    source: Mapped[str]
+    source_id: Mapped[str]
+    fetched_at: Mapped[datetime]
+
+
+class FieldDisagreement(Base):
+    """Two sources that state different values of a shared field (source < other_source by name)."""
+
+    __tablename__ = "field_disagreements"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    field: Mapped[str] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str | None]
+    other_source: Mapped[str] = mapped_column(primary_key=True)
+    other_value: Mapped[str | None]
+    detected_at: Mapped[datetime]
+
+
+class ArticleHistory(Base):
+    """One changed field of a stored article: old and new values as JSON text (NULL for none)."""
+
+    __tablename__ = "article_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(_article_fk(), index=True)
+    field: Mapped[str]
+    old_value: Mapped[str | None]
+    new_value: Mapped[str | None]
+    source: Mapped[str]
+    run_id: Mapped[int | None] = mapped_column(_run_fk())
+    changed_at: Mapped[datetime]
+
+
+class Conflict(Base):
+    """An incoming record whose identifiers name two or more stored articles; it was merged into none.
+
+    ``claims`` is JSON: [{"id_type", "value", "article_id"}]; ``article_ids`` the sorted ids joined with ",".
+    """
+
+    __tablename__ = "conflicts"
+    __table_args__ = (sa.UniqueConstraint("source", "source_id", "article_ids"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str]
+    source_id: Mapped[str]
+    claims: Mapped[str]
+    article_ids: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default="open")  # "open" | "resolved"
+    detected_at: Mapped[datetime]
+    run_id: Mapped[int | None] = mapped_column(_run_fk())
+
+
+class ArticleSubject(Base):
+    __tablename__ = "article_subjects"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str]
+
+
+class ArticleLicense(Base):
+    __tablename__ = "article_licenses"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str | None]
+    license_type: Mapped[str | None]
+    text: Mapped[str | None]
+    start_date: Mapped[str | None]  # ISO partial
+
+
+class ArticleFunder(Base):
+    __tablename__ = "article_funders"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None]
+    funder_doi: Mapped[str | None]  # Open Funder Registry DOI, lower-case
+
+
+class FunderAward(Base):
+    __tablename__ = "funder_awards"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["article_id", "funder_position"],
+            ["article_funders.article_id", "article_funders.position"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    funder_position: Mapped[int] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    award_id: Mapped[str]
+
+
+class ArticleUpdate(Base):
+    """Crossref update relations: ``direction`` "updated-by" or "update-to", ``kind`` "retraction", ..."""
+
+    __tablename__ = "article_updates"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str]
+    direction: Mapped[str]
+    doi: Mapped[str | None]
+    asserted_by: Mapped[str | None]  # "publisher", "retraction-watch"
+    update_date: Mapped[str | None]  # ISO partial
+    label: Mapped[str | None]
+
+
+class RetractionSource(Base):
+    """Each statement that the article is retracted, by source; ``articles.retracted`` is true iff any.
+
+    Keyed by (article_id, source, position): the PubMed store replaces its own rows without renumbering
+    those of other sources.
+    """
+
+    __tablename__ = "retraction_sources"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    source: Mapped[str] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    statement: Mapped[str]
+    notice: Mapped[str | None]  # the retraction notice: a DOI, a PMID or a citation
+
+
+class ArticleClinicalTrial(Base):
+    __tablename__ = "article_clinical_trials"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str]
 
 
 metadata = Base.metadata

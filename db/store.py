@@ -4,7 +4,8 @@ The SHA-256 of each record's raw XML decides what happens to it:
 
 - new PMID: the article, its child rows, its raw payload and its source record are inserted;
 - same PMID, the pubmed source record already points at a payload with that hash: nothing is written,
-  not even a timestamp, so re-running a file costs one SELECT per batch;
+  not even a timestamp, so re-running a file costs two SELECTs per batch (the second finds the PMIDs
+  whose conflict is still open, to report them again);
 - same PMID, another hash: the article row is updated, its child rows are replaced (delete + insert), the
   new payload is added beside the old ones (which stay, for re-parsing) and the source record repointed.
 
@@ -15,8 +16,26 @@ Rules worth knowing:
   counts as unchanged (an old baseline file replayed after newer update files must not undo them).
 - ``articles.doi`` and ``articles.pmcid`` are unique. When a record brings a DOI or PMCID that another
   article already holds, the holder keeps it and the newcomer stores it only in article_identifiers; its
-  PMID is reported in :attr:`StoreResult.conflicts` and logged.
+  PMID is reported in :attr:`StoreResult.conflicts`, logged, and recorded in the conflicts table (source
+  "pubmed", source_id the PMID, both articles), once however often it is stored again. It is reported
+  again while the conflict is open; a changed record of that PMID that no longer clashes resolves it.
+- A new PMID whose DOI (else PMCID) is held by an article not in PubMed (stored from Crossref alone)
+  becomes that article's PubMed record: one article, not two.
 - A deleted article (DeleteCitation) whose record comes back changed is stored and no longer deleted.
+
+On the changed path only (never for new or unchanged records):
+
+- every tracked column (:data:`HISTORY_COLUMNS`, and the journal by its key) that changes gets an
+  article_history row (source "pubmed", the caller's ``run_id``);
+- a None in the new record never replaces a stored value: the stored one stays (a DOI or PMCID the
+  record names but another article holds is not a None: the article is left without one, as before);
+- a field whose stored value came from another source (a field_provenance row names PMC or Crossref) is
+  left as it is, authors and keywords included; :func:`db.reconcile.reconcile_articles` decides those by
+  the merge policy, and :attr:`StoreResult.enriched_changed` names the articles it should be run for.
+
+Provenance: the store writes no field_provenance rows. A stored value without a row came from the
+article's current PubMed record (see db.reconcile). Retraction statements of the record go to
+retraction_sources (source "pubmed"); ``retracted`` is true when any source's statement is there.
 
 Writes are Core executemany statements per table per batch, never ORM objects per row: storing is
 measured against the time lxml takes merely to walk the file.
@@ -25,6 +44,7 @@ measured against the time lxml takes merely to walk the file.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +60,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_write, storage_error
 from db.models import metadata
+from enrich.merge import pubmed_retractions
 from harvester.records import Article, Journal
 
 logger = logging.getLogger(__name__)
@@ -54,6 +75,10 @@ ARTICLES = _T["articles"]
 JOURNALS = _T["journals"]
 RAW_PAYLOADS = _T["raw_payloads"]
 SOURCE_RECORDS = _T["source_records"]
+HISTORY = _T["article_history"]
+CONFLICTS = _T["conflicts"]
+PROVENANCE = _T["field_provenance"]
+RETRACTIONS = _T["retraction_sources"]
 # Child tables in insertion order (a referenced table before the table that references it).
 CHILD_TABLES: tuple[sa.Table, ...] = tuple(
     _T[name]
@@ -83,7 +108,11 @@ class StoreResult:
     created: tuple[str, ...]
     updated: tuple[str, ...]
     unchanged: tuple[str, ...]
-    conflicts: tuple[str, ...] = ()  # stored, but their DOI or PMCID was already another article's
+    # Stored (or unchanged, with a conflict recorded earlier and still open), but their DOI or PMCID
+    # was already another article's.
+    conflicts: tuple[str, ...] = ()
+    # Ids of written articles that also have PMC or Crossref records: merge them again (reconcile_articles).
+    enriched_changed: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -94,6 +123,7 @@ class _Incoming:
     article_id: int | None = None  # known for a changed article, assigned on insert for a new one
     doi: str | None = None  # what goes into the unique articles columns after conflict resolution
     pmcid: str | None = None
+    retractions: list[dict[str, str | None]] = field(default_factory=list)  # of written records only
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +141,16 @@ class _Plan:
     changed: list[tuple[_Stored, _Incoming]] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    enriched: list[int] = field(default_factory=list)  # changed articles that have other sources too
 
 
 def store_articles(
-    engine: Engine, articles: Sequence[Article], *, url: str | None, fetched_at: datetime
+    engine: Engine,
+    articles: Sequence[Article],
+    *,
+    url: str | None,
+    fetched_at: datetime,
+    run_id: int | None = None,
 ) -> StoreResult:
     """Store a batch of parsed articles in one transaction: all of it or, on failure, none of it.
 
@@ -123,6 +159,7 @@ def store_articles(
         articles: parsed records, each with ``raw_xml`` (its own XML fragment).
         url: where the records were fetched, already redacted; kept with the raw payloads.
         fetched_at: when they were fetched (timezone-aware).
+        run_id: the harvest_runs row that history and conflict rows are recorded under.
 
     Raises:
         StorageError: the database could not be written; nothing of the batch was stored.
@@ -138,7 +175,9 @@ def store_articles(
         with begin_write(engine) as conn:
             plan = _plan(conn, incoming)
             if plan.new or plan.changed:
-                _write(conn, plan, url=url, fetched_at=fetched_at, now=datetime.now(UTC))
+                _write(conn, plan, url=url, fetched_at=fetched_at, now=datetime.now(UTC), run_id=run_id)
+            if plan.unchanged:
+                plan.conflicts.extend(_open_conflicts(conn, plan.unchanged))
     except DBAPIError as exc:
         raise storage_error(exc, "cannot store articles in", engine) from exc
     created = {inc.article.pmid for inc in plan.new}
@@ -150,6 +189,7 @@ def store_articles(
         updated=tuple(p for p in order if p in updated),
         unchanged=tuple(p for p in order if p in unchanged),
         conflicts=tuple(p for p in order if p in conflicts),
+        enriched_changed=tuple(dict.fromkeys(plan.enriched)),
     )
 
 
@@ -169,7 +209,7 @@ def mark_deleted(engine: Engine, pmids: Sequence[str], *, at: datetime) -> int:
     changed = 0
     try:
         with begin_write(engine) as conn:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 result = conn.execute(
                     sa.update(ARTICLES)
                     .where(ARTICLES.c.pmid.in_(chunk), ARTICLES.c.deleted.is_(False))
@@ -181,7 +221,7 @@ def mark_deleted(engine: Engine, pmids: Sequence[str], *, at: datetime) -> int:
     return changed
 
 
-def _compress(raw: bytes) -> bytes:
+def compress_payload(raw: bytes) -> bytes:
     """Gzip framing, so ``gzip.decompress`` and zcat read it; no timestamp, so equal input, equal output."""
     return zlib.compress(raw, COMPRESSION_LEVEL, wbits=31)
 
@@ -210,7 +250,47 @@ def _plan(conn: Connection, incoming: dict[str, _Incoming]) -> _Plan:
         else:
             inc.article_id = old.article_id
             plan.changed.append((old, inc))
+    if plan.new:
+        _adopt_articles_not_in_pubmed(conn, plan)
     return plan
+
+
+def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan) -> None:
+    """A new PMID whose DOI (else PMCID) an article without a PMID holds becomes that article's record.
+
+    Such articles were stored from Crossref alone; one query per chunk of new records finds them.
+    """
+    a = ARTICLES
+    by_doi: dict[str, _Stored] = {}
+    by_pmcid: dict[str, _Stored] = {}
+    for chunk in chunks(plan.new):
+        dois = sorted({d for inc in chunk if (d := _wanted_id(inc.article, "doi"))})
+        pmcids = sorted({p for inc in chunk if (p := inc.article.pmcid)})
+        if not dois and not pmcids:
+            continue
+        query = sa.select(a.c.id, a.c.doi, a.c.pmcid).where(
+            a.c.pmid.is_(None), sa.or_(a.c.doi.in_(dois), a.c.pmcid.in_(pmcids))
+        )
+        for article_id, doi, pmcid in conn.execute(query):
+            orphan = _Stored(article_id, None, None, doi, pmcid)
+            if doi:
+                by_doi[doi] = orphan
+            if pmcid:
+                by_pmcid[pmcid] = orphan
+    if not by_doi and not by_pmcid:
+        return
+    adopted: set[int] = set()
+    still_new: list[_Incoming] = []
+    for inc in plan.new:
+        doi = _wanted_id(inc.article, "doi")
+        holder = (by_doi.get(doi) if doi else None) or by_pmcid.get(inc.article.pmcid or "")
+        if holder is None or holder.article_id in adopted:
+            still_new.append(inc)
+            continue
+        adopted.add(holder.article_id)
+        inc.article_id = holder.article_id
+        plan.changed.append((holder, inc))
+    plan.new = still_new
 
 
 def _stored_articles(conn: Connection, pmids: list[str]) -> dict[str, _Stored]:
@@ -219,7 +299,7 @@ def _stored_articles(conn: Connection, pmids: list[str]) -> dict[str, _Stored]:
         p, p.c.id == sr.c.payload_id
     )
     stored: dict[str, _Stored] = {}
-    for chunk in _chunks(pmids):
+    for chunk in chunks(pmids):
         rows = conn.execute(
             sa.select(a.c.pmid, a.c.id, a.c.pmid_version, p.c.sha256, a.c.doi, a.c.pmcid)
             .select_from(joined)
@@ -230,20 +310,42 @@ def _stored_articles(conn: Connection, pmids: list[str]) -> dict[str, _Stored]:
     return stored
 
 
-def _write(conn: Connection, plan: _Plan, *, url: str | None, fetched_at: datetime, now: datetime) -> None:
+def _open_conflicts(conn: Connection, pmids: list[str]) -> list[str]:
+    """Of these PMIDs, those with an open conflict recorded by this store."""
+    c = CONFLICTS
+    found: list[str] = []
+    for chunk in chunks(pmids):
+        query = (
+            sa.select(c.c.source_id)
+            .where(c.c.source == SOURCE, c.c.status == "open", c.c.source_id.in_(chunk))
+            .distinct()
+        )
+        found.extend(conn.execute(query).scalars())
+    return found
+
+
+def _write(
+    conn: Connection,
+    plan: _Plan,
+    *,
+    url: str | None,
+    fetched_at: datetime,
+    now: datetime,
+    run_id: int | None,
+) -> None:
     writes = [*plan.new, *(inc for _, inc in plan.changed)]
     payload_ids = _stored_payload_ids(conn, writes)
     unseen = list({inc.sha256: inc for inc in writes if inc.sha256 not in payload_ids}.values())
     # Payloads are compressed on a second thread while the rows are written (zlib releases the GIL).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress") as pool:
-        compressed = pool.submit(lambda: [_compress(inc.raw) for inc in unseen])
-        _write_articles(conn, plan, writes, now=now)
+        compressed = pool.submit(lambda: [compress_payload(inc.raw) for inc in unseen])
+        _write_articles(conn, plan, writes, now=now, run_id=run_id)
         payload_ids.update(
             _insert_payloads(conn, unseen, compressed.result(), url=url, fetched_at=fetched_at)
         )
 
     sr = SOURCE_RECORDS
-    upsert = _dialect_insert(conn, sr)
+    upsert = dialect_insert(conn, sr)
     conn.execute(
         upsert.on_conflict_do_update(
             index_elements=[sr.c.source, sr.c.source_id],
@@ -266,24 +368,184 @@ def _write(conn: Connection, plan: _Plan, *, url: str | None, fetched_at: dateti
     )
 
 
-def _write_articles(conn: Connection, plan: _Plan, writes: list[_Incoming], *, now: datetime) -> None:
-    journal_ids = _resolve_journals(conn, [inc.article.journal for inc in writes])
-    plan.conflicts.extend(_assign_unique_ids(conn, plan))
+# Columns whose changes the store records in article_history (the journal too, by its key).
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "pmid",
+    "pmid_version",
+    "record_type",
+    "title",
+    "vernacular_title",
+    "abstract",
+    "abstract_copyright",
+    "volume",
+    "issue",
+    "pages",
+    "pub_date",
+    "pub_season",
+    "pub_date_raw",
+    "epub_date",
+    "doi",
+    "pmcid",
+    "medline_status",
+    "publication_status",
+    "date_completed",
+    "date_revised",
+    "coi_statement",
+    "book_title",
+    "publisher",
+    "references_count",
+    "retracted",
+    "in_pubmed",
+    "deleted",
+)
+_PUB_DATE = ("pub_date", "pub_year", "pub_month", "pub_day")
+# Merged fields (enrich.merge.FIELDS) and the columns of them this store writes: where a field's value came
+# from another source, these columns are left as they are.
+_FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "title": ("title",),
+    "abstract": ("abstract",),
+    "volume": ("volume",),
+    "issue": ("issue",),
+    "pages": ("pages",),
+    "pub_date": _PUB_DATE,
+    "epub_date": ("epub_date",),
+    "publisher": ("publisher",),
+    "references_count": ("references_count",),
+    "journal_title": ("journal_id",),
+    "journal_iso_abbrev": ("journal_id",),
+    "issn": ("journal_id",),
+}
+# Child tables of fields another source may supply: left as they are when it did.
+_FIELD_TABLES: dict[str, tuple[str, ...]] = {
+    "authors": ("authors", "author_affiliations"),
+    "keywords": ("keywords",),
+}
+
+
+@dataclass(slots=True)
+class _Before:
+    """What the changed articles hold now, read in one query per table per chunk."""
+
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)  # the columns _article_values writes
+    journal_keys: dict[int, str | None] = field(default_factory=dict)
+    foreign: dict[int, set[str]] = field(default_factory=dict)  # fields another source supplied
+    enriched: set[int] = field(default_factory=set)  # articles with PMC or Crossref records
+    retracted_elsewhere: set[int] = field(default_factory=set)  # another source says retracted
+
+    def kept_tables(self) -> dict[str, set[int]]:
+        """Child table -> articles whose rows of it stay, because another source supplied them."""
+        kept: dict[str, set[int]] = {}
+        for article_id, fields in self.foreign.items():
+            for name in fields:
+                for table in _FIELD_TABLES.get(name, ()):
+                    kept.setdefault(table, set()).add(article_id)
+        return kept
+
+
+def _load_before(conn: Connection, ids: list[int]) -> _Before:
+    a, j, prov, sr, rs = ARTICLES, JOURNALS, PROVENANCE, SOURCE_RECORDS, RETRACTIONS
+    before = _Before()
+    columns = [a.c[name] for name in _VALUE_COLUMNS]
+    for chunk in chunks(ids):
+        query = (
+            sa.select(a.c.id, j.c.journal_key, *columns)
+            .select_from(a.outerjoin(j, j.c.id == a.c.journal_id))
+            .where(a.c.id.in_(chunk))
+        )
+        for row in conn.execute(query):
+            before.rows[row.id] = {name: row._mapping[name] for name in _VALUE_COLUMNS}
+            before.journal_keys[row.id] = row.journal_key
+        query = sa.select(prov.c.article_id, prov.c.field).where(
+            prov.c.article_id.in_(chunk), prov.c.source != SOURCE
+        )
+        for article_id, name in conn.execute(query):
+            before.foreign.setdefault(article_id, set()).add(name)
+        query = sa.select(sr.c.article_id).where(sr.c.article_id.in_(chunk), sr.c.source != SOURCE).distinct()
+        before.enriched.update(conn.execute(query).scalars())
+        query = sa.select(rs.c.article_id).where(rs.c.article_id.in_(chunk), rs.c.source != SOURCE).distinct()
+        before.retracted_elsewhere.update(conn.execute(query).scalars())
+    return before
+
+
+def _kept_values(new: dict[str, Any], old: dict[str, Any], foreign: set[str]) -> dict[str, Any]:
+    """The values to write over ``old``: another source's fields stay, and a None never erases a value.
+
+    DOI and PMCID were decided by _assign_unique_ids already.
+    """
+    final = dict(new)
+    for name in foreign:
+        for column in _FIELD_COLUMNS.get(name, ()):
+            final[column] = old[column]
+    if final["pub_date"] is None and old["pub_date"] is not None:
+        for column in _PUB_DATE:
+            final[column] = old[column]
+    for column in _NEVER_ERASED:
+        if final[column] is None and old[column] is not None:
+            if column in {"pub_season", "pub_date_raw"} and new["pub_date"] is not None:
+                continue  # they describe the record's new date, which may have no season or words
+            final[column] = old[column]
+    return final
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _write_articles(
+    conn: Connection, plan: _Plan, writes: list[_Incoming], *, now: datetime, run_id: int | None
+) -> None:
+    journal_ids = resolve_journals(conn, [inc.article.journal for inc in writes])
+    for inc in writes:
+        inc.retractions = pubmed_retractions(inc.article)
+    changed_ids = [old.article_id for old, _ in plan.changed]
+    before = _load_before(conn, changed_ids) if changed_ids else _Before()
+    losers, clashes = _assign_unique_ids(conn, plan, before.foreign)
+    plan.conflicts.extend(losers)
 
     def values(inc: _Incoming) -> dict[str, Any]:
-        return _article_values(inc, journal_ids.get(_journal_key(inc.article.journal) or ""))
+        return _article_values(inc, journal_ids.get(journal_key(inc.article.journal) or ""))
 
+    kept_tables = before.kept_tables()
     if plan.changed:
-        # Change history hooks in here: `old` (widen _stored_articles' SELECT for more) against values(inc).
         _release_unique_ids(conn, plan.changed)
-        conn.execute(
-            sa.update(ARTICLES).where(ARTICLES.c.id == sa.bindparam("b_id")),
-            [{"b_id": inc.article_id, **values(inc), "updated_at": now} for _, inc in plan.changed],
-        )
-        changed_ids = [old.article_id for old, _ in plan.changed]
+        updates: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        for old, inc in plan.changed:
+            article_id = old.article_id
+            stored = before.rows[article_id]
+            new = values(inc)
+            new["retracted"] = new["retracted"] or article_id in before.retracted_elsewhere
+            final = _kept_values(new, stored, before.foreign.get(article_id, set()))
+            changes = [
+                (name, stored[name], final[name]) for name in HISTORY_COLUMNS if stored[name] != final[name]
+            ]
+            if stored["journal_id"] != final["journal_id"]:
+                new_key = journal_key(inc.article.journal)
+                changes.append(("journal", before.journal_keys[article_id], new_key))
+            history.extend(
+                {
+                    "article_id": article_id,
+                    "field": name,
+                    "old_value": _json(old_value),
+                    "new_value": _json(new_value),
+                    "source": SOURCE,
+                    "run_id": run_id,
+                    "changed_at": now,
+                }
+                for name, old_value, new_value in changes
+            )
+            updates.append({"b_id": article_id, **final, "updated_at": now})
+        conn.execute(sa.update(ARTICLES).where(ARTICLES.c.id == sa.bindparam("b_id")), updates)
+        if history:
+            conn.execute(sa.insert(HISTORY), history)
         for table in reversed(CHILD_TABLES):
-            for chunk in _chunks(changed_ids):
+            kept = kept_tables.get(table.name, set())
+            for chunk in chunks([i for i in changed_ids if i not in kept]):
                 conn.execute(sa.delete(table).where(table.c.article_id.in_(chunk)))
+        rs = RETRACTIONS
+        for chunk in chunks(changed_ids):
+            conn.execute(sa.delete(rs).where(rs.c.source == SOURCE, rs.c.article_id.in_(chunk)))
+        plan.enriched.extend(i for i in changed_ids if i in before.enriched)
     if plan.new:
         rows = conn.execute(
             sa.insert(ARTICLES).returning(ARTICLES.c.pmid, ARTICLES.c.id),
@@ -299,8 +561,26 @@ def _write_articles(conn: Connection, plan: _Plan, writes: list[_Incoming], *, n
         assert inc.article_id is not None
         children.add(inc.article_id, inc.article)
     for table in CHILD_TABLES:
-        if children.rows[table.name]:
-            _insert_tuples(conn, table, children.rows[table.name])
+        rows_of_table = children.rows[table.name]
+        if table.name in kept_tables:
+            kept = kept_tables[table.name]
+            rows_of_table = [row for row in rows_of_table if row[0] not in kept]
+        if rows_of_table:
+            _insert_tuples(conn, table, rows_of_table)
+    retractions = [
+        {"article_id": inc.article_id, "source": SOURCE, "position": position, **statement}
+        for inc in writes
+        for position, statement in enumerate(inc.retractions, 1)
+    ]
+    if retractions:
+        conn.execute(sa.insert(RETRACTIONS), retractions)
+    if clashes:
+        _record_clashes(conn, clashes, now=now, run_id=run_id)
+    if plan.changed:
+        lost = set(losers)
+        _resolve_conflicts(
+            conn, [inc.article.pmid for _, inc in plan.changed if inc.article.pmid not in lost]
+        )
 
 
 def _article_values(inc: _Incoming, journal_id: int | None) -> dict[str, Any]:
@@ -336,11 +616,54 @@ def _article_values(inc: _Incoming, journal_id: int | None) -> dict[str, Any]:
         "coi_statement": a.coi_statement,
         "book_title": a.book_title,
         "publisher": a.publisher,
-        "retracted": a.retracted,
+        "references_count": len(a.references) or None,
+        "retracted": bool(inc.retractions),
         "in_pubmed": True,
         "deleted": False,
         "content_sha256": inc.sha256,
     }
+
+
+# The article columns _article_values writes, in its order.
+_VALUE_COLUMNS: tuple[str, ...] = (
+    "pmid",
+    "pmid_version",
+    "pmcid",
+    "doi",
+    "record_type",
+    "title",
+    "vernacular_title",
+    "abstract",
+    "abstract_copyright",
+    "journal_id",
+    "volume",
+    "issue",
+    "pages",
+    *_PUB_DATE,
+    "pub_season",
+    "pub_date_raw",
+    "epub_date",
+    "medline_status",
+    "publication_status",
+    "date_completed",
+    "date_revised",
+    "coi_statement",
+    "book_title",
+    "publisher",
+    "references_count",
+    "retracted",
+    "in_pubmed",
+    "deleted",
+    "content_sha256",
+)
+# Columns a None in a changed record leaves as they are (the publication date as a whole, DOI and PMCID
+# are handled on their own).
+_NEVER_ERASED: tuple[str, ...] = tuple(
+    name
+    for name in _VALUE_COLUMNS
+    if name not in {"pmid", "pmid_version", "doi", "pmcid", *_PUB_DATE, "retracted", "in_pubmed", "deleted"}
+    and name != "content_sha256"
+)
 
 
 # The columns of each child table, in the order _ChildRows builds its tuples.
@@ -498,7 +821,7 @@ def _insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]
     conn.exec_driver_sql(compiled.string, params)
 
 
-def _journal_key(journal: Journal) -> str | None:
+def journal_key(journal: Journal) -> str | None:
     """The journal's natural key; the ISSN-L first, as it is the same for the print and online editions."""
     if journal.nlm_unique_id:
         return f"nlm:{journal.nlm_unique_id}"
@@ -522,14 +845,14 @@ _JOURNAL_FIELDS = (
 )
 
 
-def _resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str, int]:
+def resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str, int]:
     """Journal ids by key: missing journals are inserted, and what a stored journal lacks is filled in.
 
     A known attribute is never overwritten, so storing the same records again changes nothing.
     """
     wanted: dict[str, dict[str, str | None]] = {}
     for journal in journals:
-        key = _journal_key(journal)
+        key = journal_key(journal)
         if key is None:
             continue
         values = wanted.setdefault(key, dict.fromkeys(_JOURNAL_FIELDS))
@@ -542,7 +865,7 @@ def _resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str
     columns = [j.c.journal_key, j.c.id, *(j.c[name] for name in _JOURNAL_FIELDS)]
     ids: dict[str, int] = {}
     fills: list[dict[str, Any]] = []
-    for chunk in _chunks(list(wanted)):
+    for chunk in chunks(list(wanted)):
         for key, journal_id, *stored in conn.execute(sa.select(*columns).where(j.c.journal_key.in_(chunk))):
             ids[key] = journal_id
             known = dict(zip(_JOURNAL_FIELDS, stored, strict=True))
@@ -553,10 +876,10 @@ def _resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str
     if missing:
         # ON CONFLICT DO NOTHING: a concurrent writer that took no lock (a future tool) may have added it.
         conn.execute(
-            _dialect_insert(conn, j).on_conflict_do_nothing(index_elements=[j.c.journal_key]),
+            dialect_insert(conn, j).on_conflict_do_nothing(index_elements=[j.c.journal_key]),
             [{"journal_key": key, **wanted[key]} for key in missing],
         )
-        for chunk in _chunks(missing):
+        for chunk in chunks(missing):
             query = sa.select(j.c.journal_key, j.c.id).where(j.c.journal_key.in_(chunk))
             ids.update({key: journal_id for key, journal_id in conn.execute(query)})
     if fills:
@@ -564,29 +887,48 @@ def _resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str
     return ids
 
 
-def _assign_unique_ids(conn: Connection, plan: _Plan) -> list[str]:
-    """Decide which written article gets each DOI and PMCID in the unique columns; returns the losers.
+@dataclass(frozen=True, slots=True)
+class _Clash:
+    """A record that names a DOI or PMCID another article holds (or another record of the batch took)."""
 
-    The article that holds a value keeps it; a value another article gives up in this batch is free.
+    incoming: _Incoming
+    column: str
+    value: str
+    holder: int | _Incoming  # a stored article's id, or the record of the batch that took the value
+
+
+def _assign_unique_ids(
+    conn: Connection, plan: _Plan, foreign: dict[int, set[str]]
+) -> tuple[list[str], list[_Clash]]:
+    """Decide which written article gets each DOI and PMCID in the unique columns.
+
+    The article that holds a value keeps it; a value another article gives up in this batch is free. A
+    changed record that names no value, or whose value came from another source, keeps the stored one.
+    Returns the PMIDs that lost a value, and the clashes.
     """
     losers: list[str] = []
-    clashes: list[str] = []
+    clashes: list[_Clash] = []
     writes = [*[(old, inc) for old, inc in plan.changed], *[(None, inc) for inc in plan.new]]
     writing = {old.article_id for old, _ in plan.changed}
     for column in ("doi", "pmcid"):
-        wanted = {id(inc): _wanted_id(inc.article, column) for _, inc in writes}
+        wanted: dict[int, str | None] = {}
+        for old, inc in writes:
+            value = _wanted_id(inc.article, column)
+            if old is not None and (value is None or column in foreign.get(old.article_id, ())):
+                value = getattr(old, column)
+            wanted[id(inc)] = value
         values = {v for v in wanted.values() if v}
         holders: dict[str, int] = {}
-        for chunk in _chunks(sorted(values)):
+        for chunk in chunks(sorted(values)):
             col = ARTICLES.c[column]
             query = sa.select(col, ARTICLES.c.id).where(col.in_(chunk))
             holders.update({value: article_id for value, article_id in conn.execute(query)})
-        claimed: set[str] = set()
+        claimed: dict[str, _Incoming] = {}
         assigned: dict[int, str | None] = {}
         for old, inc in writes:  # those that hold their value keep it
             value = wanted[id(inc)]
             if value and old is not None and holders.get(value) == old.article_id:
-                claimed.add(value)
+                claimed[value] = inc
                 assigned[id(inc)] = value
         for _, inc in writes:
             if id(inc) in assigned:
@@ -594,22 +936,67 @@ def _assign_unique_ids(conn: Connection, plan: _Plan) -> list[str]:
             value = wanted[id(inc)]
             holder = holders.get(value) if value else None
             if value and (value in claimed or (holder is not None and holder not in writing)):
-                clashes.append(f"{inc.article.pmid} ({column} {value})")
+                taker: int | _Incoming = claimed[value] if value in claimed else holders[value]
+                clashes.append(_Clash(inc, column, value, taker))
                 losers.append(inc.article.pmid)
                 value = None
             if value:
-                claimed.add(value)
+                claimed[value] = inc
             assigned[id(inc)] = value
         for _, inc in writes:
             setattr(inc, column, assigned[id(inc)])
     if clashes:
-        shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
+        shown = ", ".join(f"{c.incoming.article.pmid} ({c.column} {c.value})" for c in clashes[:5])
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
         logger.warning(
-            "%d record(s) name a DOI or PMCID another article holds; kept in article_identifiers only: %s",
+            "%d record(s) name a DOI or PMCID another article holds; kept in article_identifiers only: %s%s",
             len(clashes),
             shown,
+            more,
         )
-    return losers
+    return losers, clashes
+
+
+def _record_clashes(conn: Connection, clashes: list[_Clash], *, now: datetime, run_id: int | None) -> None:
+    """One conflicts row per record and pair of articles; a row already there is left as it is."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for clash in clashes:
+        own = clash.incoming.article_id
+        holder = clash.holder if isinstance(clash.holder, int) else clash.holder.article_id
+        assert own is not None and holder is not None
+        pmid = clash.incoming.article.pmid
+        key = (pmid, ",".join(str(i) for i in sorted({own, holder})))
+        claims = grouped.setdefault(key, [{"id_type": "pmid", "value": pmid, "article_id": own}])
+        claims.append({"id_type": clash.column, "value": clash.value, "article_id": holder})
+    c = CONFLICTS
+    conn.execute(
+        dialect_insert(conn, c).on_conflict_do_nothing(
+            index_elements=[c.c.source, c.c.source_id, c.c.article_ids]
+        ),
+        [
+            {
+                "source": SOURCE,
+                "source_id": pmid,
+                "claims": json.dumps(claims, ensure_ascii=False),
+                "article_ids": article_ids,
+                "status": "open",
+                "detected_at": now,
+                "run_id": run_id,
+            }
+            for (pmid, article_ids), claims in grouped.items()
+        ],
+    )
+
+
+def _resolve_conflicts(conn: Connection, pmids: list[str]) -> None:
+    """Open conflicts of these PMIDs are resolved: their records were just stored without a clash."""
+    c = CONFLICTS
+    for chunk in chunks(pmids):
+        conn.execute(
+            sa.update(c)
+            .where(c.c.source == SOURCE, c.c.status == "open", c.c.source_id.in_(chunk))
+            .values(status="resolved")
+        )
 
 
 def _wanted_id(article: Article, column: str) -> str | None:
@@ -625,7 +1012,7 @@ def _release_unique_ids(conn: Connection, changed: list[tuple[_Stored, _Incoming
         for old, inc in changed
         if (old.doi and old.doi != inc.doi) or (old.pmcid and old.pmcid != inc.pmcid)
     ]
-    for chunk in _chunks(releasing):
+    for chunk in chunks(releasing):
         conn.execute(sa.update(ARTICLES).where(ARTICLES.c.id.in_(chunk)).values(doi=None, pmcid=None))
 
 
@@ -633,7 +1020,7 @@ def _stored_payload_ids(conn: Connection, writes: list[_Incoming]) -> dict[str, 
     """Ids of payloads already kept, by SHA-256 (a record that changed back to an earlier version)."""
     p = RAW_PAYLOADS
     ids: dict[str, int] = {}
-    for chunk in _chunks(sorted({inc.sha256 for inc in writes})):
+    for chunk in chunks(sorted({inc.sha256 for inc in writes})):
         query = sa.select(p.c.sha256, p.c.id).where(p.c.source == SOURCE, p.c.sha256.in_(chunk))
         ids.update({sha: payload_id for sha, payload_id in conn.execute(query)})
     return ids
@@ -670,13 +1057,13 @@ def _insert_payloads(
     return {sha: payload_id for sha, payload_id in rows}
 
 
-def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     """The dialect's INSERT, which has on_conflict_do_nothing / on_conflict_do_update."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
 
-def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

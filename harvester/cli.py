@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ from harvester import __version__
 from harvester.errors import ExitCode, HarvestError, StorageError, UsageError
 from harvester.http import redact
 from harvester.logsetup import setup_logging
-from harvester.pipeline import IdKind, build_services, harvest, read_id_file
+from harvester.pipeline import HarvestReport, IdKind, build_services, harvest, read_id_file
 from harvester.settings import Settings, load_settings
 
 log = logging.getLogger("harvester")
@@ -80,6 +80,10 @@ class State:
         return self._engine
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
+    @property
     def console(self) -> Console:
         return Console(stderr=True, quiet=self.verbosity < 0)
 
@@ -125,7 +129,9 @@ def _global_options(
 
 # ---- harvest by id -------------------------------------------------------------------------------
 
-IdsArgument = Annotated[list[str] | None, typer.Argument(help="Ids, separated by spaces.", show_default=False)]
+IdsArgument = Annotated[
+    list[str] | None, typer.Argument(help="Ids, separated by spaces.", show_default=False)
+]
 FromOption = Annotated[
     str | None,
     typer.Option(
@@ -135,7 +141,16 @@ FromOption = Annotated[
 ]
 
 
-def _harvest_command(ctx: typer.Context, kind: IdKind, ids: list[str] | None, from_file: str | None) -> int:
+NoEnrichOption = Annotated[
+    bool, typer.Option("--no-enrich", help="Skip PMC and Crossref enrichment (PubMed only).")
+]
+
+
+def _harvest_command(
+    ctx: typer.Context, kind: IdKind, ids: list[str] | None, from_file: str | None, no_enrich: bool
+) -> int:
+    from db.reconcile import start_run
+
     state = _state(ctx)
     values = list(ids or [])
     if from_file is not None:
@@ -145,21 +160,70 @@ def _harvest_command(ctx: typer.Context, kind: IdKind, ids: list[str] | None, fr
     settings = state.settings()
     engine = state.engine()
     services = build_services(settings)
-    with _progress(state, total=len(values), label=f"efetch {kind}s") as advance:
-        report = harvest(kind, values, settings=settings, services=services, engine=engine, progress=advance)
-    for message in report.errors:
+    run_id = start_run(engine, f"harvest {kind} ({len(values)} ids)")
+    with _recorded_run(state, engine, run_id) as finish:
+        with _progress(state, total=len(values), label=f"efetch {kind}s") as advance:
+            report = harvest(
+                kind,
+                values,
+                settings=settings,
+                services=services,
+                engine=engine,
+                progress=advance,
+                enrich=not no_enrich,
+                run_id=run_id,
+            )
+        finish(report.exit_code, report.as_dict())
+    _print_report(state, report)
+    return int(report.exit_code)
+
+
+@contextmanager
+def _recorded_run(
+    state: State, engine: Engine, run_id: int
+) -> Iterator[Callable[[ExitCode, dict[str, object]], None]]:
+    """Closes the harvest_runs row: with the summary on success, as failed or interrupted otherwise."""
+    from db.reconcile import finish_run
+
+    def finish(code: ExitCode, summary: dict[str, object]) -> None:
+        finish_run(engine, run_id, "ok" if code in {ExitCode.OK, ExitCode.NOT_FOUND} else "partial", summary)
+
+    try:
+        yield finish
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            finish_run(
+                engine, run_id, status, {"error": redact(f"{type(exc).__name__}: {exc}", state.secrets)}
+            )
+        except HarvestError:
+            log.warning("could not record the end of run %d", run_id)
+        raise
+
+
+def _print_report(state: State, report: HarvestReport) -> None:
+    errors = [*report.errors, *(report.enrichment.errors if report.enrichment else [])]
+    for message in errors:
         log.error("%s", message)
     if state.json_output:
         typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
-    else:
-        typer.echo(report.summary_line())
-        if report.not_found:
-            typer.echo("not found: " + " ".join(report.not_found), err=True)
-        if report.failed:
-            typer.echo("failed: " + " ".join(report.failed), err=True)
-        if report.invalid:
-            typer.echo("invalid: " + " ".join(repr(v) for v in report.invalid), err=True)
-    return int(report.exit_code)
+        return
+    typer.echo(report.summary_line())
+    if report.enrichment is not None:
+        typer.echo(report.enrichment.summary_line())
+    lines = [
+        ("not found", report.not_found),
+        ("failed", report.failed),
+        ("invalid", [repr(v) for v in report.invalid]),
+        ("conflict", [*report.conflicts, *(report.enrichment.conflicts if report.enrichment else [])]),
+    ]
+    if report.enrichment is not None:
+        lines.append(
+            ("enrichment failed", [*report.enrichment.pmc.failed, *report.enrichment.crossref.failed])
+        )
+    for label, items in lines:
+        if items:
+            typer.echo(f"{label}: " + " ".join(items), err=True)
 
 
 @contextmanager
@@ -176,21 +240,152 @@ def _progress(state: State, *, total: int, label: str) -> Iterator[Callable[[int
 
 
 @app.command("pmid")
-def pmid_command(ctx: typer.Context, ids: IdsArgument = None, from_file: FromOption = None) -> int:
+def pmid_command(
+    ctx: typer.Context,
+    ids: IdsArgument = None,
+    from_file: FromOption = None,
+    no_enrich: NoEnrichOption = False,
+) -> int:
     """Harvest articles by PMID (e.g. 35350566)."""
-    return _harvest_command(ctx, "pmid", ids, from_file)
+    return _harvest_command(ctx, "pmid", ids, from_file, no_enrich)
 
 
 @app.command("pmcid")
-def pmcid_command(ctx: typer.Context, ids: IdsArgument = None, from_file: FromOption = None) -> int:
+def pmcid_command(
+    ctx: typer.Context,
+    ids: IdsArgument = None,
+    from_file: FromOption = None,
+    no_enrich: NoEnrichOption = False,
+) -> int:
     """Harvest articles by PMCID (PMC8958025, pmc8958025 or 8958025), mapped through the PMC ID Converter."""
-    return _harvest_command(ctx, "pmcid", ids, from_file)
+    return _harvest_command(ctx, "pmcid", ids, from_file, no_enrich)
 
 
 @app.command("doi")
-def doi_command(ctx: typer.Context, ids: IdsArgument = None, from_file: FromOption = None) -> int:
+def doi_command(
+    ctx: typer.Context,
+    ids: IdsArgument = None,
+    from_file: FromOption = None,
+    no_enrich: NoEnrichOption = False,
+) -> int:
     """Harvest articles by DOI (10.x/y, doi:10.x/y or https://doi.org/10.x/y; case does not matter)."""
-    return _harvest_command(ctx, "doi", ids, from_file)
+    return _harvest_command(ctx, "doi", ids, from_file, no_enrich)
+
+
+@app.command("enrich")
+def enrich_command(
+    ctx: typer.Context,
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles (default: all due).")
+    ] = None,
+    stale_days: Annotated[
+        int,
+        typer.Option(
+            "--stale-days",
+            min=0,
+            help="Without ids: enrich articles whose PMC or Crossref record is missing or older than N days.",
+        ),
+    ] = 30,
+) -> int:
+    """Fetch PMC front matter and Crossref works again for stored articles and merge what changed."""
+    from datetime import UTC, datetime, timedelta
+
+    from db.documents import resolve_identifiers
+    from db.reconcile import start_run
+    from db.targets import enrichment_targets, stale_article_ids
+    from harvester.pipeline import enrich_articles
+
+    state = _state(ctx)
+    settings = state.settings()
+    engine = state.engine()
+    missing: list[str] = []
+    if ids:
+        found = resolve_identifiers(engine, ids)
+        missing = [given for given, article_id in found.items() if article_id is None]
+        article_ids = [a for a in dict.fromkeys(found.values()) if a is not None]
+    else:
+        article_ids = stale_article_ids(engine, fetched_before=datetime.now(UTC) - timedelta(days=stale_days))
+    run_id = start_run(engine, f"enrich ({len(article_ids)} articles)")
+    with _recorded_run(state, engine, run_id) as finish:
+        enrichment = enrich_articles(
+            enrichment_targets(engine, article_ids),
+            services=build_services(settings),
+            engine=engine,
+            run_id=run_id,
+            policy=settings.merge_policy,
+        )
+        report = HarvestReport(
+            requested=len(article_ids) + len(missing), not_found=missing, enrichment=enrichment
+        )
+        finish(report.exit_code, report.as_dict())
+    for message in enrichment.errors:
+        log.error("%s", message)
+    if state.json_output:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        typer.echo(f"articles {len(article_ids)}; " + enrichment.summary_line())
+        if missing:
+            typer.echo("not stored: " + " ".join(missing), err=True)
+        for label, items in (
+            ("conflict", enrichment.conflicts),
+            ("enrichment failed", [*enrichment.pmc.failed, *enrichment.crossref.failed]),
+        ):
+            if items:
+                typer.echo(f"{label}: " + " ".join(items), err=True)
+    return int(report.exit_code)
+
+
+@app.command("history")
+def history_command(
+    ctx: typer.Context,
+    article: Annotated[str, typer.Argument(help="PMID, PMCID or DOI of a stored article.")],
+) -> int:
+    """List the recorded changes of a stored article: field, old and new value, source, run and time."""
+    from db.documents import resolve_identifiers
+    from db.reconcile import list_history
+
+    state = _state(ctx)
+    article_id = resolve_identifiers(state.engine(), [article])[article]
+    if article_id is None:
+        typer.echo(f"not stored: {article}", err=True)
+        return int(ExitCode.NOT_FOUND)
+    changes = list_history(state.engine(), article_id)
+    if state.json_output:
+        typer.echo(json.dumps(changes, ensure_ascii=False, default=str))
+    elif not changes:
+        typer.echo(f"no changes recorded for {article} since it was first stored")
+    else:
+        for change in changes:
+            typer.echo(
+                f"{change['changed_at']}  run {change.get('run_id') or '-'}  {change['source']:<8} "
+                f"{change['field']}: {change['old_value']} -> {change['new_value']}"
+            )
+    return int(ExitCode.OK)
+
+
+@app.command("conflicts")
+def conflicts_command(
+    ctx: typer.Context,
+    status: Annotated[str, typer.Option("--status", help="open, resolved or all.")] = "open",
+) -> int:
+    """List records whose identifiers point at two different stored articles (never merged)."""
+    from db.reconcile import list_conflicts
+
+    if status not in {"open", "resolved", "all"}:
+        raise UsageError(f"--status must be open, resolved or all, not {status!r}")
+    state = _state(ctx)
+    conflicts = list_conflicts(state.engine(), status=status)
+    if state.json_output:
+        typer.echo(json.dumps(conflicts, ensure_ascii=False, default=str))
+    elif not conflicts:
+        typer.echo(f"no {status if status != 'all' else ''} conflicts".replace("  ", " "))
+    else:
+        for c in conflicts:
+            typer.echo(
+                f"#{c['id']}  {c['detected_at']}  {c['source']} {c['source_id']} matches articles "
+                f"{c['article_ids']}: {c['claims']}  [{c['status']}]"
+            )
+    return int(ExitCode.OK)
 
 
 # ---- reading back --------------------------------------------------------------------------------
@@ -256,20 +451,21 @@ def _as_text(doc: dict[str, Any]) -> str:
 @app.command("export")
 def export_command(
     ctx: typer.Context,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    output_format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="jsonl, csv, or solr (a JSON array of VuFind/Solr documents)."),
+    ] = "jsonl",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")
     ] = None,
 ) -> int:
-    """Export every stored article (deleted ones excluded) as JSON Lines or CSV."""
-    from db.documents import export_documents
-
-    if output_format not in {"jsonl", "csv"}:
-        raise UsageError(f"--format must be jsonl or csv, not {output_format!r}")
+    """Export every stored article (deleted ones excluded) as JSON Lines, CSV or Solr documents."""
+    if output_format not in {"jsonl", "csv", "solr"}:
+        raise UsageError(f"--format must be jsonl, csv or solr, not {output_format!r}")
     state = _state(ctx)
     engine = state.engine()
     if output is None:
-        count = export_documents(engine, output_format, sys.stdout)  # type: ignore[arg-type]
+        count = _export(engine, output_format, sys.stdout)
     else:
         count = _export_to_file(engine, output_format, output)
     log.info("exported %d article(s)", count)
@@ -278,9 +474,16 @@ def export_command(
     return int(ExitCode.OK)
 
 
-def _export_to_file(engine: Engine, output_format: str, output: Path) -> int:
+def _export(engine: Engine, output_format: str, out: TextIO) -> int:
     from db.documents import export_documents
+    from db.solr import export_solr
 
+    if output_format == "solr":
+        return export_solr(engine, out)
+    return export_documents(engine, "csv" if output_format == "csv" else "jsonl", out)
+
+
+def _export_to_file(engine: Engine, output_format: str, output: Path) -> int:
     directory = output.resolve().parent
     try:
         handle = tempfile.NamedTemporaryFile(
@@ -290,7 +493,7 @@ def _export_to_file(engine: Engine, output_format: str, output: Path) -> int:
         raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     try:
         with handle:
-            count = export_documents(engine, output_format, handle)  # type: ignore[arg-type]
+            count = _export(engine, output_format, cast(TextIO, handle))
         os.replace(handle.name, output)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
@@ -349,7 +552,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code; never raises, never prints a traceback to the console."""
     secrets: tuple[str, ...] = ()
     try:
-        result = app(args=list(argv) if argv is not None else None, prog_name="harvest", standalone_mode=False)
+        result = app(
+            args=list(argv) if argv is not None else None, prog_name="harvest", standalone_mode=False
+        )
     except typer.TyperException as exc:  # usage errors found by the argument parser (it prints them)
         show = getattr(exc, "show", None)
         if callable(show):

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
-
 from pathlib import Path
+from typing import Literal
 
 import requests
 from sqlalchemy.engine import Engine
 
+from db.reconcile import EnrichResult, reconcile_articles, store_crossref, store_pmc
 from db.store import StoreResult, store_articles
-from harvester.eutils import EfetchBatch, EutilsClient
+from db.targets import EnrichmentTarget, article_ids_by_pmid, enrichment_targets
+from enrich.crossref import CrossrefBatch, CrossrefClient
+from enrich.merge import DEFAULT_POLICY
+from enrich.pmc_jats import parse_pmc_articles
 from harvester.errors import (
     ExitCode,
     FetchFailedError,
@@ -26,6 +29,7 @@ from harvester.errors import (
     UpstreamError,
     UsageError,
 )
+from harvester.eutils import EfetchBatch, EutilsClient
 from harvester.http import RateLimiter, RetryPolicy
 from harvester.idconv import IdConverterClient
 from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid
@@ -51,6 +55,7 @@ class Services:
 
     eutils: EutilsClient
     idconv: IdConverterClient
+    crossref: CrossrefClient
 
 
 def build_services(settings: Settings, session: requests.Session | None = None) -> Services:
@@ -61,7 +66,63 @@ def build_services(settings: Settings, session: requests.Session | None = None) 
     return Services(
         eutils=EutilsClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
         idconv=IdConverterClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
+        crossref=CrossrefClient.from_settings(settings, session, policy=policy),
     )
+
+
+@dataclass(slots=True)
+class SourceCounts:
+    """What one enrichment source did, counted in articles."""
+
+    asked: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    not_found: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, result: EnrichResult) -> None:
+        self.updated += len(result.updated) + len(result.created)
+        self.unchanged += len(result.unchanged)
+        self.not_found += len(result.not_found)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "asked": self.asked,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "not_found": self.not_found,
+            "failed": self.failed,
+        }
+
+
+@dataclass(slots=True)
+class EnrichReport:
+    """What enrichment from PMC and Crossref did."""
+
+    pmc: SourceCounts = field(default_factory=SourceCounts)
+    crossref: SourceCounts = field(default_factory=SourceCounts)
+    created_from_crossref: list[str] = field(default_factory=list)  # DOIs stored from Crossref alone
+    conflicts: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def summary_line(self) -> str:
+        def part(name: str, c: SourceCounts) -> str:
+            failed = f", {len(c.failed)} failed" if c.failed else ""
+            return f"{name} {c.updated} updated, {c.unchanged} unchanged, {c.not_found} not found{failed}"
+
+        return (
+            f"enriched: {part('pmc', self.pmc)}; {part('crossref', self.crossref)}; "
+            f"conflicts {len(self.conflicts)}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "pmc": self.pmc.as_dict(),
+            "crossref": self.crossref.as_dict(),
+            "created_from_crossref": self.created_from_crossref,
+            "conflicts": self.conflicts,
+            "errors": self.errors,
+        }
 
 
 @dataclass(slots=True)
@@ -76,12 +137,19 @@ class HarvestReport:
     failed: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    enrichment: EnrichReport | None = None
 
     @property
     def exit_code(self) -> ExitCode:
-        """The most severe outcome decides: failed > invalid > not found > ok."""
-        if self.failed:
+        """The most severe outcome decides: failed > conflict > invalid > not found > ok."""
+        enrichment_failed = self.enrichment is not None and (
+            self.enrichment.pmc.failed or self.enrichment.crossref.failed
+        )
+        if self.failed or enrichment_failed:
             return ExitCode.UPSTREAM
+        if self.conflicts or (self.enrichment is not None and self.enrichment.conflicts):
+            return ExitCode.CONFLICT
         if self.invalid:
             return ExitCode.USAGE
         if self.not_found:
@@ -93,7 +161,11 @@ class HarvestReport:
             f"requested {self.requested}, created {len(self.created)}, updated {len(self.updated)}, "
             f"unchanged {len(self.unchanged)}, not found {len(self.not_found)}, failed {len(self.failed)}"
         )
-        return line + (f", invalid {len(self.invalid)}" if self.invalid else "")
+        if self.invalid:
+            line += f", invalid {len(self.invalid)}"
+        if self.conflicts:
+            line += f", conflicts {len(self.conflicts)}"
+        return line
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -104,7 +176,9 @@ class HarvestReport:
             "not_found": self.not_found,
             "failed": self.failed,
             "invalid": self.invalid,
+            "conflicts": self.conflicts,
             "errors": self.errors,
+            "enrichment": self.enrichment.as_dict() if self.enrichment else None,
             "exit_code": int(self.exit_code),
         }
 
@@ -130,16 +204,21 @@ def harvest(
     services: Services,
     engine: Engine,
     progress: Callable[[int], None] | None = None,
+    enrich: bool = True,
+    run_id: int | None = None,
 ) -> HarvestReport:
     """Harvest articles by PMID, PMCID or DOI into the database and report each id's outcome.
 
     Args:
         kind: what the values are.
         values: ids as the user typed them; malformed ones are reported as invalid and skipped.
-        settings: the run's settings (batch sizes).
+        settings: the run's settings (batch sizes, merge policy).
         services: the remote clients.
         engine: the migrated database.
         progress: called with the number of PMIDs each finished efetch batch covered.
+        enrich: also fetch and merge PMC front matter and Crossref works for the stored articles, and
+            store DOIs PubMed does not know from Crossref alone.
+        run_id: the harvest_runs row the changes are recorded under.
 
     Returns:
         The report; its ``exit_code`` says how the run went.
@@ -168,8 +247,11 @@ def harvest(
 
     candidates, search_failed = _search_dois(pending_dois, services, report)
     pmids = list(dict.fromkeys([*targets.values(), *candidates]))
-    outcome = _fetch_and_store(pmids, services=services, engine=engine, progress=progress)
+    outcome = _fetch_and_store(pmids, services=services, engine=engine, progress=progress, run_id=run_id)
     report.errors.extend(outcome.errors)
+    report.conflicts.extend(
+        f"pubmed PMID {pmid} names a DOI or PMCID of another article" for pmid in outcome.conflicts
+    )
 
     # DOIs found only by esearch: keep the stored articles whose DOI was asked for
     by_doi = {doi: pmid for pmid, dois in outcome.dois.items() for doi in dois}
@@ -197,7 +279,118 @@ def harvest(
             report.failed.append(requested)
         else:
             report.not_found.append(requested)
+
+    policy = settings.merge_policy
+    if outcome.enriched_changed:  # their PubMed record changed: merge it again with PMC and Crossref
+        result = reconcile_articles(engine, sorted(outcome.enriched_changed), run_id=run_id, policy=policy)
+        report.conflicts.extend(_describe_conflicts(result))
+    if not enrich:
+        return report
+    stored = [p for p in pmids if p in outcome.created | outcome.updated | outcome.unchanged]
+    article_ids = article_ids_by_pmid(engine, stored)
+    missing_dois = [doi for doi in report.not_found if kind == "doi"]
+    report.enrichment = enrich_articles(
+        enrichment_targets(engine, [article_ids[p] for p in stored if p in article_ids]),
+        services=services,
+        engine=engine,
+        run_id=run_id,
+        policy=policy,
+        create_missing=missing_dois,
+    )
+    if missing_dois:  # stored from Crossref alone: no longer "not found"
+        from db.documents import resolve_identifiers
+
+        now_stored = resolve_identifiers(engine, missing_dois)
+        for doi in missing_dois:
+            if now_stored.get(doi) is not None:
+                report.not_found.remove(doi)
+                report.created.append(doi)
+                report.enrichment.created_from_crossref.append(doi)
     return report
+
+
+def enrich_articles(
+    targets: Sequence[EnrichmentTarget],
+    *,
+    services: Services,
+    engine: Engine,
+    run_id: int | None,
+    policy: Mapping[str, tuple[str, ...]] = DEFAULT_POLICY,
+    create_missing: Sequence[str] = (),
+) -> EnrichReport:
+    """Fetch PMC front matter and Crossref works for stored articles and merge them in.
+
+    PMC answers efetch db=pmc in batches, Crossref a ``filter=doi:...`` list per batch; a batch that fails
+    names its ids and the others are still merged. ``create_missing`` are DOIs PubMed does not know: an
+    article is created for each that Crossref knows (marked not in PubMed).
+    """
+    report = EnrichReport()
+    with_pmcid = [t.pmcid for t in targets if t.pmcid]
+    report.pmc.asked = len(with_pmcid)
+    for item in services.eutils.efetch("pmc", [pmcid.removeprefix("PMC") for pmcid in with_pmcid]):
+        asked = [f"PMC{i}" for i in item.ids]
+        if isinstance(item, FetchFailedError):
+            report.pmc.failed.extend(asked)
+            report.errors.append(str(item))
+            continue
+        try:
+            fronts = list(parse_pmc_articles(item.response.body, keep_raw=True))
+        except ParseError as exc:
+            report.pmc.failed.extend(asked)
+            report.errors.append(f"pmc: {exc} ({', '.join(asked)})")
+            continue
+        returned = {front.pmcid for front in fronts}
+        result = store_pmc(
+            engine,
+            [f for f in fronts if f.pmcid in set(asked)],
+            url=item.response.url,
+            fetched_at=item.response.fetched_at,
+            run_id=run_id,
+            policy=policy,
+            not_found=[p for p in asked if p not in returned],
+        )
+        report.pmc.add(result)
+        report.conflicts.extend(_describe_conflicts(result))
+
+    create = set(create_missing)
+    dois = list(dict.fromkeys([*(t.doi for t in targets if t.doi), *create_missing]))
+    report.crossref.asked = len(dois)
+    for batch in services.crossref.fetch_works(dois):
+        if isinstance(batch, FetchFailedError):
+            report.crossref.failed.extend(batch.ids)
+            report.errors.append(str(batch))
+            continue
+        result = _store_crossref_batch(batch, engine, run_id=run_id, policy=policy, create=create)
+        report.crossref.add(result)
+        report.conflicts.extend(_describe_conflicts(result))
+    return report
+
+
+def _store_crossref_batch(
+    batch: CrossrefBatch,
+    engine: Engine,
+    *,
+    run_id: int | None,
+    policy: Mapping[str, tuple[str, ...]],
+    create: set[str],
+) -> EnrichResult:
+    return store_crossref(
+        engine,
+        batch.works,
+        url=batch.response.url,
+        fetched_at=batch.response.fetched_at,
+        run_id=run_id,
+        policy=policy,
+        not_found=batch.not_found,
+        create_missing=[doi for doi in batch.requested if doi in create],
+    )
+
+
+def _describe_conflicts(result: EnrichResult) -> list[str]:
+    return [
+        f"{c.source} {c.source_id} matches articles {', '.join(map(str, c.article_ids))}"
+        for c in result.conflicts
+    ]
 
 
 def _resolve(
@@ -207,7 +400,7 @@ def _resolve(
     targets: dict[str, str] = {}
     pending: list[str] = []
     try:
-        records = services.idconv.convert(ids, kind)  # type: ignore[arg-type]
+        records = services.idconv.convert(ids, kind)
     except UpstreamError as exc:
         if kind != "doi":
             raise
@@ -228,9 +421,7 @@ def _resolve(
     return targets, pending
 
 
-def _search_dois(
-    dois: list[str], services: Services, report: HarvestReport
-) -> tuple[list[str], set[str]]:
+def _search_dois(dois: list[str], services: Services, report: HarvestReport) -> tuple[list[str], set[str]]:
     """PMIDs of PubMed records whose article identifiers include one of the DOIs (esearch [AID]).
 
     Returns the candidate PMIDs and the DOIs whose search failed upstream.
@@ -260,10 +451,15 @@ class _StoreOutcome:
     errors: list[str] = field(default_factory=list)
     dois: dict[str, set[str]] = field(default_factory=dict)  # PMID -> every DOI its record states
 
+    conflicts: list[str] = field(default_factory=list)  # PMIDs
+    enriched_changed: set[int] = field(default_factory=set)  # article ids to merge again
+
     def add(self, result: StoreResult) -> None:
         self.created.update(result.created)
         self.updated.update(result.updated)
         self.unchanged.update(result.unchanged)
+        self.conflicts.extend(result.conflicts)
+        self.enriched_changed.update(result.enriched_changed)
 
 
 def _fetch_and_store(
@@ -272,6 +468,7 @@ def _fetch_and_store(
     services: Services,
     engine: Engine,
     progress: Callable[[int], None] | None,
+    run_id: int | None,
 ) -> _StoreOutcome:
     """efetch in batches, parse and store each batch as it arrives; ask once more for PMIDs a batch lacked.
 
@@ -279,10 +476,10 @@ def _fetch_and_store(
     again once tells the two apart without trusting a single short answer.
     """
     outcome = _StoreOutcome()
-    missing = _fetch_round(pmids, services, engine, outcome, progress)
+    missing = _fetch_round(pmids, services, engine, outcome, progress, run_id)
     if missing:
         log.info("asking again for %d PMID(s) missing from the first answers", len(missing))
-        _fetch_round(missing, services, engine, outcome, None)
+        _fetch_round(missing, services, engine, outcome, None, run_id)
     return outcome
 
 
@@ -292,6 +489,7 @@ def _fetch_round(
     engine: Engine,
     outcome: _StoreOutcome,
     progress: Callable[[int], None] | None,
+    run_id: int | None,
 ) -> list[str]:
     missing: list[str] = []
     for item in services.eutils.efetch("pubmed", pmids):
@@ -299,13 +497,13 @@ def _fetch_round(
             outcome.failed.extend(item.ids)
             outcome.errors.append(str(item))
         else:
-            missing.extend(_store_batch(item, engine, outcome))
+            missing.extend(_store_batch(item, engine, outcome, run_id))
         if progress is not None:
             progress(len(item.ids))
     return missing
 
 
-def _store_batch(batch: EfetchBatch, engine: Engine, outcome: _StoreOutcome) -> list[str]:
+def _store_batch(batch: EfetchBatch, engine: Engine, outcome: _StoreOutcome, run_id: int | None) -> list[str]:
     """Parse one efetch answer and store it in one transaction; returns the requested PMIDs it lacked."""
     wanted = set(batch.ids)
     try:
@@ -318,7 +516,10 @@ def _store_batch(batch: EfetchBatch, engine: Engine, outcome: _StoreOutcome) -> 
     for article in articles:
         outcome.dois[article.pmid] = _dois_of(article)
     if articles:
-        outcome.add(store_articles(engine, articles, url=batch.response.url, fetched_at=batch.response.fetched_at))
+        response = batch.response
+        outcome.add(
+            store_articles(engine, articles, url=response.url, fetched_at=response.fetched_at, run_id=run_id)
+        )
     returned = {a.pmid for a in articles}
     return [pmid for pmid in batch.ids if pmid not in returned]
 

@@ -321,7 +321,7 @@ RawTerm = tuple[str | None, tuple[tuple[str, str], ...]]
 
 def _raw_term(elem: etree._Element) -> RawTerm:
     """The cache key of a DescriptorName or QualifierName: its text and attributes as they stand."""
-    return (_text(elem) if len(elem) else elem.text), tuple(elem.items())
+    return (_text(elem) if len(elem) else elem.text), tuple((str(k), str(v)) for k, v in elem.items())
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

@@ -83,7 +83,15 @@ class Settings:
     idconv_batch_size: int = IDCONV_MAX_IDS
     log_file: Path | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
+    merge_overrides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # [merge] in the file
     config_path: Path | None = None
+
+    @property
+    def merge_policy(self) -> Mapping[str, tuple[str, ...]]:
+        """The field precedence policy: the defaults of enrich.merge with the config's overrides."""
+        from enrich.merge import policy_from_config
+
+        return policy_from_config(self.merge_overrides)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -128,7 +136,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
     "logging": {"file": ("log_file", str)},
 }
 
-_SECRET_KEYS = {"api_key": "NCBI_API_KEY", "plus_token": "CROSSREF_PLUS_TOKEN", "token": "CROSSREF_PLUS_TOKEN"}
+_SECRET_KEYS = {
+    "api_key": "NCBI_API_KEY",
+    "plus_token": "CROSSREF_PLUS_TOKEN",
+    "token": "CROSSREF_PLUS_TOKEN",
+}
 
 _ENV: dict[str, str] = {
     "HARVEST_DATABASE_URL": "database_url",
@@ -167,8 +179,11 @@ def _coerce(value: Any, expected: type, where: str) -> Any:
 def _values_from_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for section, body in data.items():
+        if section == "merge":
+            values["merge_overrides"] = _merge_overrides(body, path)
+            continue
         if section not in _SCHEMA:
-            known = ", ".join(f"[{s}]" for s in _SCHEMA)
+            known = ", ".join([*(f"[{s}]" for s in _SCHEMA), "[merge]"])
             raise ConfigError(f"{path}: unknown section [{section}] (known: {known})")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: [{section}] must be a table")
@@ -184,6 +199,26 @@ def _values_from_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
             attribute, expected = _SCHEMA[section][key]
             values[attribute] = _coerce(value, expected, f"{section}.{key}")
     return values
+
+
+def _merge_overrides(body: Any, path: Path) -> dict[str, tuple[str, ...]]:
+    """[merge] field = ["source", ...]: validated against the merge module's fields and sources."""
+    from enrich.merge import policy_from_config
+
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path}: [merge] must be a table")
+    overrides: dict[str, tuple[str, ...]] = {}
+    for name, order in body.items():
+        if not isinstance(order, list) or not all(isinstance(x, str) for x in order):
+            raise ConfigError(
+                f'{path}: merge.{name} must be a list of source names, e.g. ["pmc", "crossref"]'
+            )
+        overrides[name] = tuple(order)
+    try:
+        policy_from_config(overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return overrides
 
 
 def normalize_database_url(value: str) -> str:

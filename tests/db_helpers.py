@@ -2,12 +2,19 @@
 
 PostgreSQL runs when HARVEST_TEST_POSTGRES_URL names a server (e.g.
 postgresql+psycopg://postgres@127.0.0.1:5432/test); each test gets its own schema there, dropped after.
+
+Records for reconciliation (:func:`pubmed_record`, :func:`pmc_front`, :func:`crossref_work`) are the
+seed's fixtures with ids and a few fields changed, parsed by the real parsers: their raw bytes are real
+XML and JSON, so a merge that re-parses the stored payloads sees what the test meant.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from db.models import metadata
+from enrich.crossref import parse_crossref_work
+from enrich.pmc_jats import parse_pmc_articles
+from enrich.records import CrossrefWork, PmcFront
+from harvester.pubmed_xml import parse_pubmed
 from harvester.records import (
     Abstract,
     AbstractSection,
@@ -212,7 +223,9 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def row_counts(engine: Engine) -> dict[str, int]:
-    return {name: len(rows) for name, rows in snapshot(engine).items()}
+    """Rows per table, for the tables that have any: a table a later migration adds shows up only once a
+    test writes to it, so an exact comparison still catches every table written by mistake."""
+    return {name: len(rows) for name, rows in snapshot(engine).items() if rows}
 
 
 @contextmanager
@@ -243,3 +256,173 @@ def failing_statement(engine: Engine, prefix: str, message: str = "disk I/O erro
         yield
     finally:
         sa.event.remove(engine, "before_cursor_execute", fail)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SEED_PMID = "35350566"
+SEED_PMCID = "PMC8958025"
+SEED_DOI = "10.3389/fonc.2022.836548"
+SEED_TITLE = "The Role of Tumor Stem Cell Exosomes in Cancer Invasion and Metastasis"
+KEEP: Any = object()  # "as in the seed", where None means "leave it out"
+
+
+def pubmed_record(
+    pmid: str = SEED_PMID,
+    *,
+    doi: str | None = SEED_DOI,
+    pmcid: str | None = SEED_PMCID,
+    title: str | None = SEED_TITLE,
+    pages: str | None = None,
+    retracted: bool = False,
+    retraction_in: tuple[str, str] | None = None,  # (RefSource, PMID) of a RetractionIn
+) -> Article:
+    """The seed's PubmedArticle (tests/fixtures/efetch_pubmed_35350566.xml) with these changes, parsed."""
+    text = (FIXTURES / "efetch_pubmed_35350566.xml").read_text(encoding="utf-8")
+    text = text.replace(f'<PMID Version="1">{SEED_PMID}</PMID>', f'<PMID Version="1">{pmid}</PMID>')
+    text = text.replace(f'<ArticleId IdType="pubmed">{SEED_PMID}<', f'<ArticleId IdType="pubmed">{pmid}<')
+    text = _replace_or_drop(
+        text,
+        rf'\s*<ELocationID EIdType="doi"[^>]*>{re.escape(SEED_DOI)}</ELocationID>',
+        doi,
+        f'<ELocationID EIdType="doi" ValidYN="Y">{doi}</ELocationID>',
+    )
+    text = _replace_or_drop(
+        text,
+        rf'\s*<ArticleId IdType="doi">{re.escape(SEED_DOI)}</ArticleId>',
+        doi,
+        f'<ArticleId IdType="doi">{doi}</ArticleId>',
+    )
+    text = _replace_or_drop(
+        text,
+        rf'\s*<ArticleId IdType="pmc">{SEED_PMCID}</ArticleId>',
+        pmcid,
+        f'<ArticleId IdType="pmc">{pmcid}</ArticleId>',
+    )
+    text = _replace_or_drop(
+        text,
+        r"\s*<ArticleTitle>[^<]*</ArticleTitle>",
+        title,
+        f"<ArticleTitle>{escape(title or '')}</ArticleTitle>",
+    )
+    if pages is not None:
+        text = text.replace(
+            "</ArticleTitle>", f"</ArticleTitle><Pagination><MedlinePgn>{pages}</MedlinePgn></Pagination>"
+        )
+    if retracted:
+        text = text.replace(
+            "</PublicationTypeList>",
+            '<PublicationType UI="D016441">Retracted Publication</PublicationType></PublicationTypeList>',
+        )
+    if retraction_in is not None:
+        ref_source, ref_pmid = retraction_in
+        text = text.replace(
+            "</MedlineJournalInfo>",
+            '</MedlineJournalInfo><CommentsCorrectionsList><CommentsCorrections RefType="RetractionIn">'
+            f'<RefSource>{escape(ref_source)}</RefSource><PMID Version="1">{ref_pmid}</PMID>'
+            "</CommentsCorrections></CommentsCorrectionsList>",
+        )
+    [record] = [r for r in parse_pubmed(text.encode("utf-8"), keep_raw=True) if isinstance(r, Article)]
+    return record
+
+
+def pmc_front(
+    pmcid: str = SEED_PMCID,
+    *,
+    pmid: str | None = SEED_PMID,
+    doi: str | None = SEED_DOI,
+    title: str | None = SEED_TITLE,
+    license_url: str | None = "https://creativecommons.org/licenses/by/4.0/",
+    license_type: str = "open-access",
+    copyright: str | None = KEEP,
+    subjects: tuple[str, ...] | None = None,
+    publisher: str | None = KEEP,
+    pages: tuple[str, str] | None = None,  # (fpage, lpage)
+) -> PmcFront:
+    """The seed's PMC article (tests/fixtures/efetch_pmc_PMC8958025.xml) with these changes, parsed.
+
+    None leaves an element out (``license_url=None``: no licence at all); KEEP keeps the seed's.
+    """
+    text = (FIXTURES / "efetch_pmc_PMC8958025.xml").read_text(encoding="utf-8")
+    digits = pmcid.removeprefix("PMC")
+    text = text.replace('<article-id pub-id-type="pmc">8958025<', f'<article-id pub-id-type="pmc">{digits}<')
+    text = _replace_or_drop(
+        text,
+        rf'\s*<article-id pub-id-type="pmid">{SEED_PMID}</article-id>',
+        pmid,
+        f'<article-id pub-id-type="pmid">{pmid}</article-id>',
+    )
+    text = _replace_or_drop(
+        text,
+        rf'\s*<article-id pub-id-type="doi">{re.escape(SEED_DOI)}</article-id>',
+        doi,
+        f'<article-id pub-id-type="doi">{doi}</article-id>',
+    )
+    text = _replace_or_drop(
+        text,
+        r"\s*<title-group>.*?</title-group>",
+        title,
+        f"<title-group><article-title>{escape(title or '')}</article-title></title-group>",
+    )
+    if license_url is None:
+        text = re.sub(r"\s*<license .*?</license>", "", text, flags=re.DOTALL)
+    else:
+        text = text.replace("https://creativecommons.org/licenses/by/4.0/", escape(license_url))
+        text = text.replace('license-type="open-access"', f'license-type="{escape(license_type)}"')
+    if copyright is not KEEP:
+        text = _replace_or_drop(
+            text,
+            r"\s*<copyright-statement>.*?</copyright-statement>",
+            copyright,
+            f"<copyright-statement>{escape(copyright or '')}</copyright-statement>",
+        )
+    if subjects is not None:
+        groups = "".join(f"<subject>{escape(s)}</subject>" for s in subjects)
+        text = re.sub(
+            r"<article-categories>.*?</article-categories>",
+            f'<article-categories><subj-group subj-group-type="heading">{groups}</subj-group>'
+            "</article-categories>",
+            text,
+            flags=re.DOTALL,
+        )
+    if publisher is not KEEP:
+        text = _replace_or_drop(
+            text,
+            r"\s*<publisher>.*?</publisher>",
+            publisher,
+            f"<publisher><publisher-name>{escape(publisher or '')}</publisher-name></publisher>",
+        )
+    if pages is not None:
+        text = text.replace(
+            "<elocation-id>", f"<fpage>{pages[0]}</fpage><lpage>{pages[1]}</lpage><elocation-id>"
+        )
+    [front] = parse_pmc_articles(text.encode("utf-8"), keep_raw=True)
+    return front
+
+
+def crossref_message(doi: str = SEED_DOI, **changes: Any) -> dict[str, Any]:
+    """The seed's Crossref work (its ``message``) with these keys changed; a None value removes a key."""
+    envelope = json.loads((FIXTURES / "crossref_work_10.3389_fonc.2022.836548.json").read_text("utf-8"))
+    message: dict[str, Any] = copy.deepcopy(envelope["message"])
+    message["DOI"] = doi
+    for key, value in changes.items():
+        if value is None:
+            message.pop(key, None)
+        else:
+            message[key] = value
+    return message
+
+
+def crossref_work(doi: str = SEED_DOI, **changes: Any) -> CrossrefWork:
+    """:func:`crossref_message` parsed, as a client would hand it over (keys given with "_" for "-")."""
+    renamed = {key.replace("_", "-"): value for key, value in changes.items()}
+    return parse_crossref_work(crossref_message(doi, **renamed))
+
+
+def _replace_or_drop(text: str, pattern: str, value: Any, replacement: str) -> str:
+    """Replace what ``pattern`` matches with ``replacement``, or drop it when ``value`` is None."""
+    found = re.search(pattern, text, flags=re.DOTALL)
+    assert found is not None, f"the fixture has no match for {pattern!r}"
+    if value is None:
+        return text[: found.start()] + text[found.end() :]
+    lead = found.group(0)[: len(found.group(0)) - len(found.group(0).lstrip())]
+    return text[: found.start()] + lead + replacement + text[found.end() :]

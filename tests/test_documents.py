@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import db.documents
@@ -21,12 +25,22 @@ from db.documents import (
     resolve_identifiers,
 )
 from db.engine import open_database
+from db.models import metadata
+from db.reconcile import read_provenance, store_crossref, store_pmc
+from db.solr import export_solr
 from db.store import mark_deleted, store_articles
+from enrich.crossref import parse_crossref_response
+from enrich.merge import FIELDS
+from enrich.pmc_jats import parse_pmc_articles
 from harvester.errors import InvalidIdentifierError
+from harvester.pubmed_xml import parse_pubmed
 from harvester.records import Article, ELocationId
 from tests.db_helpers import database_params, fresh_database_url, make_article, with_raw
 
 FETCHED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+PMC_FETCHED = datetime(2024, 6, 2, 8, 30, tzinfo=UTC)
+CROSSREF_FETCHED = datetime(2024, 6, 3, 9, 45, tzinfo=UTC)
+FIXTURES = Path(__file__).parent / "fixtures"
 
 # The keys the README documents and callers rely on.
 DOCUMENTED_KEYS = {
@@ -58,6 +72,24 @@ DOCUMENTED_KEYS = {
     "deleted",
     "created_at",
     "updated_at",
+    # enrichment (PMC, Crossref) and provenance
+    "license",
+    "licenses",
+    "copyright",
+    "copyright_year",
+    "publisher",
+    "subjects",
+    "funders",
+    "citation_count",
+    "crossref_type",
+    "crossref_status",
+    "pmc_status",
+    "in_pubmed",
+    "updates",
+    "clinical_trials",
+    "retraction_sources",
+    "disagreements",
+    "provenance",
 }
 
 
@@ -194,7 +226,22 @@ def test_a_sparse_record_has_every_key_with_none_or_empty(engine: Engine) -> Non
     store(engine, with_raw(Article(pmid="42")))
     (doc,) = load_documents(engine)
     assert list(doc) == list(DOCUMENT_KEYS)
-    for key in ("authors", "abstract_sections", "other_abstracts", "language", "mesh", "keywords", "grants"):
+    for key in (
+        "authors",
+        "abstract_sections",
+        "other_abstracts",
+        "language",
+        "mesh",
+        "keywords",
+        "grants",
+        "licenses",
+        "subjects",
+        "funders",
+        "updates",
+        "clinical_trials",
+        "retraction_sources",
+        "disagreements",
+    ):
         assert doc[key] == [], key
     for key in (
         "pmcid",
@@ -205,8 +252,17 @@ def test_a_sparse_record_has_every_key_with_none_or_empty(engine: Engine) -> Non
         "epub_date",
         "pub_date_raw",
         "medline_status",
+        "license",
+        "copyright",
+        "copyright_year",
+        "publisher",
+        "citation_count",
+        "crossref_type",
+        "crossref_status",
+        "pmc_status",
     ):
         assert doc[key] is None, key
+    assert doc["provenance"] == {}  # PubMed stated nothing the merge tracks
     assert doc["identifiers"] == {}
     assert doc["references_count"] == 0
     assert set(doc["journal"]) >= {"title", "iso_abbrev", "issn", "volume", "issue", "pages"}
@@ -352,9 +408,8 @@ def test_an_unknown_export_format_is_refused(engine: Engine) -> None:
 
 
 def test_the_real_35350566_record_reads_back(engine: Engine) -> None:
-    parser = pytest.importorskip("harvester.pubmed_xml", reason="the PubMed parser is not there yet")
-    data = (Path(__file__).parent / "fixtures" / "efetch_pubmed_35350566.xml").read_bytes()
-    (record,) = [r for r in parser.parse_pubmed(data, keep_raw=True) if isinstance(r, Article)]
+    data = (FIXTURES / "efetch_pubmed_35350566.xml").read_bytes()
+    (record,) = [r for r in parse_pubmed(data, keep_raw=True) if isinstance(r, Article)]
     store(engine, record)
     ids = resolve_identifiers(engine, ["35350566", "PMC8958025", "https://doi.org/10.3389/FONC.2022.836548"])
     assert len(set(ids.values())) == 1 and None not in ids.values()
@@ -367,3 +422,455 @@ def test_the_real_35350566_record_reads_back(engine: Engine) -> None:
     assert doc["journal"]["issn"] == "2234-943X"
     assert doc["language"] == ["eng"]
     assert doc["authors"][0]["last_name"] == "Liu"
+
+
+def store_35350566_with_enrichment(engine: Engine) -> int:
+    """The real records of 35350566 stored as the pipeline stores them: PubMed, then PMC, then Crossref."""
+    data = (FIXTURES / "efetch_pubmed_35350566.xml").read_bytes()
+    store(engine, *(r for r in parse_pubmed(data, keep_raw=True) if isinstance(r, Article)))
+    fronts = list(parse_pmc_articles((FIXTURES / "efetch_pmc_PMC8958025.xml").read_bytes(), keep_raw=True))
+    store_pmc(engine, fronts, url=None, fetched_at=PMC_FETCHED, run_id=None)
+    works = parse_crossref_response((FIXTURES / "crossref_work_10.3389_fonc.2022.836548.json").read_bytes())
+    store_crossref(engine, works, url=None, fetched_at=CROSSREF_FETCHED, run_id=None)
+    return only_id(engine, "35350566")
+
+
+def test_the_real_record_enriched_from_pmc_and_crossref_reads_back(engine: Engine) -> None:
+    article_id = store_35350566_with_enrichment(engine)
+    (doc,) = load_documents(engine, [article_id])
+    assert list(doc) == list(DOCUMENT_KEYS)
+    license_url = "https://creativecommons.org/licenses/by/4.0/"
+    expected = {
+        "title": "The Role of Tumor Stem Cell Exosomes in Cancer Invasion and Metastasis",
+        "publisher": "Frontiers Media S.A.",  # PMC's, preferred to Crossref's "Frontiers Media SA"
+        "license": {"url": license_url, "type": "open-access"},
+        "copyright": "Copyright © 2022 Liu, Gao, Kang, Liu, Wang and Wang",
+        "copyright_year": 2022,
+        "subjects": ["Oncology"],  # PMC's; Crossref also says "Cancer Research"
+        "funders": [],
+        "citation_count": 42,
+        "references_count": 128,  # Crossref's count; PubMed's record lists none
+        "crossref_type": "journal-article",
+        "crossref_status": "found",
+        "pmc_status": "found",
+        "updates": [],
+        "clinical_trials": [],
+        "retracted": False,
+        "retraction_sources": [],
+        "in_pubmed": True,
+        "disagreements": [],  # "Frontiers in oncology" / "Frontiers in Oncology" and the like agree
+    }
+    assert {key: doc[key] for key in expected} == expected
+    assert [(lic["url"], lic["type"], lic["start"]) for lic in doc["licenses"]] == [
+        (license_url, "open-access", None)
+    ]
+    assert doc["licenses"][0]["text"].startswith("This is an open-access article distributed under the terms")
+    pubmed = {"source": "pubmed", "source_id": "35350566", "fetched_at": FETCHED.isoformat()}
+    pmc = {"source": "pmc", "source_id": "PMC8958025", "fetched_at": PMC_FETCHED.isoformat()}
+    crossref = {
+        "source": "crossref",
+        "source_id": "10.3389/fonc.2022.836548",
+        "fetched_at": CROSSREF_FETCHED.isoformat(),
+    }
+    assert doc["provenance"] == {
+        **dict.fromkeys(
+            [
+                "title",
+                "abstract",
+                "authors",
+                "journal_title",
+                "journal_iso_abbrev",
+                "issn",
+                "volume",
+                "pub_date",
+                "epub_date",
+                "doi",
+                "pmcid",
+            ],
+            pubmed,
+        ),
+        **dict.fromkeys(["publisher", "license", "licenses", "copyright", "copyright_year", "subjects"], pmc),
+        **dict.fromkeys(["citation_count", "references_count", "crossref_type"], crossref),
+    }
+    with engine.connect() as conn:
+        assert doc["provenance"] == read_provenance(conn, [article_id])[article_id]
+
+
+# ------------------------------------------------------------------------- enrichment and provenance
+
+
+def add_enrichment(engine: Engine, *article_ids: int) -> None:
+    """Rows as the reconciliation layer writes them for articles enriched from PMC and Crossref."""
+    t = metadata.tables
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(t["articles"])
+            .where(t["articles"].c.id.in_(article_ids))
+            .values(
+                publisher="Frontiers Media S.A.",
+                license_url="https://creativecommons.org/licenses/by/4.0/",
+                license_type="open-access",
+                copyright="Copyright © 2022 Liu, Gao, Kang, Liu, Wang and Wang",
+                copyright_year=2022,
+                citation_count=42,
+                references_count=128,
+                crossref_type="journal-article",
+                crossref_status="found",
+                pmc_status="found",
+                retracted=True,
+            )
+        )
+
+        def insert(name: str, *rows: dict[str, Any]) -> None:
+            conn.execute(sa.insert(t[name]), [{"article_id": i, **row} for i in article_ids for row in rows])
+
+        insert(
+            "article_licenses",
+            {
+                "position": 1,
+                "url": "https://creativecommons.org/licenses/by/4.0/",
+                "license_type": "open-access",
+                "text": "This is an open-access article.",
+                "start_date": None,
+            },
+            {
+                "position": 2,
+                "url": "https://creativecommons.org/licenses/by/4.0/",
+                "license_type": "vor",
+                "text": None,
+                "start_date": "2022-03-08",
+            },
+        )
+        insert(
+            "article_subjects",
+            {"position": 2, "subject": "Cancer Research"},
+            {"position": 1, "subject": "Oncology"},
+        )
+        insert(
+            "article_funders",
+            {
+                "position": 1,
+                "name": "National Natural Science Foundation of China",
+                "funder_doi": "10.13039/501100001809",
+            },
+            {"position": 2, "name": "Jilin University", "funder_doi": None},
+        )
+        insert(
+            "funder_awards",
+            {"funder_position": 1, "position": 2, "award_id": "81972345"},
+            {"funder_position": 1, "position": 1, "award_id": "81872123"},
+        )
+        insert(
+            "article_updates",
+            {
+                "position": 1,
+                "kind": "retraction",
+                "direction": "updated-by",
+                "doi": "10.3389/fonc.2023.1",
+                "asserted_by": "publisher",
+                "update_date": "2023-01-05",
+                "label": "Retraction",
+            },
+        )
+        insert("article_clinical_trials", {"position": 1, "number": "NCT01234567"})
+        insert(
+            "retraction_sources",
+            {
+                "source": "pubmed",
+                "position": 1,
+                "statement": "PublicationType: Retracted Publication",
+                "notice": None,
+            },
+            {
+                "source": "crossref",
+                "position": 1,
+                "statement": "updated-by retraction 10.3389/fonc.2023.1 (publisher)",
+                "notice": "10.3389/fonc.2023.1",
+            },
+        )
+        insert(
+            "field_disagreements",
+            {
+                "field": "publisher",
+                "source": "crossref",
+                "value": "Frontiers Media SA",
+                "other_source": "pubmed",
+                "other_value": "Frontiers",
+                "detected_at": CROSSREF_FETCHED,
+            },
+            {
+                "field": "journal_title",
+                "source": "crossref",
+                "value": "Frontiers in Oncology",
+                "other_source": "pmc",
+                "other_value": "Front. Oncol.",
+                "detected_at": CROSSREF_FETCHED,
+            },
+        )
+        insert(
+            "field_provenance",
+            *(
+                {"field": name, "source": "pmc", "source_id": "PMC8958025", "fetched_at": PMC_FETCHED}
+                for name in ("publisher", "license", "licenses", "copyright", "copyright_year", "subjects")
+            ),
+            *(
+                {
+                    "field": name,
+                    "source": "crossref",
+                    "source_id": "10.3389/fonc.2022.836548",
+                    "fetched_at": CROSSREF_FETCHED,
+                }
+                for name in (
+                    "citation_count",
+                    "references_count",
+                    "crossref_type",
+                    "funders",
+                    "updates",
+                    "clinical_trials",
+                )
+            ),
+        )
+
+
+def only_id(engine: Engine, identifier: str) -> int:
+    article_id = resolve_identifiers(engine, [identifier])[identifier]
+    assert article_id is not None
+    return article_id
+
+
+def test_enrichment_reads_back_with_the_provenance_of_every_field(engine: Engine) -> None:
+    store(engine, make_article("35350566"))
+    add_enrichment(engine, only_id(engine, "35350566"))
+    (doc,) = load_documents(engine)
+    assert list(doc) == list(DOCUMENT_KEYS)
+    assert json.loads(json.dumps(doc)) == doc
+    expected = {
+        "publisher": "Frontiers Media S.A.",
+        "license": {"url": "https://creativecommons.org/licenses/by/4.0/", "type": "open-access"},
+        "licenses": [
+            {
+                "url": "https://creativecommons.org/licenses/by/4.0/",
+                "type": "open-access",
+                "text": "This is an open-access article.",
+                "start": None,
+            },
+            {
+                "url": "https://creativecommons.org/licenses/by/4.0/",
+                "type": "vor",
+                "text": None,
+                "start": "2022-03-08",
+            },
+        ],
+        "copyright": "Copyright © 2022 Liu, Gao, Kang, Liu, Wang and Wang",
+        "copyright_year": 2022,
+        "subjects": ["Oncology", "Cancer Research"],  # in position order
+        "funders": [
+            {
+                "name": "National Natural Science Foundation of China",
+                "doi": "10.13039/501100001809",
+                "awards": ["81872123", "81972345"],
+            },
+            {"name": "Jilin University", "doi": None, "awards": []},
+        ],
+        "citation_count": 42,
+        "references_count": 128,  # Crossref's count, not the 3 references PubMed lists
+        "crossref_type": "journal-article",
+        "crossref_status": "found",
+        "pmc_status": "found",
+        "updates": [
+            {
+                "kind": "retraction",
+                "direction": "updated-by",
+                "doi": "10.3389/fonc.2023.1",
+                "asserted_by": "publisher",
+                "date": "2023-01-05",
+                "label": "Retraction",
+            }
+        ],
+        "clinical_trials": ["NCT01234567"],
+        "retracted": True,
+        "retraction_sources": [
+            {
+                "source": "crossref",
+                "statement": "updated-by retraction 10.3389/fonc.2023.1 (publisher)",
+                "notice": "10.3389/fonc.2023.1",
+            },
+            {"source": "pubmed", "statement": "PublicationType: Retracted Publication", "notice": None},
+        ],
+        "in_pubmed": True,
+        "disagreements": [
+            {
+                "field": "journal_title",
+                "source": "crossref",
+                "value": "Frontiers in Oncology",
+                "other_source": "pmc",
+                "other_value": "Front. Oncol.",
+                "detected_at": CROSSREF_FETCHED.isoformat(),
+            },
+            {
+                "field": "publisher",
+                "source": "crossref",
+                "value": "Frontiers Media SA",
+                "other_source": "pubmed",
+                "other_value": "Frontiers",
+                "detected_at": CROSSREF_FETCHED.isoformat(),
+            },
+        ],
+    }
+    assert {key: doc[key] for key in expected} == expected
+    pubmed = {"source": "pubmed", "source_id": "35350566", "fetched_at": FETCHED.isoformat()}
+    pmc = {"source": "pmc", "source_id": "PMC8958025", "fetched_at": PMC_FETCHED.isoformat()}
+    crossref = {
+        "source": "crossref",
+        "source_id": "10.3389/fonc.2022.836548",
+        "fetched_at": CROSSREF_FETCHED.isoformat(),
+    }
+    assert doc["provenance"] == {
+        # every field with a value and no row is PubMed's, in enrich.merge's order of fields
+        **dict.fromkeys(
+            [
+                "title",
+                "abstract",
+                "authors",
+                "journal_title",
+                "journal_iso_abbrev",
+                "issn",
+                "volume",
+                "issue",
+                "pages",
+                "pub_date",
+                "epub_date",
+                "keywords",
+                "doi",
+                "pmcid",
+            ],
+            pubmed,
+        ),
+        **dict.fromkeys(["publisher", "license", "licenses", "copyright", "copyright_year", "subjects"], pmc),
+        **dict.fromkeys(
+            ["citation_count", "references_count", "crossref_type", "funders", "updates", "clinical_trials"],
+            crossref,
+        ),
+    }
+    assert list(doc["provenance"]) == [name for name in FIELDS if name in doc["provenance"]]
+    with engine.connect() as conn:  # the reconciliation layer's reading of the same rule
+        assert (
+            doc["provenance"]
+            == read_provenance(conn, [only_id(engine, "35350566")])[only_id(engine, "35350566")]
+        )
+
+
+def test_an_article_not_in_pubmed_has_no_pubmed_provenance(engine: Engine) -> None:
+    t = metadata.tables
+    with engine.begin() as conn:
+        article_id = conn.execute(
+            sa.insert(t["articles"])
+            .values(
+                doi="10.1000/crossref-only",
+                title="Known only to Crossref",
+                publisher="Written by hand",  # a value no source record accounts for
+                in_pubmed=False,
+                crossref_status="found",
+                crossref_type="posted-content",
+                created_at=FETCHED,
+                updated_at=FETCHED,
+            )
+            .returning(t["articles"].c.id)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(t["field_provenance"]),
+            [
+                {
+                    "article_id": article_id,
+                    "field": field,
+                    "source": "crossref",
+                    "source_id": "10.1000/crossref-only",
+                    "fetched_at": CROSSREF_FETCHED,
+                }
+                for field in ("title", "doi", "crossref_type", "abstract")  # no abstract any more
+            ],
+        )
+    (doc,) = load_documents(engine)
+    assert (doc["pmid"], doc["in_pubmed"], doc["crossref_status"], doc["pmc_status"]) == (
+        None,
+        False,
+        "found",
+        None,
+    )
+    crossref = {
+        "source": "crossref",
+        "source_id": "10.1000/crossref-only",
+        "fetched_at": CROSSREF_FETCHED.isoformat(),
+    }
+    assert doc["provenance"] == {
+        "title": crossref,
+        "doi": crossref,
+        "publisher": {"source": "unknown", "source_id": "", "fetched_at": FETCHED.isoformat()},
+        "crossref_type": crossref,
+    }
+    with engine.connect() as conn:
+        assert doc["provenance"] == read_provenance(conn, [article_id])[article_id]
+    assert resolve_identifiers(engine, ["doi:10.1000/CROSSREF-ONLY"]) == {
+        "doi:10.1000/CROSSREF-ONLY": article_id
+    }
+
+
+def test_csv_has_the_enrichment_columns(engine: Engine) -> None:
+    store(engine, make_article("1"), with_raw(Article(pmid="2")))
+    add_enrichment(engine, only_id(engine, "1"))
+    out = io.StringIO()
+    export_documents(engine, "csv", out)
+    enriched, sparse = csv.DictReader(io.StringIO(out.getvalue()))
+    assert {key: enriched[key] for key in CSV_COLUMNS[-6:]} == {
+        "license_url": "https://creativecommons.org/licenses/by/4.0/",
+        "publisher": "Frontiers Media S.A.",
+        "subjects": "Oncology; Cancer Research",
+        "citation_count": "42",
+        "funders": "National Natural Science Foundation of China (81872123, 81972345); Jilin University",
+        "retraction_sources": (
+            "crossref: updated-by retraction 10.3389/fonc.2023.1 (publisher); "
+            "pubmed: PublicationType: Retracted Publication"
+        ),
+    }
+    assert (enriched["retracted"], enriched["references_count"]) == ("true", "128")
+    assert all(sparse[key] == "" for key in CSV_COLUMNS[-6:])
+
+
+class _Discard(io.StringIO):
+    """A text sink that keeps nothing, so only the export's own memory is measured."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _export_peak(export: Callable[[TextIO], int]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        export(_Discard())
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_export_memory_does_not_grow_with_the_table(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db.documents, "CHUNK", 10)
+    exports: dict[str, Callable[[TextIO], int]] = {
+        "jsonl": lambda out: export_documents(engine, "jsonl", out),
+        "csv": lambda out: export_documents(engine, "csv", out),
+        "solr": lambda out: export_solr(engine, out),
+    }
+
+    def add(start: int, count: int) -> None:
+        pmids = [str(p) for p in range(start, start + count)]
+        store(engine, *(make_article(p) for p in pmids))
+        add_enrichment(engine, *(i for i in resolve_identifiers(engine, pmids).values() if i is not None))
+
+    add(1000, 20)
+    for export in exports.values():
+        export(_Discard())  # warm up: statement caches, lazily imported modules
+    small = {fmt: _export_peak(export) for fmt, export in exports.items()}
+    add(2000, 80)
+    large = {fmt: _export_peak(export) for fmt, export in exports.items()}
+    # five times the articles, about the same peak; reading them all at once would take five times as much
+    assert all(large[fmt] < small[fmt] * 1.5 for fmt in exports), (small, large)

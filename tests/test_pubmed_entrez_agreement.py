@@ -177,8 +177,8 @@ def test_agrees_with_bio_entrez(relpath: str) -> None:
 def test_a_missing_dtd_is_refused_not_fetched() -> None:
     """The guard above works: a DTD Biopython does not ship makes it fail instead of downloading."""
     if not os.environ.get(HARVEST_FIXTURES):
-        pytest.skip(f"{HARVEST_FIXTURES} is not set: point it at the recorded NCBI responses to run this test")
+        pytest.skip(f"{HARVEST_FIXTURES} is not set: point it at the recorded NCBI responses to run it")
     data = Path(shared_fixture("eutils-pubmed-xml/pubmed2.xml")).read_bytes()
     unknown = re.sub(rb"pubmed_\d+\.dtd", b"pubmed_990101.dtd", data, count=1)
-    with pytest.raises(RuntimeError, match="pubmed_990101.dtd"):
+    with pytest.raises(RuntimeError, match=r"pubmed_990101\.dtd"):
         Entrez.read(io.BytesIO(unknown), validate=False)

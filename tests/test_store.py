@@ -502,8 +502,9 @@ def test_property_stored_records_read_back_and_a_second_store_changes_nothing(
     docs = {d["pmid"]: d for d in load_documents(engine, [i for i in ids.values() if i is not None])}
     for pmid, article in latest.items():
         doc = docs[pmid]
-        assert doc["title"] == article.title
-        assert doc["pub_date"] == article.pub_date.iso
+        # A record without a value never erases the stored one (db.store): then anything may be there.
+        assert doc["title"] == article.title or article.title is None
+        assert doc["pub_date"] == article.pub_date.iso or article.pub_date.iso is None
         assert doc["language"] == list(article.languages)
         assert [(a["last_name"], a["affiliations"], a["valid"]) for a in doc["authors"]] == [
             (a.last_name, list(a.affiliations), a.valid) for a in article.authors
@@ -511,10 +512,9 @@ def test_property_stored_records_read_back_and_a_second_store_changes_nothing(
         assert [(m["descriptor"], m["major"]) for m in doc["mesh"]] == [
             (m.descriptor, m.major) for m in article.mesh
         ]
-        assert doc["doi"] in (article.doi, None)
-        assert (doc["doi"] is None) == (
-            article.doi is None or pmid in result.conflicts or _lost_doi(engine, pmid)
-        )
+        if article.doi is not None:
+            assert doc["doi"] in (article.doi, None)
+            assert (doc["doi"] is None) == (pmid in result.conflicts or _lost_doi(engine, pmid))
     before = snapshot(engine)
     again = store_articles(engine, batch, url=None, fetched_at=FETCHED)
     assert set(again.unchanged) == set(latest)

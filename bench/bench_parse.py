@@ -1,0 +1,275 @@
+"""Time parse_pubmed against a bare lxml walk and against Bio.Entrez, each run in a fresh subprocess.
+
+    python bench/bench_parse.py --records 30000 --runs 3 [--skip-entrez] [--skip-store]
+
+Measurements, each in its own interpreter so that its peak RSS is its own:
+
+  (a) bare     lxml iterparse over every element (events=("end",)), clearing each one: the floor
+  (b) parse    parse_pubmed over the same file, every record built
+  (c) entrez   Bio.Entrez.read(validate=False) over the same file (Entrez.parse refuses PubmedArticleSet
+               in Biopython 1.88: "The XML file does not represent a list")
+  (d) store    parse_pubmed(keep_raw=True) + db.store.store_articles into a fresh SQLite file
+
+Within each run the measurements follow one another, and the ratios b/a and c/b are taken per run, so a
+busy machine slows both sides of a ratio alike. The corpus is built by make_corpus.py when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: make harvester/db importable
+
+MEASUREMENTS = ("bare", "parse", "entrez", "store")
+STORE_BATCH = 500
+
+
+class Skipped(Exception):
+    """A measurement that cannot run here; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------- children
+
+
+def measure_bare(corpus: Path) -> int:
+    """(a) The floor: lxml builds and hands over every element, which is cleared at once."""
+    from harvester.xmlsafe import iterparse_safe
+
+    count = 0
+    for _event, elem in iterparse_safe(str(corpus), events=("end",)):
+        elem.clear()
+        count += 1
+    return count
+
+
+def measure_parse(corpus: Path) -> int:
+    """(b) parse_pubmed, every record built as frozen dataclasses."""
+    from harvester.pubmed_xml import parse_pubmed
+
+    count = 0
+    for _record in parse_pubmed(corpus):
+        count += 1
+    return count
+
+
+def measure_entrez(corpus: Path) -> int:
+    """(c) Bio.Entrez, with its DTD downloads refused (the corpus names a DTD Biopython ships)."""
+    import Bio.Entrez.Parser
+    from Bio import Entrez
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("benchmark is offline: Bio.Entrez wanted to download a DTD")
+
+    Bio.Entrez.Parser.urlopen = refuse  # type: ignore[attr-defined]
+    with corpus.open("rb") as handle:
+        result = Entrez.read(handle, validate=False)  # type: ignore[no-untyped-call]
+    return len(result["PubmedArticle"]) + len(result["PubmedBookArticle"])
+
+
+def measure_store(corpus: Path) -> int:
+    """(d) Parse and store into a fresh SQLite file with db.store.store_articles, in batches.
+
+    Imports lazily: until db.store exists (or if its API moved) this measurement is skipped with a message.
+    """
+    try:
+        from db.engine import open_database
+        from db.store import store_articles
+    except ImportError as exc:
+        raise Skipped(f"db.store is not available yet ({exc})") from exc
+    from harvester.pubmed_xml import parse_pubmed
+    from harvester.records import Article
+
+    def batches() -> Iterator[list[Article]]:
+        batch: list[Article] = []
+        for record in parse_pubmed(corpus, keep_raw=True):
+            if isinstance(record, Article):
+                batch.append(record)
+                if len(batch) == STORE_BATCH:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    count = 0
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        engine = open_database(f"sqlite:///{Path(tmp) / 'bench.sqlite'}")
+        fetched_at = datetime.now(UTC)
+        try:
+            for batch in batches():
+                result = store_articles(engine, batch, url=None, fetched_at=fetched_at)
+                count += len(result.created) + len(result.updated) + len(result.unchanged)
+        finally:
+            engine.dispose()
+    return count
+
+
+CHILDREN: dict[str, Callable[[Path], int]] = {
+    "bare": measure_bare,
+    "parse": measure_parse,
+    "entrez": measure_entrez,
+    "store": measure_store,
+}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kilobytes
+
+
+def run_child(name: str, corpus: Path) -> int:
+    """Run one measurement in this process and print its result as one JSON line."""
+    # Imported before the baseline RSS is read, so that every child starts from the same footing.
+    import lxml.etree  # noqa: F401
+
+    import harvester.pubmed_xml  # noqa: F401
+
+    baseline = _peak_rss_mb()
+    started = time.perf_counter()
+    try:
+        count = CHILDREN[name](corpus)
+    except Skipped as exc:
+        print(json.dumps({"name": name, "skipped": str(exc)}))
+        return 0
+    seconds = time.perf_counter() - started
+    result = {"name": name, "seconds": seconds, "count": count, "rss_mb": _peak_rss_mb(), "base_mb": baseline}
+    print(json.dumps(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parent
+
+
+def spawn(name: str, corpus: Path) -> dict[str, Any]:
+    """One measurement in a fresh interpreter."""
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--measure", name, "--corpus", str(corpus)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"name": name, "failed": tail}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def ensure_corpus(corpus: Path, records: int, fixtures: Path | None) -> None:
+    if corpus.exists():
+        return
+    sys.path.insert(0, str(HERE))
+    from make_corpus import write_corpus
+
+    if fixtures is None:
+        raise SystemExit(f"{corpus} does not exist: give --fixtures DIR or set HARVEST_FIXTURES to build it")
+    sources = write_corpus(corpus, records, fixtures)
+    print(f"built {corpus} ({records} records cycling {sources} recorded articles)")
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{unit}"
+
+
+def report(results: list[dict[str, dict[str, Any]]], names: list[str], records: int) -> dict[str, Any]:
+    """Print medians, per-run ratios and peak memory; return the same as a dict for the JSON file."""
+    summary: dict[str, Any] = {"runs": results}
+    print(f"\n{'measurement':<10} {'runs (s)':<28} {'median s':>9} {'records/s':>10} {'peak RSS MB':>12}")
+    for name in names:
+        rows = [run[name] for run in results]
+        done = [r for r in rows if "seconds" in r]
+        if not done:
+            why = rows[0].get("skipped") or rows[0].get("failed")
+            print(f"{name:<10} skipped: {why}")
+            summary[name] = {"skipped": why}
+            continue
+        seconds = [r["seconds"] for r in done]
+        median = statistics.median(seconds)
+        peak = max(r["rss_mb"] for r in done)
+        runs = ", ".join(f"{s:.2f}" for s in seconds)
+        print(f"{name:<10} {runs:<28} {median:>9.2f} {records / median:>10.0f} {peak:>12.0f}")
+        summary[name] = {"median_s": median, "peak_rss_mb": peak, "count": done[0]["count"]}
+
+    def ratios(top: str, bottom: str) -> list[float]:
+        return [
+            run[top]["seconds"] / run[bottom]["seconds"]
+            for run in results
+            if "seconds" in run.get(top, {}) and "seconds" in run.get(bottom, {})
+        ]
+
+    print()
+    targets = (("parse", "bare", "<= 3.0"), ("entrez", "parse", ">= 4.0"), ("store", "bare", ""))
+    for top, bottom, target in targets:
+        values = ratios(top, bottom)
+        if values:
+            median = statistics.median(values)
+            per_run = ", ".join(f"{v:.2f}" for v in values)
+            goal = f"   (target {target})" if target else ""
+            print(f"{top}/{bottom}: median {median:.2f}  per run [{per_run}]{goal}")
+            summary[f"{top}/{bottom}"] = {"median": median, "per_run": values}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=30_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=None, help="default: bench/out/corpus-<records>.xml")
+    parser.add_argument(
+        "--fixtures", type=Path, default=None, help="to build the corpus (default: $HARVEST_FIXTURES)"
+    )
+    parser.add_argument("--skip-entrez", action="store_true", help="leave out (c), the slowest and largest")
+    parser.add_argument("--skip-store", action="store_true", help="leave out (d)")
+    parser.add_argument("--measure", choices=MEASUREMENTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    corpus: Path = args.corpus or HERE / "out" / f"corpus-{args.records}.xml"
+    if args.measure:
+        return run_child(args.measure, corpus)
+
+    env_fixtures = os.environ.get("HARVEST_FIXTURES")
+    ensure_corpus(corpus, args.records, args.fixtures or (Path(env_fixtures) if env_fixtures else None))
+    names = ["bare", "parse"]
+    if not args.skip_entrez:
+        names.append("entrez")
+    if not args.skip_store:
+        names.append("store")
+
+    import Bio
+    import lxml.etree
+
+    print(
+        f"corpus {corpus} ({corpus.stat().st_size / 1e6:.0f} MB), {args.runs} runs; Python "
+        f"{platform.python_version()}, lxml {'.'.join(map(str, lxml.etree.LXML_VERSION))}, "
+        f"libxml2 {'.'.join(map(str, lxml.etree.LIBXML_VERSION))}, biopython {Bio.__version__}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
+    results: list[dict[str, dict[str, Any]]] = []
+    for run in range(1, args.runs + 1):
+        row: dict[str, dict[str, Any]] = {}
+        for name in names:
+            row[name] = spawn(name, corpus)
+            shown = row[name].get("seconds")
+            extra = row[name].get("skipped") or row[name].get("failed") or ""
+            print(f"run {run} {name:<7} {_fmt(shown, ' s'):>10} {extra}", flush=True)
+        results.append(row)
+    summary = report(results, names, args.records)
+    out = corpus.with_suffix(".bench.json")
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"\nresults written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

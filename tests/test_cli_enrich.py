@@ -1,0 +1,241 @@
+"""Enrichment and reconciliation end to end through the CLI against the stand-in (PubMed, PMC, Crossref)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from harvester.cli import run
+from harvester.errors import ExitCode
+from tests.standin import StandIn, max_requests_in_any_window
+from tests.test_cli import SEED, SEED_TITLE, clone_record, default_db, home, stored_pmids
+
+__all__ = ["home"]  # the fixture, imported for pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PMC_SEED = FIXTURES / "efetch_pmc_PMC8958025.xml"
+CROSSREF_SEED = FIXTURES / "crossref_work_10.3389_fonc.2022.836548.json"
+CROSSREF_WORK = json.loads(CROSSREF_SEED.read_text())["message"]
+
+
+def clone_pmc(pmid: str) -> bytes:
+    """The seed's PMC article with the ids clone_record gives ``pmid``: PMC9<pmid>, 10.5555/test.<pmid>."""
+    text = PMC_SEED.read_text()
+    text = text.replace('pub-id-type="pmid">35350566<', f'pub-id-type="pmid">{pmid}<')
+    text = text.replace('pub-id-type="pmc">8958025<', f'pub-id-type="pmc">9{pmid}<')
+    text = text.replace(
+        'pub-id-type="doi">10.3389/fonc.2022.836548<', f'pub-id-type="doi">10.5555/test.{pmid}<'
+    )
+    return text.encode()
+
+
+def clone_work(doi: str, **changes: object) -> dict[str, object]:
+    work = copy.deepcopy(CROSSREF_WORK)
+    work["DOI"] = doi
+    work.update(changes)
+    return dict(work)
+
+
+def documents(*ids: str) -> list[dict[str, object]]:
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        code = run(["show", "--format", "json", *ids])
+    assert code == ExitCode.OK, buffer.getvalue()
+    result = json.loads(buffer.getvalue())
+    assert isinstance(result, list)
+    return result
+
+
+def article_tables_dump(db: Path) -> list[str]:
+    """Every row of every table but the run log (each run adds its own row there, by design)."""
+    with sqlite3.connect(db) as conn:
+        return [line for line in conn.iterdump() if "harvest_runs" not in line]
+
+
+@pytest.fixture
+def standin(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
+    pmids = [str(p) for p in range(900001, 900006)]
+    with StandIn(
+        [SEED, *(clone_record(SEED, p) for p in pmids)],
+        pmc_sources=[PMC_SEED, *(clone_pmc(p) for p in pmids)],
+        crossref_sources=[
+            CROSSREF_SEED,
+            *(json.dumps(clone_work(f"10.5555/test.{p}")).encode() for p in pmids),
+        ],
+        enforce_rate=3,
+    ) as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+def test_seed_article_is_enriched_with_provenance(standin: StandIn, home: Path) -> None:
+    assert run(["pmid", "35350566"]) == ExitCode.OK
+    [doc] = documents("35350566")
+    assert doc["title"] == SEED_TITLE
+    assert doc["license"] == {"url": "https://creativecommons.org/licenses/by/4.0/", "type": "open-access"}
+    assert doc["copyright"] == "Copyright © 2022 Liu, Gao, Kang, Liu, Wang and Wang"
+    assert doc["publisher"] == "Frontiers Media S.A."  # PMC's spelling: PMC comes first for publisher
+    assert doc["subjects"] == ["Oncology"]
+    assert doc["citation_count"] == 42
+    assert doc["crossref_type"] == "journal-article"
+    assert doc["retracted"] is False and doc["retraction_sources"] == []
+    provenance = doc["provenance"]
+    assert isinstance(provenance, dict)
+    assert provenance["title"]["source"] == "pubmed"
+    assert provenance["license"]["source"] == "pmc"
+    assert provenance["license"]["source_id"] == "PMC8958025"
+    assert provenance["citation_count"]["source"] == "crossref"
+    assert provenance["citation_count"]["source_id"] == "10.3389/fonc.2022.836548"
+    assert standin.rate_violations == 0
+
+
+def test_doi_then_pmid_then_pmcid_is_one_article_and_reruns_write_nothing(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["doi", "https://doi.org/10.3389/FONC.2022.836548"]) == ExitCode.OK
+    before = article_tables_dump(default_db(home))
+    capsys.readouterr()
+    assert run(["--json", "pmid", "35350566"]) == ExitCode.OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unchanged"] == ["35350566"]
+    assert summary["enrichment"]["pmc"]["unchanged"] == 1
+    assert summary["enrichment"]["crossref"]["unchanged"] == 1
+    assert run(["pmcid", "pmc8958025"]) == ExitCode.OK
+    assert stored_pmids(default_db(home)) == ["35350566"]
+    assert article_tables_dump(default_db(home)) == before
+
+
+def test_crossref_doi_in_another_case_merges(standin: StandIn, home: Path) -> None:
+    standin.add_crossref_works(
+        json.dumps(clone_work("10.5555/TEST.900001", **{"is-referenced-by-count": 7})).encode()
+    )
+    assert run(["pmid", "900001"]) == ExitCode.OK
+    [doc] = documents("900001")
+    assert doc["citation_count"] == 7
+    assert doc["doi"] == "10.5555/test.900001"
+    assert stored_pmids(default_db(home)) == ["900001"]
+
+
+def test_title_changed_upstream_is_updated_and_history_keeps_the_old(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["pmid", "900002"]) == ExitCode.OK
+    standin.add_records(clone_record(SEED, "900002").replace(SEED_TITLE.encode(), b"A Corrected Title"))
+    assert run(["pmid", "900002"]) == ExitCode.OK
+    assert documents("900002")[0]["title"] == "A Corrected Title"
+    capsys.readouterr()
+    assert run(["--json", "history", "900002"]) == ExitCode.OK
+    changes = json.loads(capsys.readouterr().out)
+    titles = [c for c in changes if c["field"] == "title"]
+    assert len(titles) == 1
+    assert json.loads(titles[0]["old_value"]) == SEED_TITLE
+    assert json.loads(titles[0]["new_value"]) == "A Corrected Title"
+    assert titles[0]["source"] == "pubmed"
+    assert titles[0]["run_id"] is not None
+
+
+def test_record_claiming_two_stored_articles_is_a_conflict(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["pmid", "900003", "900004"]) == ExitCode.OK
+    # 900003's record now names 900004's DOI: its PMID says one article, its DOI another
+    standin.add_records(clone_record(SEED, "900003").replace(b"10.5555/test.900003", b"10.5555/test.900004"))
+    capsys.readouterr()
+    assert run(["pmid", "900003"]) == ExitCode.CONFLICT
+    assert "conflict" in capsys.readouterr().err
+    assert run(["--json", "conflicts"]) == ExitCode.OK
+    conflicts = json.loads(capsys.readouterr().out)
+    assert len(conflicts) == 1
+    assert conflicts[0]["source"] == "pubmed" and conflicts[0]["source_id"] == "900003"
+    assert documents("10.5555/test.900004")[0]["pmid"] == "900004"  # the DOI's holder kept it
+    assert run(["pmid", "900003"]) == ExitCode.CONFLICT  # still reported, not duplicated
+    capsys.readouterr()
+    assert run(["--json", "conflicts"]) == ExitCode.OK
+    assert len(json.loads(capsys.readouterr().out)) == 1
+
+
+def test_doi_pubmed_does_not_know_is_stored_from_crossref_alone(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = clone_work(
+        "10.9999/book.chapter.1",
+        type="book-chapter",
+        title=["A Chapter PubMed Never Indexed"],
+        author=[{"given": "Ada", "family": "Lovelace", "sequence": "first", "affiliation": []}],
+    )
+    standin.add_crossref_works(json.dumps(work).encode())
+    assert run(["--json", "doi", "doi:10.9999/BOOK.CHAPTER.1"]) == ExitCode.OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["created"] == ["10.9999/book.chapter.1"]
+    [doc] = documents("10.9999/book.chapter.1")
+    assert doc["pmid"] is None
+    assert doc["in_pubmed"] is False
+    assert doc["title"] == "A Chapter PubMed Never Indexed"
+    assert doc["crossref_type"] == "book-chapter"
+    authors = doc["authors"]
+    assert isinstance(authors, list)
+    assert [(a["last_name"], a["fore_name"]) for a in authors] == [("Lovelace", "Ada")]
+
+
+def test_doi_unknown_to_crossref_is_a_status_not_a_failure(standin: StandIn, home: Path) -> None:
+    standin.add_records(clone_record(SEED, "900005").replace(b"10.5555/test.900005", b"10.5555/nowhere.1"))
+    assert run(["pmid", "900005"]) == ExitCode.OK
+    [doc] = documents("900005")
+    assert doc["crossref_status"] == "not_found"
+
+
+def test_no_enrich_asks_neither_pmc_nor_crossref(standin: StandIn, home: Path) -> None:
+    assert run(["pmid", "--no-enrich", "35350566"]) == ExitCode.OK
+    assert standin.requests_for("crossref/works") == []
+    assert all(r.params.get("db") == "pubmed" for r in standin.requests_for("efetch.fcgi"))
+    [doc] = documents("35350566")
+    assert doc["license"] is None
+
+
+def test_enriching_1000_articles_is_economical_and_polite(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pmids = [str(p) for p in range(800001, 801001)]
+    pubmed = b"".join(
+        clone_record(SEED, p).removeprefix(b"<PubmedArticleSet>").removesuffix(b"</PubmedArticleSet>")
+        for p in pmids
+    )
+    pmc_articles = [clone_pmc(p) for p in pmids]
+    works = [json.dumps(clone_work(f"10.5555/test.{p}")).encode() for p in pmids]
+    with StandIn(
+        [b"<PubmedArticleSet>" + pubmed + b"</PubmedArticleSet>"],
+        pmc_sources=pmc_articles,
+        crossref_sources=works,
+        enforce_rate=3,
+    ) as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        id_file = home / "ids.txt"
+        id_file.write_text("\n".join(pmids))
+        assert run(["pmid", "--no-enrich", "--from", str(id_file)]) == ExitCode.OK
+        # Each process paces itself; two processes back to back can still meet in one second (a known
+        # limit), so the enrich run starts a second after the harvest, as separate runs would.
+        time.sleep(1.1)
+        server.clear_log()
+        violations_before = server.rate_violations
+        assert run(["enrich"]) == ExitCode.OK
+        crossref = server.requests_for("crossref/works")
+        pmc = [r for r in server.requests_for("efetch.fcgi") if r.params.get("db") == "pmc"]
+        assert 0 < len(crossref) <= 50
+        assert 0 < len(pmc) <= 20
+        assert server.rate_violations == violations_before
+        assert max_requests_in_any_window([r.time for r in crossref], window=1.0) <= 3
+        ncbi = [r.time for r in server.requests if not re.search("crossref", r.path)]
+        assert max_requests_in_any_window(ncbi, window=1.0) <= 3
+    [doc] = documents("801000")
+    assert doc["license"] is not None and doc["citation_count"] == 42
