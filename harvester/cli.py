@@ -35,7 +35,8 @@ HELP = """Keep a local database of PubMed article metadata true to its sources.
 
 Exit codes: 0 all stored; 1 internal error; 2 usage error (bad arguments, malformed ids, broken
 config); 3 some ids not found upstream (the rest stored); 4 upstream failure (some ids could not be
-fetched after retries; the rest stored); 5 database error; 130 interrupted.
+fetched after retries; the rest stored); 5 database error; 6 a record matched two stored articles
+(recorded in conflicts, not merged); 130 interrupted.
 """
 
 app = typer.Typer(
@@ -420,31 +421,61 @@ def show_command(
 
 
 def _as_text(doc: dict[str, Any]) -> str:
+    """A reader's view of a document; each merged field ends with the source it came from."""
+    provenance: dict[str, dict[str, Any]] = doc.get("provenance") or {}
+
+    def src(*fields: str) -> str:
+        for name in fields:
+            origin = provenance.get(name)
+            if origin:
+                return f"  [{origin['source']} {origin['source_id']}]"
+        return ""
+
     journal = doc.get("journal") or {}
     authors = "; ".join(
         a.get("collective_name") or ", ".join(x for x in (a.get("last_name"), a.get("fore_name")) if x)
         for a in doc.get("authors", [])
     )
+    license_ = doc.get("license") or {}
+    funders = "; ".join(
+        (f.get("name") or "?") + (f" ({', '.join(f['awards'])})" if f.get("awards") else "")
+        for f in doc.get("funders") or []
+    )
+    retraction = "; ".join(f"{r['source']}: {r['statement']}" for r in doc.get("retraction_sources") or [])
     lines = [
-        f"PMID         {doc.get('pmid')}  (version {doc.get('pmid_version')})",
-        f"PMCID        {doc.get('pmcid') or '-'}",
-        f"DOI          {doc.get('doi') or '-'}",
-        f"Title        {doc.get('title') or '-'}",
-        f"Authors      {authors or '-'}",
+        f"PMID         {doc.get('pmid') or '-'}  (version {doc.get('pmid_version') or '-'})"
+        + ("" if doc.get("in_pubmed", True) else "  (not in PubMed: stored from Crossref)"),
+        f"PMCID        {doc.get('pmcid') or '-'}{src('pmcid')}",
+        f"DOI          {doc.get('doi') or '-'}{src('doi')}",
+        f"Title        {doc.get('title') or '-'}{src('title')}",
+        f"Authors      {authors or '-'}{src('authors')}",
         f"Journal      {journal.get('title') or '-'} ({journal.get('iso_abbrev') or '-'}), "
         f"ISSN {journal.get('issn') or '-'}, vol {journal.get('volume') or '-'}, "
-        f"issue {journal.get('issue') or '-'}, pages {journal.get('pages') or '-'}",
+        f"issue {journal.get('issue') or '-'}, pages {journal.get('pages') or '-'}"
+        f"{src('journal_title', 'volume', 'pages')}",
         f"Published    {doc.get('pub_date') or '-'} (as given: {doc.get('pub_date_raw') or '-'}); "
-        f"epub {doc.get('epub_date') or '-'}",
+        f"epub {doc.get('epub_date') or '-'}{src('pub_date', 'epub_date')}",
+        f"Publisher    {doc.get('publisher') or '-'}{src('publisher')}",
+        f"Licence      {license_.get('url') or '-'} ({license_.get('type') or '-'}){src('license')}",
+        f"Copyright    {doc.get('copyright') or '-'}{src('copyright')}",
+        f"Subjects     {'; '.join(doc.get('subjects') or []) or '-'}{src('subjects')}",
+        f"Funders      {funders or '-'}{src('funders')}",
+        f"Citations    {doc.get('citation_count') if doc.get('citation_count') is not None else '-'}"
+        f"; references {doc.get('references_count') if doc.get('references_count') is not None else '-'}"
+        f"{src('citation_count')}",
         f"Language     {', '.join(doc.get('language') or []) or '-'}",
-        f"Types        {'; '.join(doc.get('publication_types') or []) or '-'}",
+        f"Types        {'; '.join(doc.get('publication_types') or []) or '-'}"
+        + (f"; Crossref: {doc['crossref_type']}" if doc.get("crossref_type") else ""),
         f"MeSH         {'; '.join(m['descriptor'] for m in doc.get('mesh') or []) or '-'}",
         f"Keywords     {'; '.join(doc.get('keywords') or []) or '-'}",
-        f"Retracted    {'yes' if doc.get('retracted') else 'no'}"
+        f"Retracted    {'yes (' + retraction + ')' if doc.get('retracted') else 'no'}"
         + ("   (deleted from PubMed)" if doc.get("deleted") else ""),
-        "Abstract",
-        *(f"  {line}" for line in (doc.get("abstract") or "-").splitlines()),
     ]
+    for d in doc.get("disagreements") or []:
+        theirs = f"{d['other_source']} {d['other_value']!r}"
+        lines.append(f"Disagrees    {d['field']}: {d['source']} {d['value']!r} vs {theirs}")
+    lines.append("Abstract" + src("abstract"))
+    lines.extend(f"  {line}" for line in (doc.get("abstract") or "-").splitlines())
     return "\n".join(lines)
 
 

@@ -239,3 +239,38 @@ def test_enriching_1000_articles_is_economical_and_polite(
         assert max_requests_in_any_window(ncbi, window=1.0) <= 3
     [doc] = documents("801000")
     assert doc["license"] is not None and doc["citation_count"] == 42
+
+
+def test_show_text_names_each_fields_source(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["pmid", "35350566"]) == ExitCode.OK
+    capsys.readouterr()
+    assert run(["show", "35350566"]) == ExitCode.OK
+    text = capsys.readouterr().out
+    assert f"Title        {SEED_TITLE}  [pubmed 35350566]" in text
+    assert "Licence      https://creativecommons.org/licenses/by/4.0/ (open-access)  [pmc PMC8958025]" in text
+    assert "Publisher    Frontiers Media S.A.  [pmc PMC8958025]" in text
+    assert "Citations    42; references" in text and "[crossref 10.3389/fonc.2022.836548]" in text
+
+
+def test_merge_policy_from_the_config_decides_the_publisher(
+    standin: StandIn, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = home / "merge.toml"
+    config.write_text('[merge]\npublisher = ["crossref", "pmc"]\n')
+    monkeypatch.setenv("HARVEST_CONFIG", str(config))
+    assert run(["pmid", "35350566"]) == ExitCode.OK
+    [doc] = documents("35350566")
+    assert doc["publisher"] == "Frontiers Media SA"  # Crossref's spelling now wins
+    assert doc["provenance"]["publisher"]["source"] == "crossref"
+
+
+def test_unknown_merge_field_or_source_in_the_config_is_a_usage_error(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = home / "merge.toml"
+    for body, needle in (('nonsense = ["pmc"]', "nonsense"), ('title = ["wikipedia"]', "wikipedia")):
+        config.write_text(f"[merge]\n{body}\n")
+        assert run(["--config", str(config), "pmid", "35350566"]) == ExitCode.USAGE
+        assert needle in capsys.readouterr().err

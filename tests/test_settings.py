@@ -109,3 +109,12 @@ def test_database_password_is_a_secret_and_masked(tmp_path: Path) -> None:
     assert "pa55word" in settings.secrets
     assert "pa55word" not in settings.database_url_display
     assert "pa55word" not in repr(settings)
+
+
+def test_config_example_lists_every_merge_field_with_its_default() -> None:
+    from enrich.merge import DEFAULT_POLICY
+
+    text = (ROOT / "config.example.toml").read_text()
+    for name, order in DEFAULT_POLICY.items():
+        listed = ", ".join(f'"{source}"' for source in order)
+        assert f"# {name} = [{listed}]" in text, name
