@@ -129,6 +129,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kilobytes
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_child(name: str, corpus: Path) -> int:
     """Run one measurement in this process and print its result as one JSON line."""
     # Imported before the baseline RSS is read, so that every child starts from the same footing.
@@ -137,6 +142,7 @@ def run_child(name: str, corpus: Path) -> int:
     import harvester.pubmed_xml  # noqa: F401
 
     baseline = _peak_rss_mb()
+    cpu_started = _cpu_seconds()
     started = time.perf_counter()
     try:
         count = CHILDREN[name](corpus)
@@ -144,7 +150,15 @@ def run_child(name: str, corpus: Path) -> int:
         print(json.dumps({"name": name, "skipped": str(exc)}))
         return 0
     seconds = time.perf_counter() - started
-    result = {"name": name, "seconds": seconds, "count": count, "rss_mb": _peak_rss_mb(), "base_mb": baseline}
+    cpu = _cpu_seconds() - cpu_started
+    result = {
+        "name": name,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "count": count,
+        "rss_mb": _peak_rss_mb(),
+        "base_mb": baseline,
+    }
     print(json.dumps(result))
     return 0
 
@@ -185,7 +199,10 @@ def _fmt(value: float | None, unit: str = "") -> str:
 def report(results: list[dict[str, dict[str, Any]]], names: list[str], records: int) -> dict[str, Any]:
     """Print medians, per-run ratios and peak memory; return the same as a dict for the JSON file."""
     summary: dict[str, Any] = {"runs": results}
-    print(f"\n{'measurement':<10} {'runs (s)':<28} {'median s':>9} {'records/s':>10} {'peak RSS MB':>12}")
+    print(
+        f"\n{'measurement':<10} {'wall time per run (s)':<28} {'median s':>9} {'CPU s':>7} {'records/s':>10} "
+        f"{'peak RSS MB':>12}"
+    )
     for name in names:
         rows = [run[name] for run in results]
         done = [r for r in rows if "seconds" in r]
@@ -196,16 +213,18 @@ def report(results: list[dict[str, dict[str, Any]]], names: list[str], records: 
             continue
         seconds = [r["seconds"] for r in done]
         median = statistics.median(seconds)
+        cpu = statistics.median(r["cpu_seconds"] for r in done)
         peak = max(r["rss_mb"] for r in done)
         runs = ", ".join(f"{s:.2f}" for s in seconds)
-        print(f"{name:<10} {runs:<28} {median:>9.2f} {records / median:>10.0f} {peak:>12.0f}")
-        summary[name] = {"median_s": median, "peak_rss_mb": peak, "count": done[0]["count"]}
+        print(f"{name:<10} {runs:<28} {median:>9.2f} {cpu:>7.2f} {records / median:>10.0f} {peak:>12.0f}")
+        count = done[0]["count"]
+        summary[name] = {"median_s": median, "median_cpu_s": cpu, "peak_rss_mb": peak, "count": count}
 
-    def ratios(top: str, bottom: str) -> list[float]:
+    def ratios(top: str, bottom: str, key: str = "seconds") -> list[float]:
         return [
-            run[top]["seconds"] / run[bottom]["seconds"]
+            run[top][key] / run[bottom][key]
             for run in results
-            if "seconds" in run.get(top, {}) and "seconds" in run.get(bottom, {})
+            if key in run.get(top, {}) and key in run.get(bottom, {})
         ]
 
     print()
@@ -216,8 +235,10 @@ def report(results: list[dict[str, dict[str, Any]]], names: list[str], records: 
             median = statistics.median(values)
             per_run = ", ".join(f"{v:.2f}" for v in values)
             goal = f"   (target {target})" if target else ""
-            print(f"{top}/{bottom}: median {median:.2f}  per run [{per_run}]{goal}")
-            summary[f"{top}/{bottom}"] = {"median": median, "per_run": values}
+            cpu_median = statistics.median(ratios(top, bottom, "cpu_seconds"))
+            line = f"{top}/{bottom}: median {median:.2f}  per run [{per_run}]  on CPU time {cpu_median:.2f}"
+            print(line + goal)
+            summary[f"{top}/{bottom}"] = {"median": median, "per_run": values, "cpu_median": cpu_median}
     return summary
 
 

@@ -12,8 +12,10 @@ Choices worth knowing:
 - Book records take their authors from BookDocument/AuthorList, else from Book/AuthorList
   Type="authors"; editors (Type="editors") are left out. ``ids`` holds BookDocument's ArticleIdList
   (the NBK bookaccession) followed by PubmedBookData's. Sections and ItemList are ignored.
-- MathML is flattened to its token text with the layout whitespace dropped ("VO2max" rather than
-  "V O 2 m a x"); other inline markup (i, b, sup, sub, u) simply contributes its text.
+- MathML is flattened to its token text with the layout whitespace dropped ("V.O2max" rather than
+  "V . O 2 m a x"); other inline markup (i, b, sup, sub, u) simply contributes its text.
+- Whitespace is collapsed only where XML sees whitespace (space, tab, CR, LF); a no-break or thin space
+  is content and stays.
 """
 
 from __future__ import annotations
@@ -68,7 +70,6 @@ __all__ = ["parse_medline_date", "parse_pubmed"]
 log = logging.getLogger(__name__)
 
 PubmedSource = bytes | str | os.PathLike[str] | BinaryIO
-Record = Article | DeletedCitation
 
 _SET_TAGS = frozenset({"PubmedArticleSet", "PubmedBookArticleSet"})
 _RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation")
@@ -77,6 +78,7 @@ _MATHML_PREFIX = "{http://www.w3.org/1998/Math/MathML}"
 _MATHML_KEEP_SPACE = frozenset({_MATHML_PREFIX + "mtext", _MATHML_PREFIX + "ms"})
 _PLAIN_DOI = re.compile(r"10\.\d{4,9}(?:\.\d+)*/[!-~]+\Z")
 _XML_WHITESPACE = re.compile(r"[ \t\r\n]+")
+_POSITION_SUFFIX = re.compile(r"(?:,? line \d+)*(?:, column \d+)?$")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _DATE_TOKEN = re.compile(r"[0-9]+|[^\W\d_]+")
 _SEASONS = {"spring": "Spring", "summer": "Summer", "fall": "Fall", "autumn": "Autumn", "winter": "Winter"}
@@ -133,7 +135,11 @@ def _text(elem: etree._Element) -> str | None:
         _collect_text(elem, parts)
         return _collapse("".join(parts))
     raw = elem.text
-    return _collapse(raw) if raw else None
+    if not raw:
+        return None
+    if "\n" in raw or "\t" in raw or "  " in raw or "\r" in raw:
+        return _collapse(raw)
+    return raw.strip(" ") or None  # _collapse inlined for the common case: a short, clean leaf
 
 
 def _attr(elem: etree._Element, name: str) -> str | None:
@@ -285,6 +291,7 @@ def _date_key(elem: etree._Element) -> DateKey:
             month = child.text
         elif tag == "Day":
             day = child.text
+            break  # the DTDs put Day last of what is read here (Hour and Minute may follow)
         elif tag == "Season":
             season = child.text
         elif tag == "MedlineDate":
@@ -315,13 +322,18 @@ def _dated_event(kind: str, key: DateKey) -> DatedEvent:
 # microseconds, a cache hit a fraction of one. The caches are bounded, so memory stays bounded too.
 
 
-# A MeSH name with its attributes, straight from the element: (text, ((name, value), ...)).
-RawTerm = tuple[str | None, tuple[tuple[str, str], ...]]
+# A MeSH name straight from the element: (text, UI, MajorTopicYN, Type), all as they stand.
+RawTerm = tuple[str | None, str | None, str | None, str | None]
 
 
-def _raw_term(elem: etree._Element) -> RawTerm:
+def _raw_term(elem: etree._Element, descriptor: bool) -> RawTerm:
     """The cache key of a DescriptorName or QualifierName: its text and attributes as they stand."""
-    return (_text(elem) if len(elem) else elem.text), tuple((str(k), str(v)) for k, v in elem.items())
+    return (
+        (_text(elem) if len(elem) else elem.text),
+        elem.get("UI"),
+        elem.get("MajorTopicYN"),
+        elem.get("Type") if descriptor else None,  # only descriptors have a Type ("Geographic")
+    )
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -330,13 +342,12 @@ def _mesh_heading(descriptor: RawTerm, qualifiers: tuple[RawTerm, ...]) -> MeshH
     name = _collapse(descriptor[0]) if descriptor[0] else None
     if name is None:
         return None
-    attrs = dict(descriptor[1])
     terms = (_mesh_qualifier(q) for q in qualifiers)
     return MeshHeading(
         name,
-        attrs.get("UI") or None,
-        attrs.get("MajorTopicYN") == "Y",
-        attrs.get("Type") or None,
+        descriptor[1] or None,
+        descriptor[2] == "Y",
+        descriptor[3] or None,
         tuple(q for q in terms if q is not None),
     )
 
@@ -346,8 +357,7 @@ def _mesh_qualifier(term: RawTerm) -> MeshQualifier | None:
     name = _collapse(term[0]) if term[0] else None
     if name is None:
         return None
-    attrs = dict(term[1])
-    return MeshQualifier(name, attrs.get("UI") or None, attrs.get("MajorTopicYN") == "Y")
+    return MeshQualifier(name, term[1] or None, term[2] == "Y")
 
 
 @lru_cache(maxsize=1024)
@@ -800,9 +810,9 @@ def _h_mesh_heading_list(b: _Builder, elem: etree._Element) -> None:
         for child in heading:
             tag = child.tag
             if tag == "DescriptorName":
-                descriptor = _raw_term(child)
+                descriptor = _raw_term(child, True)
             elif tag == "QualifierName":
-                qualifiers.append(_raw_term(child))
+                qualifiers.append(_raw_term(child, False))
         if descriptor is not None:
             mesh_heading = _mesh_heading(descriptor, tuple(qualifiers))
             if mesh_heading is not None:
@@ -1017,6 +1027,15 @@ def _open_source(source: PubmedSource) -> tuple[IO[bytes], IO[bytes] | None]:
     return stream, None
 
 
+def _syntax_message(exc: etree.XMLSyntaxError) -> str:
+    """One line: where the document breaks and libxml2's reason, without its repeated position."""
+    reason = _POSITION_SUFFIX.sub("", (exc.msg or "").replace("\n", " ")).strip() or "syntax error"
+    line, column = exc.position if exc.position else (exc.lineno, 0)
+    if not line:  # nothing was read: an empty body
+        return f"PubMed XML is not well-formed: {reason}"
+    return f"PubMed XML is not well-formed at line {line}, column {column}: {reason}"
+
+
 def _not_pubmed(root: Any) -> ParseError:
     tag = getattr(root, "tag", None)
     shown = f"<{tag}>" if isinstance(tag, str) else "no element"
@@ -1045,7 +1064,7 @@ def parse_pubmed(source: PubmedSource, *, keep_raw: bool = False) -> Iterator[Ar
     try:
         yield from _iter_records(stream, keep_raw)
     except etree.XMLSyntaxError as exc:
-        raise ParseError(f"PubMed XML is not well-formed: {exc}") from exc
+        raise ParseError(_syntax_message(exc)) from exc
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ParseError(f"PubMed XML is not a complete gzip stream: {exc}") from exc
     finally:

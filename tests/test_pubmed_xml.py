@@ -9,13 +9,16 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from harvester.errors import ParseError
+from harvester import pubmed_xml
+from harvester.errors import InvalidIdentifierError, ParseError
+from harvester.ids import doi_or_none, normalize_pmid, pmcid_or_none
 from harvester.pubmed_xml import parse_medline_date, parse_pubmed
 from harvester.records import (
     Abstract,
@@ -35,7 +38,7 @@ from harvester.records import (
     PublicationType,
     Reference,
 )
-from harvester.xmlsafe import parse_document
+from harvester.xmlsafe import iterparse_safe, parse_document
 from tests.conftest import FIXTURES_DIR, HARVEST_FIXTURES, shared_fixture
 
 PUBMED_XML = "eutils-pubmed-xml"
@@ -65,8 +68,8 @@ def read_xml(path: Path) -> bytes:
     return gzip.decompress(data) if path.name.endswith(".gz") else data
 
 
-def articles(relpath: str, **kwargs: bool) -> list[Article]:
-    records = list(parse_pubmed(shared_fixture(relpath), **kwargs))
+def articles(relpath: str) -> list[Article]:
+    records = list(parse_pubmed(shared_fixture(relpath)))
     assert all(isinstance(r, Article) for r in records)
     return [r for r in records if isinstance(r, Article)]
 
@@ -93,11 +96,14 @@ def empty_strings(value: object, path: str = "") -> Iterator[str]:
 
 def record_title_text(root: etree._Element, pmid: str) -> str | None:
     """The itertext of a record's ArticleTitle (or BookTitle), found by XPath for comparison."""
-    for title in root.xpath(
-        "//*[MedlineCitation/PMID=$p or BookDocument/PMID=$p]//*[self::ArticleTitle or self::BookTitle]",
-        p=pmid,
+    for title in cast(
+        list[etree._Element],
+        root.xpath(
+            "//*[MedlineCitation/PMID=$p or BookDocument/PMID=$p]//*[self::ArticleTitle or self::BookTitle]",
+            p=pmid,
+        ),
     ):
-        return "".join(title.itertext())
+        return "".join(str(text) for text in title.itertext())
     return None
 
 
@@ -678,7 +684,7 @@ def test_truncated_document_yields_what_came_before_then_raises_parse_error() ->
         for record in parse_pubmed(cut):
             got.append(record.pmid)
     assert got == ["90000001", "90000002", "90000003", "90000004"]
-    assert "not well-formed" in str(caught.value)
+    assert str(caught.value).startswith("PubMed XML is not well-formed at line ")
     assert "\n" not in str(caught.value)
     assert not isinstance(caught.value, etree.XMLSyntaxError)
 
@@ -851,15 +857,27 @@ def test_truncated_gzip_raises_parse_error() -> None:
         list(parse_pubmed(data[: len(data) // 2]))
 
 
-def test_records_are_released_as_the_parse_goes() -> None:
-    """The root keeps no handled records, so memory does not grow with the file."""
-    data = wrap(*(minimal(str(n)) for n in range(1, 2001)))
-    seen = 0
-    for record in parse_pubmed(data, keep_raw=True):
-        seen += 1
-        assert isinstance(record, Article)
-        assert record.raw_xml is not None and b"<PMID" in record.raw_xml
-    assert seen == 2000
+def test_handled_records_are_dropped_from_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays bounded: when a record is handed over, every record before it is gone from the tree.
+
+    (lxml reads ahead by a buffer, so records not yet handed over may already be in the tree.)
+    """
+    positions: list[int] = []
+    real_iterparse = iterparse_safe
+
+    def spy(*args: Any, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        for event, elem in real_iterparse(*args, **kwargs):
+            parent = elem.getparent()
+            if parent is not None:
+                positions.append(parent.index(elem))
+                assert all(len(older) == 0 for older in parent[: parent.index(elem)])  # cleared
+            yield event, elem
+
+    monkeypatch.setattr("harvester.pubmed_xml.iterparse_safe", spy)
+    records = list(parse_pubmed(wrap(*(minimal(str(n)) for n in range(1, 2001)))))
+    assert len(records) == 2000
+    assert len(positions) == 2000
+    assert max(positions) <= 1  # only the previous, cleared record is left before the current one
 
 
 # ------------------------------------------------------------------------------- properties
@@ -882,3 +900,31 @@ def test_text_with_inline_tags_is_never_truncated(segments: list[tuple[str, str 
     expected = re.sub(r"[ \t\r\n]+", " ", plain).strip(" ")
     got = a.abstract.sections[0].text if a.abstract else ""
     assert got == expected
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.from_regex(r"(doi:|https://doi.org/)?10\.\d{4,6}/[!-~]{1,12}", fullmatch=True),
+    )
+)
+def test_identifier_shortcuts_agree_with_harvester_ids(value: str) -> None:
+    """parse_pubmed's shortcuts for already-canonical identifiers give what harvester.ids gives."""
+    assert pubmed_xml._doi_or_none(value) == doi_or_none(value)
+    assert pubmed_xml._pmcid_or_none(value) == pmcid_or_none(value)
+    assert pubmed_xml._pmcid_or_none("PMC" + value) == pmcid_or_none("PMC" + value)
+    assert pubmed_xml._pmid_or_none(value) == _pmid_via_ids(value)
+
+
+def _pmid_via_ids(value: str) -> str | None:
+    try:
+        return normalize_pmid(value) if value else None
+    except InvalidIdentifierError:
+        return None
+
+
+@given(st.text(alphabet=_xml_char, max_size=30), st.sampled_from(["", "<i>x</i>"]))
+def test_text_collapses_exactly_the_xml_whitespace(text: str, tail: str) -> None:
+    elem = parse_document(f"<t>{_escape(text)}{tail}</t>".encode())
+    expected = re.sub(r"[ \t\r\n]+", " ", text + ("x" if tail else "")).strip(" ")
+    assert pubmed_xml._text(elem) == (expected or None)
