@@ -56,9 +56,17 @@ from lxml import etree
 
 from enrich.records import ContributorName, Funder, License, PmcFront
 from harvester.errors import InvalidIdentifierError, ParseError
-from harvester.ids import MAX_DOI_LENGTH, doi_or_none, normalize_orcid, normalize_pmid, pmcid_or_none
+from harvester.ids import doi_or_none, normalize_orcid, normalize_pmid, pmcid_or_none
 from harvester.records import MONTHS, PartialDate
 from harvester.xmlsafe import iterparse_safe
+from harvester.xmltext import (
+    collapse as _collapse,
+    doi_or_none as _doi_or_none,
+    is_number as _is_number,
+    math_text as _math_text,
+    month_number as _month_number,
+    valid_day as _valid_day,
+)
 
 __all__ = ["parse_pmc_articles"]
 
@@ -78,7 +86,6 @@ _ALI_LICENSE_REF = "{http://www.niso.org/schemas/ali/1.0/}license_ref"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _MATHML_PREFIX = "{http://www.w3.org/1998/Math/MathML}"
 _MATHML_MATH = _MATHML_PREFIX + "math"
-_MATHML_KEEP_SPACE = frozenset({_MATHML_PREFIX + "mtext", _MATHML_PREFIX + "ms"})
 
 # Elements whose text is a marker or an identifier, never part of the sentence around them.
 _NO_TEXT = frozenset({"xref", "fn", "label", "institution-id", "contrib-group", _ALI_LICENSE_REF})
@@ -90,8 +97,6 @@ _ADDRESS_PARTS = frozenset(
 )
 _PROPERTIES_PI = "properties"
 _WITHHELD_NOTE = "does not allow downloading of the full text"
-_PLAIN_DOI = re.compile(r"10\.\d{4,9}(?:\.\d+)*/[!-~]+\Z")
-_XML_WHITESPACE = re.compile(r"[ \t\r\n]+")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 _ISO_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -103,28 +108,9 @@ _SEASON_WORDS = {
     "winter": "Winter",
 }
 _MONTH_ABBREV = {number: name.capitalize() for name, number in MONTHS.items()}
-_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 # ---------------------------------------------------------------------------------------------- text
-
-
-def _collapse(raw: str) -> str | None:
-    """Collapse runs of XML whitespace to one space and strip; None when nothing is left."""
-    if "\n" in raw or "\t" in raw or "  " in raw or "\r" in raw:
-        # Only XML whitespace: a no-break or thin space in "1.73 m²" is content.
-        raw = " ".join(raw.split()) if raw.isascii() else _XML_WHITESPACE.sub(" ", raw)
-    return raw.strip(" ") or None
-
-
-def _math_text(math: etree._Element) -> str:
-    """A MathML island as its token text; whitespace between tokens is layout, except inside mtext."""
-    parts: list[str] = []
-    for node in math.iter():
-        text = node.text
-        if text and isinstance(node.tag, str):
-            parts.append(text if node.tag in _MATHML_KEEP_SPACE else text.strip())
-    return "".join(parts)
 
 
 def _collect_text(elem: etree._Element, parts: list[str]) -> None:
@@ -223,17 +209,6 @@ def _pmid_or_none(value: str | None) -> str | None:
         return None
 
 
-def _doi_or_none(value: str | None) -> str | None:
-    """ids.doi_or_none, with a shortcut for the plain ASCII DOI nearly every article carries.
-
-    For such a value (no prefix, no control characters, short enough) normalize_doi does no more than
-    lower-case it; a test holds the two to the same answer for any input.
-    """
-    if value and len(value) <= MAX_DOI_LENGTH and value.isascii() and _PLAIN_DOI.match(value):
-        return value.lower()
-    return doi_or_none(value)
-
-
 def _funder_doi(value: str | None) -> str | None:
     """An Open Funder Registry DOI from "10.13039/...", a doi.org URL, or the bare registry number."""
     if not value:
@@ -245,30 +220,6 @@ def _funder_doi(value: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- dates
-
-
-def _is_number(value: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts "²", which int() refuses."""
-    return value.isascii() and value.isdigit()
-
-
-def _month_number(value: str) -> int | None:
-    """1-12 from "03", "3", "Mar" or "March"; None otherwise."""
-    if _is_number(value):
-        number = int(value)
-        return number if 1 <= number <= 12 else None
-    if len(value) >= 3 and value.isalpha():
-        return MONTHS.get(value[:3].lower())
-    return None
-
-
-def _valid_day(year: int, month: int, value: str) -> int | None:
-    if not _is_number(value):
-        return None
-    day = int(value)
-    if month == 2 and day == 29:
-        return day if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else None
-    return day if 1 <= day <= _DAYS_IN_MONTH[month - 1] else None
 
 
 DateKey = tuple[str | None, str | None, str | None, str | None, str | None]

@@ -20,7 +20,6 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import calendar
 import gzip
 import io
 import logging
@@ -35,9 +34,7 @@ from lxml import etree
 
 from harvester.errors import InvalidIdentifierError, ParseError
 from harvester.ids import (
-    MAX_DOI_LENGTH,
     MAX_PMID_DIGITS,
-    doi_or_none,
     normalize_orcid,
     normalize_pmid,
     pmcid_or_none,
@@ -64,6 +61,14 @@ from harvester.records import (
     Reference,
 )
 from harvester.xmlsafe import iterparse_safe
+from harvester.xmltext import (
+    collapse as _collapse,
+    doi_or_none as _doi_or_none,
+    is_number as _is_number,
+    math_text as _math_text,
+    month_number as _month_number,
+    valid_day as _valid_day,
+)
 
 __all__ = ["parse_medline_date", "parse_pubmed"]
 
@@ -75,42 +80,15 @@ _SET_TAGS = frozenset({"PubmedArticleSet", "PubmedBookArticleSet"})
 _RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation")
 _GZIP_MAGIC = b"\x1f\x8b"
 _MATHML_PREFIX = "{http://www.w3.org/1998/Math/MathML}"
-_MATHML_KEEP_SPACE = frozenset({_MATHML_PREFIX + "mtext", _MATHML_PREFIX + "ms"})
-_PLAIN_DOI = re.compile(r"10\.\d{4,9}(?:\.\d+)*/[!-~]+\Z")
-_XML_WHITESPACE = re.compile(r"[ \t\r\n]+")
 _POSITION_SUFFIX = re.compile(r"(?:,? line \d+)*(?:, column \d+)?$")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _DATE_TOKEN = re.compile(r"[0-9]+|[^\W\d_]+")
 _SEASONS = {"spring": "Spring", "summer": "Summer", "fall": "Fall", "autumn": "Autumn", "winter": "Winter"}
-_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _CACHE_SIZE = 16384
 _MONTH_ABBREV = {number: name.capitalize() for name, number in MONTHS.items()}
 
 
 # ---------------------------------------------------------------------------------------------- text
-
-
-def _collapse(raw: str) -> str | None:
-    """Collapse runs of XML whitespace to one space and strip; None when nothing is left."""
-    if "\n" in raw or "\t" in raw or "  " in raw or "\r" in raw:
-        if raw.isascii():
-            # For ASCII, str.split() splits on exactly the XML whitespace characters (the others it knows
-            # are not allowed in XML 1.0), and it is several times faster than the regex.
-            return " ".join(raw.split()) or None
-        # Only XML whitespace: a no-break or thin space in "1.73 m²" or "P < 0.001" is content.
-        raw = _XML_WHITESPACE.sub(" ", raw)
-    # Here every whitespace run is a single space: only the ends may need trimming.
-    return raw.strip(" ") or None
-
-
-def _math_text(math: etree._Element) -> str:
-    """A MathML island as its token text; whitespace between tokens is layout, except inside mtext."""
-    parts: list[str] = []
-    for node in math.iter():
-        text = node.text
-        if text and isinstance(node.tag, str):
-            parts.append(text if node.tag in _MATHML_KEEP_SPACE else text.strip())
-    return "".join(parts)
 
 
 def _collect_text(elem: etree._Element, parts: list[str]) -> None:
@@ -156,17 +134,6 @@ def _version(elem: etree._Element) -> int:
     return int(value) if value and value.isascii() and value.isdigit() else 1
 
 
-def _doi_or_none(value: str | None) -> str | None:
-    """ids.doi_or_none, with a shortcut for the plain ASCII DOI that nearly every record carries.
-
-    For such a value (no prefix, no control characters, short enough) normalize_doi does no more than
-    lower-case it; a test holds the two to the same answer for any input.
-    """
-    if value and len(value) <= MAX_DOI_LENGTH and value.isascii() and _PLAIN_DOI.match(value):
-        return value.lower()
-    return doi_or_none(value)
-
-
 def _pmcid_or_none(value: str | None) -> str | None:
     """ids.pmcid_or_none, with a shortcut for the canonical "PMC" + digits form."""
     if value and value.startswith("PMC") and _is_number(value[3:]) and value[3] != "0":
@@ -189,33 +156,8 @@ def _pmid_or_none(value: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------- dates
 
 
-def _is_number(value: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts "²", which int() refuses."""
-    return value.isascii() and value.isdigit()
-
-
 def _is_year(value: str) -> bool:
     return len(value) == 4 and value[0] != "0" and _is_number(value)
-
-
-def _month_number(value: str) -> int | None:
-    """1-12 from "Mar", "March", "03" or "3"; None otherwise."""
-    value = value.strip()
-    if _is_number(value):
-        number = int(value)
-        return number if 1 <= number <= 12 else None
-    if len(value) >= 3 and value.isalpha():
-        return MONTHS.get(value[:3].lower())
-    return None
-
-
-def _valid_day(year: int, month: int, value: str) -> int | None:
-    """The day as a number when it exists in that month; None otherwise."""
-    if not _is_number(value):
-        return None
-    day = int(value)
-    last = 29 if month == 2 and calendar.isleap(year) else _DAYS_IN_MONTH[month - 1]
-    return day if 1 <= day <= last else None
 
 
 def _structured_date(

@@ -16,8 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 import responses
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from enrich.crossref import (
     DEFAULT_BATCH_SIZE,

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 import responses
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from harvester.errors import (
     BadResponseError,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from harvester.errors import InvalidIdentifierError
 from harvester.ids import normalize_doi, normalize_orcid, normalize_pmcid, normalize_pmid

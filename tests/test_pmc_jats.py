@@ -9,8 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from lxml import etree
 
 from enrich.pmc_jats import _doi_or_none, parse_pmc_articles
