@@ -55,16 +55,18 @@ from typing import IO, Any, BinaryIO
 from lxml import etree
 
 from enrich.records import ContributorName, Funder, License, PmcFront
-from harvester.errors import InvalidIdentifierError, ParseError
-from harvester.ids import doi_or_none, normalize_orcid, normalize_pmid, pmcid_or_none
+from harvester.errors import ParseError
+from harvester.ids import doi_or_none, normalize_orcid, pmcid_or_none
 from harvester.records import MONTHS, PartialDate
 from harvester.xmlsafe import iterparse_safe
 from harvester.xmltext import (
+    attr as _attr,
     collapse as _collapse,
     doi_or_none as _doi_or_none,
     is_number as _is_number,
     math_text as _math_text,
     month_number as _month_number,
+    pmid_or_none as _pmid_or_none,
     valid_day as _valid_day,
 )
 
@@ -164,14 +166,6 @@ def _text(elem: etree._Element) -> str | None:
     return _collapse(raw) if raw else None
 
 
-def _attr(elem: etree._Element, name: str) -> str | None:
-    """An attribute's value stripped, or None when absent or blank."""
-    value = elem.get(name)
-    if value is None:
-        return None
-    return value.strip() or None
-
-
 def _aff_text(aff: etree._Element) -> str | None:
     """An affiliation without its label, structured parts joined with ", " where nothing separates them."""
     parts: list[str] = []
@@ -198,15 +192,6 @@ def _aff_text(aff: etree._Element) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- ids
-
-
-def _pmid_or_none(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        return normalize_pmid(value)
-    except InvalidIdentifierError:
-        return None
 
 
 def _funder_doi(value: str | None) -> str | None:

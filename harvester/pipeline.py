@@ -243,7 +243,7 @@ def harvest(
         targets = {pmid: pmid for pmid in ids}
         pending_dois: list[str] = []
     else:
-        targets, pending_dois = _resolve(kind, ids, services, report)
+        targets, pending_dois = _resolve(kind, ids, services)
 
     candidates, search_failed = _search_dois(pending_dois, services, report)
     pmids = list(dict.fromkeys([*targets.values(), *candidates]))
@@ -393,9 +393,7 @@ def _describe_conflicts(result: EnrichResult) -> list[str]:
     ]
 
 
-def _resolve(
-    kind: IdKind, ids: list[str], services: Services, report: HarvestReport
-) -> tuple[dict[str, str], list[str]]:
+def _resolve(kind: IdKind, ids: list[str], services: Services) -> tuple[dict[str, str], list[str]]:
     """Map PMCIDs or DOIs to PMIDs with the ID Converter; DOIs it does not know are returned pending."""
     targets: dict[str, str] = {}
     pending: list[str] = []
@@ -450,7 +448,6 @@ class _StoreOutcome:
     failed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     dois: dict[str, set[str]] = field(default_factory=dict)  # PMID -> every DOI its record states
-
     conflicts: list[str] = field(default_factory=list)  # PMIDs
     enriched_changed: set[int] = field(default_factory=set)  # article ids to merge again
 

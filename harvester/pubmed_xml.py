@@ -32,11 +32,9 @@ from typing import IO, Any, BinaryIO, cast
 
 from lxml import etree
 
-from harvester.errors import InvalidIdentifierError, ParseError
+from harvester.errors import ParseError
 from harvester.ids import (
-    MAX_PMID_DIGITS,
     normalize_orcid,
-    normalize_pmid,
     pmcid_or_none,
 )
 from harvester.records import (
@@ -62,11 +60,13 @@ from harvester.records import (
 )
 from harvester.xmlsafe import iterparse_safe
 from harvester.xmltext import (
+    attr as _attr,
     collapse as _collapse,
     doi_or_none as _doi_or_none,
     is_number as _is_number,
     math_text as _math_text,
     month_number as _month_number,
+    pmid_or_none as _pmid_or_none,
     valid_day as _valid_day,
 )
 
@@ -120,14 +120,6 @@ def _text(elem: etree._Element) -> str | None:
     return raw.strip(" ") or None  # _collapse inlined for the common case: a short, clean leaf
 
 
-def _attr(elem: etree._Element, name: str) -> str | None:
-    """An attribute's value stripped, or None when absent or blank."""
-    value = elem.get(name)
-    if value is None:
-        return None
-    return value.strip() or None
-
-
 def _version(elem: etree._Element) -> int:
     """The Version attribute of a PMID (1 when absent or not a number)."""
     value = elem.get("Version")
@@ -139,18 +131,6 @@ def _pmcid_or_none(value: str | None) -> str | None:
     if value and value.startswith("PMC") and _is_number(value[3:]) and value[3] != "0":
         return value
     return pmcid_or_none(value)
-
-
-def _pmid_or_none(value: str | None) -> str | None:
-    """Normalise a PMID found inside a record; a malformed one is dropped."""
-    if not value:
-        return None
-    if value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= MAX_PMID_DIGITS:
-        return value  # already canonical, which nearly every PMID in PubMed XML is
-    try:
-        return normalize_pmid(value)
-    except InvalidIdentifierError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------- dates

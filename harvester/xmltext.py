@@ -12,7 +12,8 @@ import re
 
 from lxml import etree
 
-from harvester.ids import MAX_DOI_LENGTH, doi_or_none as _doi_or_none_slow
+from harvester.errors import InvalidIdentifierError
+from harvester.ids import MAX_DOI_LENGTH, MAX_PMID_DIGITS, doi_or_none as _doi_or_none_slow, normalize_pmid
 from harvester.records import MONTHS
 
 MATHML_PREFIX = "{http://www.w3.org/1998/Math/MathML}"
@@ -79,3 +80,23 @@ def doi_or_none(value: str | None) -> str | None:
     if value and len(value) <= MAX_DOI_LENGTH and value.isascii() and _PLAIN_DOI.match(value):
         return value.lower()
     return _doi_or_none_slow(value)
+
+
+def attr(elem: etree._Element, name: str) -> str | None:
+    """An attribute's value stripped, or None when absent or blank."""
+    value = elem.get(name)
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def pmid_or_none(value: str | None) -> str | None:
+    """Normalise a PMID found inside a record; a malformed one is dropped."""
+    if not value:
+        return None
+    if value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= MAX_PMID_DIGITS:
+        return value  # already canonical, which nearly every PMID in PubMed XML is
+    try:
+        return normalize_pmid(value)
+    except InvalidIdentifierError:
+        return None
