@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 import migrations
 from harvester.errors import SchemaVersionError, StorageError
@@ -174,22 +176,41 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         if path.is_dir():
             raise StorageError(f"cannot open the database {path}: it is a directory")
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
-    sa.event.listen(engine, "connect", _on_sqlite_connect)
+    sa.event.listen(engine, "connect", partial(_on_sqlite_connect, busy_timeout=busy_timeout))
     sa.event.listen(engine, "begin", _on_sqlite_begin)
     return engine
 
 
-def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object, *, busy_timeout: float) -> None:
     # Take transaction control away from pysqlite so that "begin" below decides how a transaction starts.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA cache_size=-65536")
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
+    """Switch the file to WAL once (it stays WAL); retried while another connection holds the lock.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy
+    handler, when another connection is using the file: so processes that create the same fresh database
+    at the same moment wait their turn here, up to the busy timeout.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    for attempt in Retrying(
+        retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+        wait=wait_random(0.01, 0.1),
+        stop=stop_after_delay(busy_timeout),
+        reraise=True,
+    ):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def _on_sqlite_begin(conn: Connection) -> None:
