@@ -12,8 +12,12 @@
     │   │   ├── ServiceUnavailableError  5xx, connection refused or reset, timeout
     │   │   └── BadResponseError      an error inside HTTP 200: <ERROR>, an HTML page, truncated XML
     │   ├── RejectedRequestError      a 4xx that retrying cannot fix
-    │   └── FetchFailedError          retries exhausted; names the ids that could not be fetched (exit 4)
+    │   ├── FetchFailedError          retries exhausted; names the ids that could not be fetched (exit 4)
+    │   └── IncompleteSearchError     a search slice's fetched ids differ from the count esearch reported
     ├── ParseError                    a payload that is not what its source promised
+    ├── BulkFileError                 a baseline/update file is unreadable, truncated, not PubMed XML,
+    │   └── FileOrderError            or (this one) applied out of order; nothing of it is recorded (exit 2)
+    ├── BusyError                     another run holds the lock; this one did nothing       (exit 7)
     └── StorageError                  the database cannot be opened, migrated or written    (exit 5)
         └── SchemaVersionError        the database was migrated by a newer version of this tool
 
@@ -36,7 +40,7 @@ class ExitCode(IntEnum):
     UPSTREAM = 4  # some ids could not be fetched after all retries (the others were stored)
     STORAGE = 5  # the database could not be opened, migrated or written
     CONFLICT = 6  # reserved: an incoming record matched two stored articles
-    BUSY = 7  # reserved: another run holds the lock
+    BUSY = 7  # another run holds the lock (harvest nightly, harvest ingest): nothing was done
     INTERRUPTED = 130  # Ctrl-C / SIGINT
 
 
@@ -119,6 +123,17 @@ class FetchFailedError(UpstreamError):
         self.ids = tuple(ids)
 
 
+class IncompleteSearchError(UpstreamError):
+    """A search slice came back incomplete: the ids fetched differ from the Count esearch reported."""
+
+    def __init__(
+        self, message: str, *, source: str, expected: int, fetched: int, url: str | None = None
+    ) -> None:
+        super().__init__(message, source=source, url=url)
+        self.expected = expected
+        self.fetched = fetched
+
+
 class ParseError(HarvestError):
     """A payload is not what its source promised (not PubMed XML, not JSON, wrong root element)."""
 
@@ -133,3 +148,23 @@ class StorageError(HarvestError):
 
 class SchemaVersionError(StorageError):
     """The database carries a schema revision this version of the code does not know."""
+
+
+class BulkFileError(HarvestError):
+    """A PubMed baseline/update file cannot be applied: unreadable, truncated or not PubMed XML."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class FileOrderError(BulkFileError):
+    """An update file would be applied before one it follows; ``--force`` applies it anyway."""
+
+
+class BusyError(HarvestError):
+    """Another run holds the lock (nightly or ingest); this run did nothing."""
+
+    exit_code = ExitCode.BUSY

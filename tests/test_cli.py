@@ -411,8 +411,7 @@ def test_readme_documents_every_command_and_exit_code() -> None:
     ]:
         assert command in readme, command
     for code in ExitCode:
-        if code != ExitCode.BUSY:
-            assert re.search(rf"\|\s*{int(code)}\s*\|", readme), f"exit code {int(code)} not in README table"
+        assert re.search(rf"\|\s*{int(code)}\s*\|", readme), f"exit code {int(code)} not in README table"
 
 
 def test_installed_console_script_end_to_end(standin: StandIn, home: Path) -> None:
