@@ -52,36 +52,61 @@ from harvester.records import (
 )
 
 POSTGRES_ENV = "HARVEST_TEST_POSTGRES_URL"
+DIALECTS_ENV = "HARVEST_TEST_DIALECTS"
+DIALECTS = ("sqlite", "postgresql")
 
 
 def postgres_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
 
 
+def selected_dialects() -> tuple[str, ...]:
+    """The dialects this run tests: HARVEST_TEST_DIALECTS (comma-separated), default both.
+
+    .ci/run runs the suite twice, once per dialect, so each run's count shows in the CI log.
+    """
+    raw = os.environ.get(DIALECTS_ENV, "").strip()
+    chosen = tuple(d.strip() for d in raw.split(",") if d.strip()) if raw else DIALECTS
+    unknown = sorted(set(chosen) - set(DIALECTS))
+    if unknown:
+        raise pytest.UsageError(
+            f"{DIALECTS_ENV}: unknown dialect(s) {', '.join(unknown)}; use {', '.join(DIALECTS)}"
+        )
+    return chosen
+
+
+def _dialect_skip(dialect: str) -> str | None:
+    """Why this run does not test ``dialect``, or None when it does."""
+    if dialect not in selected_dialects():
+        return f"{DIALECTS_ENV}={os.environ.get(DIALECTS_ENV, '')} leaves {dialect} out of this run"
+    if dialect == "postgresql" and postgres_url() is None:
+        return f"{POSTGRES_ENV} is not set"
+    return None
+
+
 def database_params() -> list[Any]:
-    """pytest params "sqlite" and "postgresql", the latter skipped (with the reason) without a server."""
-    return [
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param(
-            "postgresql",
-            id="postgresql",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(postgres_url() is None, reason=f"{POSTGRES_ENV} is not set"),
-            ],
-        ),
-    ]
+    """pytest params "sqlite" and "postgresql", each skipped (with the reason) when this run leaves it out."""
+    params = []
+    for dialect in DIALECTS:
+        reason = _dialect_skip(dialect)
+        marks = [pytest.mark.postgres] if dialect == "postgresql" else []
+        if reason is not None:
+            marks.append(pytest.mark.skip(reason=reason))
+        params.append(pytest.param(dialect, id=dialect, marks=marks))
+    return params
 
 
 @contextmanager
 def fresh_database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
     """A URL to an empty database: a new SQLite file, or a new schema on the PostgreSQL test server."""
+    reason = _dialect_skip(dialect)
+    if reason is not None:
+        pytest.skip(reason)
     if dialect == "sqlite":
         yield f"sqlite:///{tmp_path / 'harvest.sqlite'}"
         return
     base = postgres_url()
-    if base is None:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
+    assert base is not None
     server = make_url(base)
     if server.drivername == "postgresql":
         server = server.set(drivername="postgresql+psycopg")  # the driver the project installs
@@ -101,8 +126,8 @@ def fresh_database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
 
 def database_urls(tmp_path: Path) -> Iterator[str]:
     """A fresh URL for every dialect available to this run (SQLite always, PostgreSQL when configured)."""
-    for dialect in ("sqlite", "postgresql"):
-        if dialect == "postgresql" and postgres_url() is None:
+    for dialect in DIALECTS:
+        if _dialect_skip(dialect) is not None:
             continue
         with fresh_database_url(dialect, tmp_path / dialect) as url:
             yield url
