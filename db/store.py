@@ -47,7 +47,7 @@ import hashlib
 import json
 import logging
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,7 +58,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from db.engine import begin_write, storage_error
+from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from enrich.merge import pubmed_retractions
 from harvester.records import Article, Journal
@@ -191,6 +191,30 @@ def store_articles(
         conflicts=tuple(p for p in order if p in conflicts),
         enriched_changed=tuple(dict.fromkeys(plan.enriched)),
     )
+
+
+def unchanged_pmids(engine: Engine, records: Mapping[str, tuple[int, str]]) -> tuple[set[str], set[str]]:
+    """Of these PMIDs, each with (version, sha256 of its raw XML), those :func:`store_articles` would leave
+    unchanged, and of those the ones it would report as conflicts: a bulk load need not even parse them.
+
+    Raises:
+        StorageError: the database could not be read.
+    """
+    if not records:
+        return set(), set()
+    try:
+        with begin_read(engine) as conn:
+            stored = _stored_articles(conn, list(records))
+            same = [
+                pmid
+                for pmid, (version, sha) in records.items()
+                if (old := stored.get(pmid)) is not None
+                and (old.sha256 == sha or (old.pmid_version or 0) > version)
+            ]
+            conflicted = set(_open_conflicts(conn, same)) if same else set()
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read articles from", engine) from exc
+    return set(same), conflicted
 
 
 def mark_deleted(engine: Engine, pmids: Sequence[str], *, at: datetime) -> int:
@@ -803,14 +827,18 @@ class _ChildRows:
 
 
 def _insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
-    """One executemany of plain rows, straight to the driver.
+    """Insert plain rows, straight to the driver.
 
     Child rows hold only text, integers and booleans, which sqlite3 and psycopg take as they are, so
     SQLAlchemy's per-row parameter processing (most of the time of a Core executemany on SQLite) is
     skipped; the statement is still compiled by SQLAlchemy for the dialect and runs in the same
-    transaction, seen by the engine's events like any other.
+    transaction, seen by the engine's events like any other. SQLite takes one executemany (a loop in C);
+    PostgreSQL takes multi-row VALUES statements, one network round trip per chunk instead of per row.
     """
     columns = CHILD_COLUMNS[table.name]
+    if conn.dialect.name == "postgresql":
+        _insert_values_chunks(conn, table, columns, rows)
+        return
     compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
     params: list[Any]
     if compiled.positional:
@@ -819,6 +847,20 @@ def _insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]
     else:
         params = [dict(zip(columns, r, strict=True)) for r in rows]
     conn.exec_driver_sql(compiled.string, params)
+
+
+def _insert_values_chunks(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """PostgreSQL: one INSERT ... SELECT FROM unnest(array per column) for all the rows.
+
+    The statement stays short and the same for every batch (psycopg prepares it once), and each column
+    travels as one array parameter instead of one parameter per value.
+    """
+    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in columns)
+    # Table and column names come from the models, never from input; the values are bound parameters.
+    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    conn.exec_driver_sql(statement, tuple(list(column) for column in zip(*rows, strict=True)))
 
 
 def journal_key(journal: Journal) -> str | None:

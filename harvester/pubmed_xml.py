@@ -21,12 +21,14 @@ Choices worth knowing:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import logging
 import os
 import re
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import IO, Any, BinaryIO, cast
 
@@ -984,7 +986,8 @@ def parse_pubmed(source: PubmedSource, *, keep_raw: bool = False) -> Iterator[Ar
     """
     stream, owned = _open_source(source)
     try:
-        yield from _iter_records(stream, keep_raw)
+        for record in _iter_records(stream, keep_raw):
+            yield cast("Article | DeletedCitation", record)
     except etree.XMLSyntaxError as exc:
         raise ParseError(_syntax_message(exc)) from exc
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -994,7 +997,62 @@ def parse_pubmed(source: PubmedSource, *, keep_raw: bool = False) -> Iterator[Ar
             owned.close()
 
 
-def _iter_records(stream: IO[bytes], keep_raw: bool) -> Iterator[Article | DeletedCitation]:
+def scan_pubmed(source: PubmedSource) -> Iterator[PendingArticle | DeletedCitation]:
+    """Like :func:`parse_pubmed` with raw kept, but each record is parsed only when asked to.
+
+    A bulk load can then skip the records whose raw XML it already holds: :class:`PendingArticle` carries
+    the PMID, version and raw XML, and :meth:`PendingArticle.parse` builds the :class:`Article` from the
+    record's element, which stays in memory only as long as the caller holds the pending record.
+
+    Raises:
+        ParseError, OSError: as :func:`parse_pubmed`.
+    """
+    stream, owned = _open_source(source)
+    try:
+        for record in _iter_records(stream, True, defer=True):
+            yield cast("PendingArticle | DeletedCitation", record)
+    except etree.XMLSyntaxError as exc:
+        raise ParseError(_syntax_message(exc)) from exc
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ParseError(f"PubMed XML is not a complete gzip stream: {exc}") from exc
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingArticle:
+    """A PubMed record read but not yet parsed: its identity and raw XML, and its element to parse."""
+
+    pmid: str
+    pmid_version: int
+    raw_xml: bytes
+    _element: etree._Element = field(repr=False, compare=False)
+    _tag: str = field(repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw_xml).hexdigest()
+
+    def parse(self) -> Article | None:
+        """The record as an :class:`Article` (None when it has no usable PMID), raw XML attached."""
+        if self._tag == "PubmedArticle":
+            return _pubmed_article(self._element, self.raw_xml)
+        return _pubmed_book_article(self._element, self.raw_xml)
+
+
+def _pending(elem: etree._Element, tag: str) -> PendingArticle | None:
+    pmid_elem = elem.find("MedlineCitation/PMID" if tag == "PubmedArticle" else "BookDocument/PMID")
+    pmid = _pmid_or_none(pmid_elem.text) if pmid_elem is not None else None
+    if pmid is None or pmid_elem is None:
+        return None
+    raw_xml = etree.tostring(elem, encoding="utf-8", with_tail=False)
+    return PendingArticle(pmid, _version(pmid_elem), raw_xml, elem, tag)
+
+
+def _iter_records(
+    stream: IO[bytes], keep_raw: bool, *, defer: bool = False
+) -> Iterator[Article | PendingArticle | DeletedCitation]:
     context = iterparse_safe(stream, tag=(*_RECORD_TAGS, *_SET_TAGS), events=("end",))
     checked = False
     for _event, elem in context:
@@ -1009,6 +1067,18 @@ def _iter_records(stream: IO[bytes], keep_raw: bool) -> Iterator[Article | Delet
                 raise _not_pubmed(elem.getroottree().getroot())
             checked = True
         if tag in _SET_TAGS:
+            continue
+        if defer and tag != "DeleteCitation":
+            pending = _pending(elem, tag)
+            if parent is not None:
+                # Detached, the record lives as long as the caller holds it; the root does not grow.
+                while elem.getprevious() is not None:
+                    del parent[0]
+                parent.remove(elem)
+            if pending is None:
+                log.warning("skipped a %s without a PMID", tag)
+            else:
+                yield pending
             continue
         article: Article | None = None
         deleted: tuple[DeletedCitation, ...] = ()

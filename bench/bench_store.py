@@ -1,0 +1,216 @@
+"""Parse + store into SQLite and into PostgreSQL, then re-store the same file (nothing changed), per run.
+
+    python bench/bench_store.py --records 30000 --runs 3 [--postgres-url URL] [--dialects sqlite,postgresql]
+
+For each run and each dialect, in fresh interpreters so that each peak RSS is its own:
+
+  first     scan_pubmed + harvester.pipeline.store_scanned (the bulk-load path: parse what is new or
+            changed, store it with db.store.store_articles) into an empty database (a new SQLite file, or a
+            new schema on the PostgreSQL server), in batches of 500
+  restore   the same again into that same database: every record is unchanged, so none is parsed and
+            nothing is written
+
+Ratios are taken per run (postgresql.first / sqlite.first; first / restore per dialect), so a busy machine
+slows both sides of each ratio alike; the medians of the per-run ratios are reported. Targets (issue
+"PostgreSQL as a first-class store"): PostgreSQL within 2x of SQLite; a re-store at least 3x faster than the
+first store. The PostgreSQL URL defaults to $HARVEST_TEST_POSTGRES_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: make harvester/db importable
+sys.path.insert(0, str(HERE))
+
+from bench_parse import STORE_BATCH, ensure_corpus  # noqa: E402 - after the path set-up above
+
+PHASES = ("first", "restore")
+
+
+def store_corpus(corpus: Path, url: str) -> dict[str, int]:
+    """Read the corpus as a bulk load does (scan_pubmed + store_scanned, in batches); the counts."""
+    from db.engine import open_database
+    from harvester.pipeline import store_scanned
+    from harvester.pubmed_xml import PendingArticle, scan_pubmed
+
+    def batches() -> Iterator[list[PendingArticle]]:
+        batch: list[PendingArticle] = []
+        for record in scan_pubmed(corpus):
+            if isinstance(record, PendingArticle):
+                batch.append(record)
+                if len(batch) == STORE_BATCH:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    engine = open_database(url)
+    fetched_at = datetime.now(UTC)
+    try:
+        for batch in batches():
+            result = store_scanned(engine, batch, url=None, fetched_at=fetched_at)
+            counts["created"] += len(result.created)
+            counts["updated"] += len(result.updated)
+            counts["unchanged"] += len(result.unchanged)
+    finally:
+        engine.dispose()
+    return counts
+
+
+def run_child(corpus: Path, url: str) -> int:
+    import resource
+
+    import lxml.etree  # noqa: F401 - imported before timing, as in bench_parse
+
+    import harvester.pubmed_xml  # noqa: F401
+
+    started = time.perf_counter()
+    counts = store_corpus(corpus, url)
+    seconds = time.perf_counter() - started
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mb": rss_mb, **counts}))
+    return 0
+
+
+def spawn(corpus: Path, url: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child-url", url, "--corpus", str(corpus)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"a measurement failed: {tail}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+class Database:
+    """A fresh database per run: a new SQLite file, or a new schema on the PostgreSQL server."""
+
+    def __init__(self, dialect: str, postgres_url: str | None, tmp: Path) -> None:
+        self.dialect = dialect
+        self.schema: str | None = None
+        self._admin: Any = None
+        if dialect == "sqlite":
+            self.url = f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:8]}.sqlite'}"
+            return
+        import sqlalchemy as sa
+        from sqlalchemy.engine import make_url
+
+        if postgres_url is None:
+            raise SystemExit("PostgreSQL: give --postgres-url or set HARVEST_TEST_POSTGRES_URL")
+        server = make_url(postgres_url)
+        if server.drivername == "postgresql":
+            server = server.set(drivername="postgresql+psycopg")
+        self.schema = f"bench_{uuid.uuid4().hex[:12]}"
+        self._admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        with self._admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
+        url = server.update_query_dict({"options": f"-csearch_path={self.schema}"})
+        self.url = url.render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        if self._admin is not None:
+            with self._admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+            self._admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=30_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=None, help="default: bench/out/corpus-<records>.xml")
+    parser.add_argument(
+        "--fixtures", type=Path, default=None, help="to build the corpus (default: $HARVEST_FIXTURES)"
+    )
+    parser.add_argument("--postgres-url", default=os.environ.get("HARVEST_TEST_POSTGRES_URL"))
+    parser.add_argument("--dialects", default="sqlite,postgresql")
+    parser.add_argument("--child-url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    corpus: Path = args.corpus or HERE / "out" / f"corpus-{args.records}.xml"
+    if args.child_url:
+        return run_child(corpus, args.child_url)
+    fixtures = args.fixtures or (
+        Path(os.environ["HARVEST_FIXTURES"]) if os.environ.get("HARVEST_FIXTURES") else None
+    )
+    ensure_corpus(corpus, args.records, fixtures)
+    dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
+
+    results: list[dict[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        for run in range(1, args.runs + 1):
+            measured: dict[str, dict[str, Any]] = {}
+            for dialect in dialects:
+                database = Database(dialect, args.postgres_url, Path(tmp))
+                try:
+                    for phase in PHASES:
+                        measured[f"{dialect}.{phase}"] = spawn(corpus, database.url)
+                finally:
+                    database.drop()
+            results.append(measured)
+            print(
+                f"run {run}: " + ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in measured.items()),
+                flush=True,
+            )
+
+    summary = report(results, dialects, args.records)
+    out = HERE / "out" / f"store-{args.records}.bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"records": args.records, "runs": results, **summary}, indent=2))
+    print(f"\nwritten {out}")
+    return 0
+
+
+def report(results: list[dict[str, dict[str, Any]]], dialects: list[str], records: int) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    print(
+        f"\n{'measurement':<22} {'wall time per run (s)':<28} {'median s':>9} {'records/s':>10}"
+        f" {'peak RSS MB':>12}"
+    )
+    for key in results[0]:
+        seconds = [run[key]["seconds"] for run in results]
+        median = statistics.median(seconds)
+        peak = max(run[key]["rss_mb"] for run in results)
+        counts = {c: results[0][key][c] for c in ("created", "updated", "unchanged")}
+        per_run = ", ".join(f"{s:.2f}" for s in seconds)
+        print(f"{key:<22} {per_run:<28} {median:>9.2f} {records / median:>10.0f} {peak:>12.0f}   {counts}")
+        summary[key] = {"median_s": median, "peak_rss_mb": peak, **counts}
+
+    def ratio(top: str, bottom: str, target: str) -> None:
+        if top not in results[0] or bottom not in results[0]:
+            return
+        values = [run[top]["seconds"] / run[bottom]["seconds"] for run in results]
+        median = statistics.median(values)
+        print(
+            f"{top} / {bottom}: median {median:.2f}"
+            f"  per run [{', '.join(f'{v:.2f}' for v in values)}]  ({target})"
+        )
+        summary[f"{top}/{bottom}"] = {"median": median, "per_run": values}
+
+    print()
+    ratio("postgresql.first", "sqlite.first", "target <= 2.0")
+    for dialect in dialects:
+        ratio(f"{dialect}.first", f"{dialect}.restore", "target >= 3.0")
+    return summary
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
