@@ -83,7 +83,7 @@ logger = logging.getLogger(__name__)
 PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
 FOUND, NOT_FOUND = "found", "not_found"
-RUN_STATUSES = ("running", "ok", "partial", "failed")
+RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")
 
 _T = metadata.tables
 ARTICLES = _T["articles"]
@@ -182,14 +182,14 @@ def start_run(engine: Engine, command: str) -> int:
 
 
 def finish_run(engine: Engine, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
-    """Record the end of a run: status "ok", "partial" or "failed" and a JSON summary.
+    """Record the end of a run: status "ok", "partial", "failed" or "interrupted" and a JSON summary.
 
     Raises:
         StorageError: the database could not be written.
         ValueError: an unknown status.
     """
     if status not in RUN_STATUSES[1:]:
-        raise ValueError(f"unknown run status {status!r}: use ok, partial or failed")
+        raise ValueError(f"unknown run status {status!r}: use {', '.join(RUN_STATUSES[1:])}")
     try:
         with begin_write(engine) as conn:
             conn.execute(

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,7 @@ import requests
 from sqlalchemy.engine import Engine
 
 from db.reconcile import EnrichResult, reconcile_articles, store_crossref, store_pmc
-from db.store import StoreResult, store_articles
+from db.store import StoreResult, store_articles, unchanged_pmids
 from db.targets import EnrichmentTarget, article_ids_by_pmid, enrichment_targets
 from enrich.crossref import CrossrefBatch, CrossrefClient
 from enrich.merge import DEFAULT_POLICY
@@ -33,7 +34,7 @@ from harvester.eutils import EfetchBatch, EutilsClient
 from harvester.http import RateLimiter, RetryPolicy
 from harvester.idconv import IdConverterClient
 from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid
-from harvester.pubmed_xml import parse_pubmed
+from harvester.pubmed_xml import PendingArticle, parse_pubmed
 from harvester.records import Article
 from harvester.settings import Settings
 
@@ -327,30 +328,12 @@ def enrich_articles(
     report = EnrichReport()
     with_pmcid = [t.pmcid for t in targets if t.pmcid]
     report.pmc.asked = len(with_pmcid)
-    for item in services.eutils.efetch("pmc", [pmcid.removeprefix("PMC") for pmcid in with_pmcid]):
-        asked = [f"PMC{i}" for i in item.ids]
-        if isinstance(item, FetchFailedError):
-            report.pmc.failed.extend(asked)
-            report.errors.append(str(item))
-            continue
-        try:
-            fronts = list(parse_pmc_articles(item.response.body, keep_raw=True))
-        except ParseError as exc:
-            report.pmc.failed.extend(asked)
-            report.errors.append(f"pmc: {exc} ({', '.join(asked)})")
-            continue
-        returned = {front.pmcid for front in fronts}
-        result = store_pmc(
-            engine,
-            [f for f in fronts if f.pmcid in set(asked)],
-            url=item.response.url,
-            fetched_at=item.response.fetched_at,
-            run_id=run_id,
-            policy=policy,
-            not_found=[p for p in asked if p not in returned],
-        )
-        report.pmc.add(result)
-        report.conflicts.extend(_describe_conflicts(result))
+    # As for PubMed, a PMCID missing from an answer is asked for once more before it counts as not found:
+    # a short answer must not mark a PMC article missing (found by the chaos run, issue 6).
+    missing = _enrich_pmc_round(with_pmcid, services, engine, report, run_id, policy, final=False)
+    if missing:
+        log.info("asking PMC again for %d article(s) missing from the first answers", len(missing))
+        _enrich_pmc_round(missing, services, engine, report, run_id, policy, final=True)
 
     create = set(create_missing)
     dois = list(dict.fromkeys([*(t.doi for t in targets if t.doi), *create_missing]))
@@ -364,6 +347,47 @@ def enrich_articles(
         report.crossref.add(result)
         report.conflicts.extend(_describe_conflicts(result))
     return report
+
+
+def _enrich_pmc_round(
+    pmcids: Sequence[str],
+    services: Services,
+    engine: Engine,
+    report: EnrichReport,
+    run_id: int | None,
+    policy: Mapping[str, tuple[str, ...]],
+    *,
+    final: bool,
+) -> list[str]:
+    """efetch db=pmc and merge each batch; returns the PMCIDs the answers lacked (recorded only if final)."""
+    missing: list[str] = []
+    for item in services.eutils.efetch("pmc", [pmcid.removeprefix("PMC") for pmcid in pmcids]):
+        asked = [f"PMC{i}" for i in item.ids]
+        if isinstance(item, FetchFailedError):
+            report.pmc.failed.extend(asked)
+            report.errors.append(str(item))
+            continue
+        try:
+            fronts = list(parse_pmc_articles(item.response.body, keep_raw=True))
+        except ParseError as exc:
+            report.pmc.failed.extend(asked)
+            report.errors.append(f"pmc: {exc} ({', '.join(asked)})")
+            continue
+        returned = {front.pmcid for front in fronts}
+        lacking = [p for p in asked if p not in returned]
+        missing.extend(lacking)
+        result = store_pmc(
+            engine,
+            [f for f in fronts if f.pmcid in set(asked)],
+            url=item.response.url,
+            fetched_at=item.response.fetched_at,
+            run_id=run_id,
+            policy=policy,
+            not_found=lacking if final else [],
+        )
+        report.pmc.add(result)
+        report.conflicts.extend(_describe_conflicts(result))
+    return missing
 
 
 def _store_crossref_batch(
@@ -538,7 +562,8 @@ def read_id_file(path: str, read_stdin: Callable[[], str]) -> list[str]:
         text = read_stdin()
     else:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            # utf-8-sig: a byte-order mark (Windows editors write one) must not spoil the first id
+            text = Path(path).read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             raise UsageError(f"id file not found: {path}") from None
         except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
@@ -553,3 +578,44 @@ def read_id_file(path: str, read_stdin: Callable[[], str]) -> list[str]:
 
 
 _COMMENT = re.compile(r"(?:^|\s)#.*$")
+
+
+def store_scanned(
+    engine: Engine,
+    batch: Sequence[PendingArticle],
+    *,
+    url: str | None,
+    fetched_at: datetime,
+    run_id: int | None = None,
+) -> StoreResult:
+    """Store a batch of records read by :func:`harvester.pubmed_xml.scan_pubmed` in one transaction.
+
+    Records the database already holds byte for byte are counted unchanged (and conflicts, when one is
+    still open for them) without being parsed: re-loading a bulk file costs the read and one lookup per batch. The rest are
+    parsed and go through :func:`db.store.store_articles`, so the outcome is the same as storing them all.
+
+    Raises:
+        StorageError: the database could not be read or written; nothing of the batch was stored.
+    """
+    seen: dict[str, int] = {}
+    for record in batch:
+        seen[record.pmid] = seen.get(record.pmid, 0) + 1
+    # A PMID twice in one batch (two versions) takes the full path, which keeps the latest version.
+    single = {r.pmid: (r.pmid_version, r.sha256) for r in batch if seen[r.pmid] == 1}
+    known, conflicted = unchanged_pmids(engine, single)
+    articles = [a for r in batch if r.pmid not in known and (a := r.parse()) is not None]
+    result = (
+        store_articles(engine, articles, url=url, fetched_at=fetched_at, run_id=run_id)
+        if articles
+        else StoreResult((), (), ())
+    )
+    if not known:
+        return result
+    unchanged = set(result.unchanged) | known
+    conflicts = set(result.conflicts) | conflicted
+    order = list(dict.fromkeys(r.pmid for r in batch))
+    return replace(
+        result,
+        unchanged=tuple(p for p in order if p in unchanged),
+        conflicts=tuple(p for p in order if p in conflicts),
+    )
