@@ -19,7 +19,7 @@ Design notes:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -356,8 +356,78 @@ class HarvestRun(Base):
     command: Mapped[str]
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    status: Mapped[str]  # "running", "ok", "partial", "failed"
+    status: Mapped[str]  # "running", "ok", "partial", "failed"; "abandoned" (db.runs)
     summary: Mapped[str | None]  # JSON
+    # Migration 0004: who ran it, and whether it ran under the run lock (db.runs.exclusive_run): a locked
+    # run left "running" when the lock is free again was killed, and the next locked run marks it abandoned.
+    pid: Mapped[int | None]
+    host: Mapped[str | None]
+    locked: Mapped[bool] = mapped_column(server_default=sa.false())
+
+
+# Nightly state (migration 0004): search watermarks, per-search run detail, the run lock's holder.
+
+
+class SearchState(Base):
+    """One configured search: ``watermark`` is the end (inclusive) of its last verified window.
+
+    A search whose query or datetype changed starts again from its first-run window (db.runs).
+    """
+
+    __tablename__ = "search_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    query: Mapped[str]
+    datetype: Mapped[str]
+    watermark: Mapped[date | None] = mapped_column(sa.Date())
+    last_verified_run_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("harvest_runs.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime]
+
+
+class RunSearch(Base):
+    """What one run did for one search: its window, counts, and whether the window was verified.
+
+    ``failed_ids`` and ``errors`` are JSON lists; ``watermark_after`` equals ``watermark_before`` unless
+    the window was verified.
+    """
+
+    __tablename__ = "run_searches"
+
+    run_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("harvest_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    search: Mapped[str] = mapped_column(primary_key=True)
+    query: Mapped[str]
+    datetype: Mapped[str]
+    window_start: Mapped[date] = mapped_column(sa.Date())
+    window_end: Mapped[date] = mapped_column(sa.Date())
+    expected: Mapped[int]
+    fetched: Mapped[int]
+    created: Mapped[int]
+    updated: Mapped[int]
+    unchanged: Mapped[int]
+    verified: Mapped[bool]
+    watermark_before: Mapped[date | None] = mapped_column(sa.Date())
+    watermark_after: Mapped[date | None] = mapped_column(sa.Date())
+    failed_ids: Mapped[str]  # JSON list
+    errors: Mapped[str]  # JSON list
+    finished_at: Mapped[datetime]
+
+
+class RunLock(Base):
+    """Who holds the run lock (one row, name "harvest"); informational: the lock itself is a PostgreSQL
+    advisory lock or an OS lock on a file beside the SQLite database, so a stale row never blocks."""
+
+    __tablename__ = "run_locks"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    purpose: Mapped[str]
+    pid: Mapped[int]
+    host: Mapped[str]
+    acquired_at: Mapped[datetime]
 
 
 def _run_fk() -> sa.ForeignKey:
@@ -405,7 +475,7 @@ class ArticleHistory(Base):
     old_value: Mapped[str | None]
     new_value: Mapped[str | None]
     source: Mapped[str]
-    run_id: Mapped[int | None] = mapped_column(_run_fk())
+    run_id: Mapped[int | None] = mapped_column(_run_fk(), index=True)  # migration 0003: a run's changes
     changed_at: Mapped[datetime]
 
 
@@ -509,6 +579,30 @@ class ArticleClinicalTrial(Base):
     article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
     position: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str]
+
+
+class BulkFile(Base):
+    """A PubMed baseline or update file applied by ``harvest ingest`` (migration 0005; see db.bulk).
+
+    The checksum is unique: the same bytes are applied once, whatever the file is called. The same NLM
+    name with another checksum (a re-issued file) gets a row of its own, only with ``forced``.
+    """
+
+    __tablename__ = "bulk_files"
+    __table_args__ = (sa.Index(None, "release_year", "sequence"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]  # the file's base name, e.g. "pubmed25n1275.xml.gz"
+    kind: Mapped[str]  # "baseline" | "update"
+    release_year: Mapped[int | None]  # 2025 for pubmed25n...; None when the name is not NLM's pattern
+    sequence: Mapped[int | None]  # 1275 for pubmed25n1275
+    sha256: Mapped[str] = mapped_column(unique=True)  # of the file's bytes as given (compressed or not)
+    size: Mapped[int] = mapped_column(sa.BigInteger())  # bytes, as given
+    records: Mapped[int]  # PubmedArticle and PubmedBookArticle records in the file
+    deleted: Mapped[int]  # PMIDs listed in its DeleteCitation elements
+    applied_at: Mapped[datetime]
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("harvest_runs.id", ondelete="SET NULL"))
+    forced: Mapped[bool] = mapped_column(server_default=sa.false())  # applied out of order with --force
 
 
 metadata = Base.metadata

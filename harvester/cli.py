@@ -36,7 +36,8 @@ HELP = """Keep a local database of PubMed article metadata true to its sources.
 Exit codes: 0 all stored; 1 internal error; 2 usage error (bad arguments, malformed ids, broken
 config); 3 some ids not found upstream (the rest stored); 4 upstream failure (some ids could not be
 fetched after retries; the rest stored); 5 database error; 6 a record matched two stored articles
-(recorded in conflicts, not merged); 130 interrupted.
+(recorded in conflicts, not merged); 7 another run (nightly, ingest) holds the lock, nothing done;
+130 interrupted.
 """
 
 app = typer.Typer(
@@ -273,6 +274,79 @@ def doi_command(
     return _harvest_command(ctx, "doi", ids, from_file, no_enrich)
 
 
+@app.command("search")
+def search_command(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="A PubMed query, as typed in PubMed (quote it).")],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="First day, YYYY-MM-DD, inclusive (default: 1600-01-01, before any record)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last day, YYYY-MM-DD, inclusive (default: today, UTC).")
+    ] = None,
+    datetype: Annotated[
+        str,
+        typer.Option(
+            "--datetype", help="The date --since/--until apply to: edat (entered), mdat (modified), pdat."
+        ),
+    ] = "edat",
+    max_results: Annotated[
+        int | None, typer.Option("--max", help="Fetch at most N records, newest first.", show_default=False)
+    ] = None,
+    no_enrich: NoEnrichOption = False,
+) -> int:
+    """Harvest every record a PubMed query finds, beyond esearch's 10,000 cap, each slice verified."""
+    from db.reconcile import start_run
+    from harvester.search import check_search_arguments, parse_day, run_search
+
+    state = _state(ctx)
+    first, last = parse_day("--since", since), parse_day("--until", until)
+    check_search_arguments(query, datetype=datetype, since=first, until=last, max_results=max_results)
+    settings = state.settings()
+    engine = state.engine()
+    services = build_services(settings)
+    run_id = start_run(engine, f"search {query[:200]!r} ({datetype} {since or 'start'}..{until or 'today'})")
+    with _recorded_run(state, engine, run_id) as finish:
+        report = run_search(
+            query,
+            datetype=datetype,
+            since=first,
+            until=last,
+            max_results=max_results,
+            settings=settings,
+            services=services,
+            engine=engine,
+            run_id=run_id,
+            enrich=not no_enrich,
+        )
+        finish(report.exit_code(), report.as_dict())
+    for message in [*report.errors, *(report.enrich.errors if report.enrich else [])]:
+        log.error("%s", message)
+    if state.json_output:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        return int(report.exit_code())
+    typer.echo(report.summary_line())
+    if report.enrich is not None:
+        typer.echo(report.enrich.summary_line())
+    for warning in report.warnings:
+        typer.echo(f"esearch: {warning}", err=True)
+    for failed in report.failed_slices:
+        typer.echo(f"failed slice: {failed.error}", err=True)
+    lines = [
+        ("failed", report.failed_ids),
+        ("conflict", [*report.conflicts, *(report.enrich.conflicts if report.enrich else [])]),
+    ]
+    if report.enrich is not None:
+        lines.append(("enrichment failed", [*report.enrich.pmc.failed, *report.enrich.crossref.failed]))
+    for label, items in lines:
+        if items:
+            typer.echo(f"{label}: " + " ".join(items), err=True)
+    return int(report.exit_code())
+
+
 @app.command("enrich")
 def enrich_command(
     ctx: typer.Context,
@@ -336,6 +410,83 @@ def enrich_command(
     return int(report.exit_code)
 
 
+@app.command("nightly")
+def nightly_command(
+    ctx: typer.Context,
+    search: Annotated[
+        list[str] | None,
+        typer.Option("--search", help="Run only this configured search (repeatable; default: all)."),
+    ] = None,
+    no_enrich: NoEnrichOption = False,
+) -> int:
+    """Run the config's [[searches]] since their last verified watermark, then re-enrich stale articles.
+
+    Exit 0: every window verified; 4: some window not verified (it is redone next run) or enrichment
+    failed; 7: another run is active (nothing done); 2: config problem; 5: database problem.
+    """
+    from harvester.nightly import run_nightly, select_searches
+
+    state = _state(ctx)
+    settings = state.settings()
+    select_searches(settings.searches, search or [])  # a config problem is reported before any work
+    engine = state.engine()
+    report = run_nightly(settings, build_services(settings), engine, only=search or [], enrich=not no_enrich)
+    for outcome in report.searches:
+        for message in outcome.as_search_run().errors:
+            log.error("%s", message)
+    if report.enrichment is not None:
+        for message in report.enrichment.errors:
+            log.error("%s", message)
+    if state.json_output:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        typer.echo(report.summary_line())
+        for outcome in report.searches:
+            typer.echo("  " + outcome.summary_line())
+        if report.enrichment is not None:
+            typer.echo("  " + report.enrichment.summary_line())
+    return int(report.exit_code)
+
+
+@app.command("runs")
+def runs_command(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only runs with this status: running, ok, partial, failed, abandoned."),
+    ] = None,
+) -> int:
+    """List recorded runs, newest first: status, times, and per search its window, counts and watermark."""
+    from db.runs import RUN_STATUSES, list_runs
+
+    if status is not None and status not in RUN_STATUSES:
+        raise UsageError(f"--status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
+    state = _state(ctx)
+    runs = list_runs(state.engine(), limit=limit, status=status)
+    if state.json_output:
+        typer.echo(json.dumps([run.as_dict() for run in runs], ensure_ascii=False))
+        return int(ExitCode.OK)
+    if not runs:
+        typer.echo("no runs recorded" + (f" with status {status}" if status else ""))
+    for run in runs:
+        started = f"{run.started_at:%Y-%m-%d %H:%M:%S}"
+        ended = f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-"
+        where = f"  pid {run.pid} on {run.host}" if run.pid else ""
+        typer.echo(f"#{run.id}  {run.status:<9} {started} -> {ended} UTC  {run.command}{where}")
+        for s in run.searches:
+            mark = "verified" if s.verified else "NOT verified"
+            typer.echo(
+                f"    {s.search}: {s.window_start}..{s.window_end} [{s.datetype}] expected {s.expected}, "
+                f"fetched {s.fetched}, created {s.created}, updated {s.updated}, unchanged {s.unchanged}; "
+                f"{mark}, watermark {s.watermark_after or '-'}"
+                + (f"; failed ids: {' '.join(s.failed_ids)}" if s.failed_ids else "")
+            )
+            for error in s.errors:
+                typer.echo(f"      error: {error}")
+    return int(ExitCode.OK)
+
+
 @app.command("history")
 def history_command(
     ctx: typer.Context,
@@ -387,6 +538,99 @@ def conflicts_command(
                 f"{c['article_ids']}: {c['claims']}  [{c['status']}]"
             )
     return int(ExitCode.OK)
+
+
+@app.command("ingest")
+def ingest_command(
+    ctx: typer.Context,
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="PubMed baseline or update files (.xml or .xml.gz), local paths.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Apply files out of NLM's order too (before an applied update, after a gap, re-issued). "
+            "The same bytes are still applied only once.",
+        ),
+    ] = False,
+    enrich: Annotated[
+        bool,
+        typer.Option(
+            "--enrich/--no-enrich",
+            help="Fetch PMC and Crossref for new and changed articles now (default: later, by "
+            "'harvest enrich').",
+        ),
+    ] = False,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline", help="The files are annual baseline files (default: those in a 'baseline' dir)."
+        ),
+    ] = False,
+) -> int:
+    """Load PubMed baseline and update files: each once (by checksum), in NLM's order; deletions flagged.
+
+    Exit 0: every file applied or already applied; 2: a path is missing, or a file was refused (out of
+    order) or failed (truncated, not PubMed XML; not recorded, rerun it); 4: enrichment failed; 5: database
+    problem; 7: another run is active (nothing done). Conflicts are counted, listed by 'harvest conflicts'.
+    """
+    from db.runs import FAILED, exclusive_run, finish_locked_run, start_locked_run
+    from harvester.ingest import check_paths, ingest_files
+
+    state = _state(ctx)
+    paths = check_paths(files)  # a missing or unreadable path is reported before any work
+    settings = state.settings()
+    engine = state.engine()
+    services = build_services(settings) if enrich else None
+    with exclusive_run(engine, "harvest ingest"):
+        run_id = start_locked_run(engine, f"ingest ({len(paths)} files)")
+        try:
+            with _progress(state, total=sum(p.stat().st_size for p in paths), label="ingest") as advance:
+                report = ingest_files(
+                    paths,
+                    settings=settings,
+                    services=services,
+                    engine=engine,
+                    force=force,
+                    enrich=enrich,
+                    baseline=baseline,
+                    run_id=run_id,
+                    progress=advance,
+                )
+        except BaseException as exc:
+            error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            try:
+                finish_locked_run(engine, run_id, FAILED, {"error": redact(error, state.secrets)})
+            except HarvestError:
+                log.warning("could not record the end of run %d", run_id)
+            raise
+        finish_locked_run(
+            engine, run_id, "ok" if report.exit_code == ExitCode.OK else "partial", report.as_dict()
+        )
+    for file in report.files:
+        for message in file.enrichment.errors if file.enrichment else []:
+            log.error("%s", message)
+    if state.json_output:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        return int(report.exit_code)
+    for file in report.files:
+        typer.echo(file.summary_line())
+        if file.enrichment is not None:
+            typer.echo("  " + file.enrichment.summary_line())
+        for conflict in file.conflicts[:10]:
+            typer.echo(f"  conflict: {conflict}", err=True)
+        if file.conflict_count > 10:
+            typer.echo(f"  and {file.conflict_count - 10} more conflicts: see 'harvest conflicts'", err=True)
+    typer.echo(report.summary_line())
+    if not enrich and any(f.created or f.updated for f in report.files):
+        typer.echo("enrichment deferred: run 'harvest enrich' to fetch PMC and Crossref for the new articles")
+    return int(report.exit_code)
 
 
 # ---- reading back --------------------------------------------------------------------------------
@@ -479,42 +723,92 @@ def _as_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@app.command("export")
+def _views_epilog() -> str:
+    from db.reporting import VIEWS
+
+    lines = [f"  {view.name}: {view.description}" for view in VIEWS]
+    return (
+        "\b\nReporting views (--view NAME; columns and example queries in docs/reporting.md):\n"
+        + "\n".join(lines)
+    )
+
+
+@app.command("export", epilog=_views_epilog())
 def export_command(
     ctx: typer.Context,
     output_format: Annotated[
         str,
-        typer.Option("--format", "-f", help="jsonl, csv, or solr (a JSON array of VuFind/Solr documents)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="jsonl, csv, or solr (a JSON array of VuFind/Solr documents; articles only).",
+        ),
     ] = "jsonl",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")
     ] = None,
+    view: Annotated[
+        str | None,
+        typer.Option(
+            "--view", help="Export the rows of a reporting view (listed below) instead of articles."
+        ),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            "--query",
+            help="Export the rows of one SQL SELECT instead of articles; it runs read-only and cannot change "
+            "the database.",
+        ),
+    ] = None,
 ) -> int:
-    """Export every stored article (deleted ones excluded) as JSON Lines, CSV or Solr documents."""
+    """Export every stored article (deleted ones excluded), a reporting view, or a query's rows.
+
+    Articles go out as JSON Lines, CSV or Solr documents; a view's or query's rows as JSON Lines (one
+    object per row) or CSV (a header row), streamed as the database returns them.
+    """
     if output_format not in {"jsonl", "csv", "solr"}:
         raise UsageError(f"--format must be jsonl, csv or solr, not {output_format!r}")
+    if view is not None and query is not None:
+        raise UsageError("give --view or --query, not both")
+    if (view is not None or query is not None) and output_format == "solr":
+        raise UsageError("--format solr exports articles only: use jsonl or csv with --view or --query")
+    if view is not None:
+        from db.reporting import get_view
+
+        get_view(view)  # an unknown name fails before the database is opened
     state = _state(ctx)
     engine = state.engine()
     if output is None:
-        count = _export(engine, output_format, sys.stdout)
+        count = _export(engine, output_format, sys.stdout, view=view, query=query)
     else:
-        count = _export_to_file(engine, output_format, output)
-    log.info("exported %d article(s)", count)
+        count = _export_to_file(engine, output_format, output, view=view, query=query)
+    log.info("exported %d %s", count, "article(s)" if view is None and query is None else "row(s)")
     if state.json_output:
         typer.echo(json.dumps({"exported": count, "output": str(output) if output else None}), err=True)
     return int(ExitCode.OK)
 
 
-def _export(engine: Engine, output_format: str, out: TextIO) -> int:
+def _export(
+    engine: Engine, output_format: str, out: TextIO, *, view: str | None = None, query: str | None = None
+) -> int:
+    """Articles as documents, or, given a view or a query, its rows."""
     from db.documents import export_documents
+    from db.reporting import export_report
     from db.solr import export_solr
 
+    if view is not None or query is not None:
+        return export_report(
+            engine, out, "csv" if output_format == "csv" else "jsonl", view=view, query=query
+        )
     if output_format == "solr":
         return export_solr(engine, out)
     return export_documents(engine, "csv" if output_format == "csv" else "jsonl", out)
 
 
-def _export_to_file(engine: Engine, output_format: str, output: Path) -> int:
+def _export_to_file(
+    engine: Engine, output_format: str, output: Path, *, view: str | None = None, query: str | None = None
+) -> int:
     directory = output.resolve().parent
     try:
         handle = tempfile.NamedTemporaryFile(
@@ -524,7 +818,7 @@ def _export_to_file(engine: Engine, output_format: str, output: Path) -> int:
         raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     try:
         with handle:
-            count = _export(engine, output_format, cast(TextIO, handle))
+            count = _export(engine, output_format, cast(TextIO, handle), view=view, query=query)
         os.replace(handle.name, output)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

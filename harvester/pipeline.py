@@ -591,8 +591,9 @@ def store_scanned(
     """Store a batch of records read by :func:`harvester.pubmed_xml.scan_pubmed` in one transaction.
 
     Records the database already holds byte for byte are counted unchanged (and conflicts, when one is
-    still open for them) without being parsed: re-loading a bulk file costs the read and one lookup per batch. The rest are
-    parsed and go through :func:`db.store.store_articles`, so the outcome is the same as storing them all.
+    still open for them) without being parsed: re-loading a bulk file costs the read and one lookup per
+    batch. The rest are parsed and go through :func:`db.store.store_articles`, so the outcome is the
+    same as storing them all.
 
     Raises:
         StorageError: the database could not be read or written; nothing of the batch was stored.

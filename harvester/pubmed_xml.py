@@ -72,7 +72,7 @@ from harvester.xmltext import (
     valid_day as _valid_day,
 )
 
-__all__ = ["parse_medline_date", "parse_pubmed"]
+__all__ = ["PendingArticle", "parse_medline_date", "parse_pubmed", "scan_pubmed"]
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import random
 import re
 import socket
 import socketserver
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TypeAlias, cast
+from typing import Literal, TypeAlias, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -49,6 +50,7 @@ CROSSREF = "crossref/"
 CROSSREF_WORKS = "crossref/works"  # both /works/{doi} and /works?filter=... match this suffix
 
 NCBI_RATE_LIMIT = 3  # requests per second without an API key (NBK25497)
+NCBI_RATE_LIMIT_WITH_KEY = 10  # with an api_key (NBK25497, KA-05510)
 ESEARCH_MAX_RETSTART = 9998  # larger retstart -> <ERROR> in a 200 (PEERS.md D)
 ESEARCH_MAX_RECORDS = 9999  # retstart + retmax is clamped to this ("Restrictions achieved")
 DEFAULT_RETMAX = 20  # esearch's documented default; efetch from the history uses it too
@@ -233,6 +235,64 @@ def crossref_rate_limited(
     if retry_after is not None:
         headers["Retry-After"] = f"{retry_after:g}"
     return Status(429, CROSSREF_429_PAGE.encode(), headers)
+
+
+# Routes a chaos mode can apply to: the E-utilities, the ID Converter, Crossref's lists and single works.
+NCBI_ROUTES = frozenset({"efetch", "esearch", "epost"})
+CROSSREF_ROUTES = frozenset({"crossref-list", "crossref-work"})
+ALL_ROUTES = NCBI_ROUTES | CROSSREF_ROUTES | {"idconv"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosMode:
+    """One kind of fault :meth:`StandIn.chaos` may pick, and the routes where the real service shows it."""
+
+    name: str
+    fault: Fault
+    routes: frozenset[str]
+
+
+def chaos_modes(*, delay: float = 2.0) -> tuple[ChaosMode, ...]:
+    """The fault modes of issue 6; ``delay`` should be just above the client's timeout.
+
+    NCBI's 429 JSON, its HTML page and ``<ERROR>`` inside a 200 only on the E-utilities; Crossref's 429
+    (with its x-rate-limit-* headers) only on Crossref; a short answer on efetch (pubmed and pmc), the ID
+    Converter and Crossref work lists; 5xx, truncated bodies, slow answers and resets everywhere.
+    """
+    return (
+        ChaosMode("ncbi-429", rate_limited(), NCBI_ROUTES),
+        ChaosMode("500", Status(500, b"Internal Server Error"), ALL_ROUTES),
+        ChaosMode("502", Status(502, b"Bad Gateway"), ALL_ROUTES),
+        ChaosMode("503", Status(503, b"Service Unavailable"), ALL_ROUTES),
+        ChaosMode("html-200", HtmlErrorPage(), NCBI_ROUTES),
+        ChaosMode("error-in-200", ErrorInBody("Failed to connect to PubOne service"), NCBI_ROUTES),
+        ChaosMode("truncated", Truncated(0.5), ALL_ROUTES),
+        ChaosMode("slow", Delay(delay), ALL_ROUTES),
+        ChaosMode("reset", Reset(), ALL_ROUTES),
+        ChaosMode("short", Short(1), frozenset({"efetch", "idconv", "crossref-list"})),
+        ChaosMode("crossref-429", crossref_rate_limited(), CROSSREF_ROUTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chaos:
+    rate: float
+    seed: int
+    modes: tuple[ChaosMode, ...]
+
+
+def request_key(method: str, path: str, params: Mapping[str, str]) -> str:
+    """One request's identity (method, path, sorted parameters): a repeat of a key is a retry."""
+    query = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{method} {urlsplit(path).path}?{query}"
+
+
+def _chaos_route(path: str) -> str | None:
+    route = _route_of(path)
+    if route == "crossref":
+        parts = [s for s in urlsplit(path).path.strip("/").split("/") if s]
+        return "crossref-list" if len(parts) == 2 else "crossref-work"
+    return route
 
 
 @dataclass(frozen=True, slots=True)
@@ -967,12 +1027,16 @@ class StandIn:
         port: the port; 0 picks a free one.
         enforce_rate: when set, more than this many E-utilities requests from one client within any one
             second are answered 429 with NCBI's JSON body and counted in :attr:`rate_violations`.
+            ``"ncbi"`` applies NCBI's own rule: 3 per second, or 10 for requests carrying an api_key
+            (counted per key, as NCBI counts them; per client address without one).
         verbose: print each request and handler errors to stderr.
         crossref_sources: Crossref works to serve (see :meth:`add_crossref_works`): files, folders of
             ``.json`` files (those holding no works are skipped), or bytes.
         pmc_sources: PMC articles to serve through efetch db=pmc (see :meth:`add_pmc_articles`).
         crossref_rate_limit: the ``x-rate-limit-limit`` every Crossref answer advertises (per 1s). It is
-            advertised only; script a 429 with :func:`crossref_rate_limited`.
+            advertised only unless ``enforce_crossref_rate``; script a 429 with :func:`crossref_rate_limited`.
+        enforce_crossref_rate: answer Crossref requests beyond ``crossref_rate_limit`` in any one second
+            (per client) with Crossref's 429, counted in :attr:`crossref_rate_violations`.
     """
 
     def __init__(
@@ -981,19 +1045,26 @@ class StandIn:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        enforce_rate: int | None = None,
+        enforce_rate: int | Literal["ncbi"] | None = None,
         verbose: bool = False,
         crossref_sources: Sequence[Path | str | bytes] | Path | bytes = (),
         pmc_sources: Sequence[Path | str | bytes] | Path | bytes = (),
         crossref_rate_limit: int = CROSSREF_RATE_LIMIT,
+        enforce_crossref_rate: bool = False,
     ) -> None:
-        if enforce_rate is not None and enforce_rate < 1:
-            raise ValueError("enforce_rate must be >= 1")
+        if enforce_rate is not None and enforce_rate != "ncbi" and enforce_rate < 1:
+            raise ValueError("enforce_rate must be >= 1 or 'ncbi'")
         if crossref_rate_limit < 1:
             raise ValueError("crossref_rate_limit must be >= 1")
         self.host, self.port = host, port
         self.enforce_rate = enforce_rate
         self.crossref_rate_limit = crossref_rate_limit
+        self.enforce_crossref_rate = enforce_crossref_rate
+        self._chaos: _Chaos | None = None
+        self._chaos_seen: dict[str, int] = {}
+        self._faults_injected: dict[str, int] = {}
+        self._crossref_arrivals: dict[str, deque[float]] = {}
+        self._crossref_rate_violations = 0
         self.verbose = verbose
         self._lock = threading.RLock()
         self._records: dict[str, StoredRecord] = {}
@@ -1260,6 +1331,18 @@ class StandIn:
             return self._rate_violations
 
     @property
+    def crossref_rate_violations(self) -> int:
+        """How many Crossref requests enforce_crossref_rate answered with 429."""
+        with self._lock:
+            return self._crossref_rate_violations
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """Faults :meth:`chaos` injected so far, by mode name (modes never picked are absent)."""
+        with self._lock:
+            return dict(self._faults_injected)
+
+    @property
     def errors(self) -> list[str]:
         """Requests the stand-in could not answer faithfully (unsupported features, internal errors)."""
         with self._lock:
@@ -1279,10 +1362,26 @@ class StandIn:
         with self._lock:
             self._always.append(_FaultRule(path_suffix, fault, match))
 
+    def chaos(self, rate: float, *, seed: int, modes: Sequence[ChaosMode] | None = None) -> None:
+        """Fault a share ``rate`` of the requests, each with a mode picked among those fitting its route.
+
+        The choice is a pure function of ``seed``, the request (method, path, parameters) and how often
+        that same request came before, so a run is repeatable whatever its timing or threads. Scripted
+        faults (:meth:`inject`, :meth:`fail_always`) come first; :attr:`faults_injected` counts by mode.
+        ``modes`` defaults to :func:`chaos_modes`; ``rate`` 0 turns chaos off (as does clear_faults).
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("chaos rate must be in [0, 1]")
+        chosen = tuple(modes) if modes is not None else chaos_modes()
+        with self._lock:
+            self._chaos = _Chaos(rate, seed, chosen) if rate > 0 and chosen else None
+            self._chaos_seen.clear()
+
     def clear_faults(self) -> None:
         with self._lock:
             self._queued.clear()
             self._always.clear()
+            self._chaos = None
 
     @property
     def pending_faults(self) -> int:
@@ -1290,7 +1389,7 @@ class StandIn:
         with self._lock:
             return len(self._queued)
 
-    def _take_fault(self, path: str, params: Mapping[str, str]) -> Fault | None:
+    def _take_fault(self, path: str, params: Mapping[str, str], method: str = "GET") -> Fault | None:
         with self._lock:
             for position, rule in enumerate(self._queued):
                 if path_matches(path, rule.path_suffix) and (rule.match is None or rule.match(params)):
@@ -1299,7 +1398,25 @@ class StandIn:
             for rule in self._always:
                 if path_matches(path, rule.path_suffix) and (rule.match is None or rule.match(params)):
                     return rule.fault
-        return None
+            return self._chaos_fault(method, path, params)
+
+    def _chaos_fault(self, method: str, path: str, params: Mapping[str, str]) -> Fault | None:
+        chaos = self._chaos
+        route = _chaos_route(path)
+        if chaos is None or route is None:
+            return None
+        eligible = [mode for mode in chaos.modes if route in mode.routes]
+        if not eligible:
+            return None
+        key = request_key(method, path, params)
+        seen = self._chaos_seen.get(key, 0)
+        self._chaos_seen[key] = seen + 1
+        draw = random.Random(f"{chaos.seed}|{key}|{seen}")  # str seeds hash with SHA-512: stable
+        if draw.random() >= chaos.rate:
+            return None
+        mode = draw.choice(eligible)
+        self._faults_injected[mode.name] = self._faults_injected.get(mode.name, 0) + 1
+        return mode.fault
 
     # -- serving (called on handler threads)
 
@@ -1320,22 +1437,38 @@ class StandIn:
             entry = LoggedRequest(now, time.time(), method, path, dict(params), None, client, dict(headers))
             self._log.append(entry)
             if _route_of(path) == "crossref":
-                return entry, None, self._crossref_headers(params, headers)
+                crossref_headers = self._crossref_headers(params, headers)
+                if not self.enforce_crossref_rate:
+                    return entry, None, crossref_headers
+                arrivals = self._crossref_arrivals.setdefault(client, deque())
+                while arrivals and now - arrivals[0] >= 1.0:
+                    arrivals.popleft()
+                arrivals.append(now)
+                if len(arrivals) <= self.crossref_rate_limit:
+                    return entry, None, crossref_headers
+                self._crossref_rate_violations += 1
+                refused = crossref_rate_limited(limit=self.crossref_rate_limit)
+                return entry, _Answer(429, refused.body, dict(refused.headers)), crossref_headers
             if _route_of(path) not in {"efetch", "esearch", "epost", "eutils"}:
                 return entry, None, {}
-            window = self._arrivals.setdefault(client, deque())
+            api_key = {k.lower(): v for k, v in params.items()}.get("api_key", "").strip()
+            window = self._arrivals.setdefault(f"api_key={api_key}" if api_key else client, deque())
             while window and now - window[0] >= 1.0:
                 window.popleft()
             window.append(now)
-            limit = self.enforce_rate or NCBI_RATE_LIMIT
+            if self.enforce_rate == "ncbi":
+                limit = NCBI_RATE_LIMIT_WITH_KEY if api_key else NCBI_RATE_LIMIT
+            else:
+                limit = self.enforce_rate or NCBI_RATE_LIMIT
             rate_headers = {
                 "X-RateLimit-Limit": str(limit),
                 "X-RateLimit-Remaining": str(max(0, limit - len(window))),
             }
-            if self.enforce_rate is None or len(window) <= self.enforce_rate:
+            if self.enforce_rate is None or len(window) <= limit:
                 return entry, None, rate_headers
             self._rate_violations += 1
-            limited = rate_limited(count=len(window), limit=limit, client=client)
+            # NCBI's body names the key, or the client's address when there is none (PEERS.md A).
+            limited = rate_limited(count=len(window), limit=limit, client=api_key or client)
             return entry, _Answer(429, limited.body, dict(limited.headers)), rate_headers
 
     def _crossref_headers(self, params: Mapping[str, str], headers: Mapping[str, str]) -> dict[str, str]:
@@ -1364,7 +1497,7 @@ class StandIn:
             return limited
         fault: Fault | None = None
         try:
-            fault = self._take_fault(path, params)
+            fault = self._take_fault(path, params, method)
             answer = self._answer_with_fault(method, path, params, fault)
         except Exception as exc:  # noqa: BLE001 - any bug here must reach the test as a 500, not a hang
             with self._lock:
@@ -1453,7 +1586,10 @@ class StandIn:
 
         ``id`` wins over the history; without ``id``, ``WebEnv`` + ``query_key`` select a stored result,
         paged by ``retstart``/``retmax`` (default 20, at most 10,000). A bad history reference gives
-        400 "Unable to obtain query #N" (NCBI's wording approximated).
+        400 "Unable to obtain query #N" (NCBI's wording approximated). Only the first 9,999 records of a
+        stored result can be paged out, as esearch lists no more (NBK25499); a ``retstart`` at or past the
+        end of that gives 400 "Cannot retrieve history data: OUT OF RANGE ..." (wording as recorded in
+        massimoaria/pubmedR#7; that NCBI applies the 9,999 limit here too is an inference).
         """
         retmode = params.get("retmode", "xml").strip().lower()
         if retmode not in {"", "xml"}:
@@ -1470,7 +1606,14 @@ class StandIn:
                 raise _EutilsError(f"Unable to obtain query #{query_key}")
             retstart = _int_param(params, "retstart", 0)
             retmax = min(_int_param(params, "retmax", DEFAULT_RETMAX), EFETCH_MAX_RETMAX)
-            pmids = list(stored[retstart : retstart + retmax])
+            available = stored[:ESEARCH_MAX_RECORDS]
+            if available and retstart >= len(available):
+                raise _EutilsError(
+                    f"Cannot retrieve history data: OUT OF RANGE. Parameter retstart={retstart} + {retmax} "
+                    f"is greater than number of records available in history. History includes "
+                    f"{len(available)} IDs."
+                )
+            pmids = list(available[retstart : retstart + retmax])
         with self._lock:
             records = [self._records[p].xml for p in pmids if p in self._records]
         if drop:

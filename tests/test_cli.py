@@ -22,6 +22,7 @@ from harvester.cli import run
 from harvester.errors import ExitCode
 from tests.standin import (
     ErrorInBody,
+    Fault,
     HtmlErrorPage,
     Reset,
     StandIn,
@@ -204,7 +205,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
 def test_fault_then_success_stores_everything(
-    fault: object, standin: StandIn, fast_config: Path, home: Path
+    fault: Fault, standin: StandIn, fast_config: Path, home: Path
 ) -> None:
     standin.inject("efetch.fcgi", fault)
     assert run(["pmid", "35350566", "900001", "900002"]) == ExitCode.OK

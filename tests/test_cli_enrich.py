@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def clone_work(doi: str, **changes: object) -> dict[str, object]:
     return dict(work)
 
 
-def documents(*ids: str) -> list[dict[str, object]]:
+def documents(*ids: str) -> list[dict[str, Any]]:
     buffer = io.StringIO()
     with redirect_stdout(buffer):
         code = run(["show", "--format", "json", *ids])

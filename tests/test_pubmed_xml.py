@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, strategies as st
 from lxml import etree
 
-from harvester import pubmed_xml
+from harvester import pubmed_xml, xmltext
 from harvester.errors import InvalidIdentifierError, ParseError
 from harvester.ids import doi_or_none, normalize_pmid, pmcid_or_none
 from harvester.pubmed_xml import parse_medline_date, parse_pubmed
@@ -909,10 +909,10 @@ def test_text_with_inline_tags_is_never_truncated(segments: list[tuple[str, str 
 )
 def test_identifier_shortcuts_agree_with_harvester_ids(value: str) -> None:
     """parse_pubmed's shortcuts for already-canonical identifiers give what harvester.ids gives."""
-    assert pubmed_xml._doi_or_none(value) == doi_or_none(value)
+    assert xmltext.doi_or_none(value) == doi_or_none(value)
     assert pubmed_xml._pmcid_or_none(value) == pmcid_or_none(value)
     assert pubmed_xml._pmcid_or_none("PMC" + value) == pmcid_or_none("PMC" + value)
-    assert pubmed_xml._pmid_or_none(value) == _pmid_via_ids(value)
+    assert xmltext.pmid_or_none(value) == _pmid_via_ids(value)
 
 
 def _pmid_via_ids(value: str) -> str | None:
