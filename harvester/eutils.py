@@ -36,6 +36,7 @@ MAX_GET_URL = 2000  # characters; longer GET URLs meet HTTP 414 (rentrez#168)
 POST_TERM_ABOVE = 300  # characters of esearch term (NBK25499: "more than several hundred characters")
 ESEARCH_MAX_RETMAX = 10_000
 PUBMED_MAX_RETSTART = 9998  # PubMed answers <ERROR> beyond this (biopython#4353, cyanheads#95)
+PUBMED_MAX_RECORDS = 9999  # esearch lists, and efetch pages from its history, at most the first 9,999
 
 EXPECTED_ROOT = {"pubmed": "PubmedArticleSet", "pmc": "pmc-articleset"}
 
@@ -120,6 +121,23 @@ def check_eutils_xml(response: Response, *, expected_root: str | None) -> None:
             source=SOURCE,
             url=response.url,
         )
+
+
+def check_esearch_xml(response: Response) -> None:
+    """check_eutils_xml for esearch, also refusing a "Search Backend failed" inside Error/WarningList.
+
+    NCBI reports some backend failures as a 200 eSearchResult whose Count is 0 and whose ErrorList or
+    WarningList says the backend failed: that is a failed search, never "no results" (PEERS.md B).
+    """
+    check_eutils_xml(response, expected_root="eSearchResult")
+    root = parse_document(response.body.lstrip())
+    for entry in (*_entries(root, "ErrorList"), *_entries(root, "WarningList")):
+        if "backend failed" in entry.lower():
+            raise BadResponseError(
+                f"eutils: esearch backend failure reported in the answer from {response.url}: {entry}",
+                source=SOURCE,
+                url=response.url,
+            )
 
 
 def check_eutils_text(response: Response) -> None:
@@ -282,6 +300,59 @@ class EutilsClient:
                 continue
             yield EfetchBatch(ids=batch, response=response)
 
+    def efetch_history(
+        self,
+        webenv: str,
+        query_key: str,
+        *,
+        count: int,
+        expected_ids: Sequence[str] = (),
+        db: str = "pubmed",
+    ) -> Iterator[EfetchBatch | FetchFailedError]:
+        """Fetch the first ``count`` records of an esearch result from the history server.
+
+        Pages of ``batch_size`` records (``retstart``/``retmax``, always POSTed: the WebEnv is long). Each
+        batch carries the ids of ``expected_ids`` (esearch's IdList, same order) its page covers, so a
+        caller can tell which are missing. A page that fails, or that NCBI refuses (an expired WebEnv,
+        a position out of range), is yielded as a FetchFailedError naming those ids; the next follows.
+
+        Raises:
+            UsageError: ``count`` is negative or, for PubMed, above the 9,999 records its history serves.
+        """
+        if count < 0:
+            raise UsageError(f"efetch from the history: count must not be negative, not {count}")
+        if db == "pubmed" and count > PUBMED_MAX_RECORDS:
+            raise UsageError(
+                f"PubMed serves at most the first {PUBMED_MAX_RECORDS} records of a search from the history "
+                f"(asked {count}); split the search into slices instead"
+            )
+        check = partial(check_eutils_xml, expected_root=EXPECTED_ROOT.get(db))
+        for start in range(0, count, self.batch_size):
+            size = min(self.batch_size, count - start)
+            page = tuple(expected_ids[start : start + size])
+            params = {
+                "db": db,
+                "WebEnv": webenv,
+                "query_key": query_key,
+                "retstart": str(start),
+                "retmax": str(size),
+                "retmode": "xml",
+            }
+            try:
+                response = self.service.request("POST", "efetch.fcgi", data=params, check=check)
+            except UpstreamError as exc:
+                # Retries exhausted, an answer over the size limit, or a refused history reference
+                # (RejectedRequestError): this page is lost for now, the next may still come.
+                yield FetchFailedError(
+                    f"eutils efetch from the history: records {start + 1}-{start + size} not fetched: "
+                    f"{exc.message}",
+                    source=SOURCE,
+                    ids=page,
+                    url=exc.url,
+                )
+                continue
+            yield EfetchBatch(ids=page, response=response)
+
     def esearch(
         self,
         term: str,
@@ -319,7 +390,7 @@ class EutilsClient:
         params.update({k: v for k, v in optional.items() if v is not None})
         if usehistory:
             params["usehistory"] = "y"
-        check = partial(check_eutils_xml, expected_root="eSearchResult")
+        check = check_esearch_xml
         if len(term) > POST_TERM_ABOVE:
             response = self.service.request("POST", "esearch.fcgi", data=params, check=check)
         else:
