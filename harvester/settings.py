@@ -11,6 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,28 @@ class HttpSettings:
     max_response_bytes: int = 200_000_000  # a larger body is refused
 
 
+SEARCH_DATETYPES = ("mdat", "edat", "pdat")  # as harvester.search.DATETYPES; mdat brings changed records back
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSpec:
+    """One ``[[searches]]`` entry: what ``harvest nightly`` runs incrementally."""
+
+    name: str
+    query: str
+    datetype: str = "mdat"
+    since: date | None = None  # the first run's window start (else [nightly] first_run_days back)
+
+
+@dataclass(frozen=True, slots=True)
+class NightlySettings:
+    """``[nightly]``: the look-back before a search's watermark, re-enrichment age, first-run window."""
+
+    lookback_days: int = 3  # days before the watermark each window starts again (late and changed records)
+    stale_days: int = 30  # re-enrich articles whose PMC/Crossref record is older than this
+    first_run_days: int = 30  # a search without ``since`` starts this many days back on its first run
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the tool needs to run, resolved and validated."""
@@ -85,6 +108,8 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     merge_overrides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # [merge] in the file
     config_path: Path | None = None
+    searches: tuple[SearchSpec, ...] = ()  # [[searches]]
+    nightly: NightlySettings = field(default_factory=NightlySettings)  # [nightly]
 
     @property
     def merge_policy(self) -> Mapping[str, tuple[str, ...]]:
@@ -134,6 +159,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
         "max_response_bytes": ("http.max_response_bytes", int),
     },
     "logging": {"file": ("log_file", str)},
+    "nightly": {
+        "lookback_days": ("nightly.lookback_days", int),
+        "stale_days": ("nightly.stale_days", int),
+        "first_run_days": ("nightly.first_run_days", int),
+    },
 }
 
 _SECRET_KEYS = {
@@ -182,8 +212,11 @@ def _values_from_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         if section == "merge":
             values["merge_overrides"] = _merge_overrides(body, path)
             continue
+        if section == "searches":
+            values["searches"] = _searches(body, path)
+            continue
         if section not in _SCHEMA:
-            known = ", ".join([*(f"[{s}]" for s in _SCHEMA), "[merge]"])
+            known = ", ".join([*(f"[{s}]" for s in _SCHEMA), "[merge]", "[[searches]]"])
             raise ConfigError(f"{path}: unknown section [{section}] (known: {known})")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: [{section}] must be a table")
@@ -219,6 +252,57 @@ def _merge_overrides(body: Any, path: Path) -> dict[str, tuple[str, ...]]:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return overrides
+
+
+_SEARCH_KEYS = ("name", "query", "datetype", "since")
+_SEARCH_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _searches(body: Any, path: Path) -> tuple[SearchSpec, ...]:
+    """[[searches]]: name (unique; letters, digits, - _ .), query, datetype (mdat), since (a date)."""
+    if not isinstance(body, list) or not all(isinstance(entry, dict) for entry in body):
+        raise ConfigError(
+            f'{path}: searches must be an array of tables: [[searches]] name = "..." query = "..."'
+        )
+    specs: list[SearchSpec] = []
+    for number, entry in enumerate(body, start=1):
+        where = f"{path}: [[searches]] #{number}"
+        unknown = sorted(set(entry) - set(_SEARCH_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]} (known: {', '.join(_SEARCH_KEYS)})")
+        for key in ("name", "query"):
+            if key not in entry:
+                raise ConfigError(f"{where}: {key} is missing")
+        name = _coerce(entry["name"], str, f"searches.name (#{number})").strip()
+        query = _coerce(entry["query"], str, f"searches.query ({name or number})").strip()
+        if not name or not set(name) <= _SEARCH_NAME_CHARS:
+            raise ConfigError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.'")
+        if not query:
+            raise ConfigError(f"{where}: the query of search {name!r} is empty")
+        datetype = _coerce(entry.get("datetype", "mdat"), str, f"searches.datetype ({name})").strip().lower()
+        if datetype not in SEARCH_DATETYPES:
+            known = ", ".join(SEARCH_DATETYPES)
+            raise ConfigError(f"{where}: datetype {datetype!r} of search {name!r} must be one of {known}")
+        specs.append(SearchSpec(name, query, datetype, _since(entry.get("since"), f"{where} ({name})")))
+    names = [spec.name for spec in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: two [[searches]] are named {duplicates[0]!r}; names must be unique")
+    return tuple(specs)
+
+
+def _since(value: Any, where: str) -> date | None:
+    """A TOML date (since = 2024-01-01) or the same as a string; never a date-time."""
+    if value is None:
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: since must be a date like 2024-01-01, not {value!r}")
 
 
 def normalize_database_url(value: str) -> str:
@@ -276,6 +360,10 @@ def load_settings(
 
     http_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("http.")}
     http = replace(HttpSettings(), **http_values)
+    nightly_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("nightly.")}
+    nightly = replace(NightlySettings(), **nightly_values)
+    if min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days) < 0:
+        raise ConfigError("[nightly] lookback_days, stale_days and first_run_days must be >= 0")
     if http.timeout <= 0 or http.max_attempts < 1 or http.backoff_max < 0 or http.backoff_initial < 0:
         raise ConfigError("[http] timeout must be > 0, max_attempts >= 1 and back-off times >= 0")
 
@@ -298,6 +386,7 @@ def load_settings(
         ncbi_requests_per_second=rps,
         log_file=Path(log_file).expanduser() if log_file else None,
         http=http,
+        nightly=nightly,
         config_path=path,
         **values,
     )
