@@ -1,0 +1,205 @@
+"""The record of applied PubMed baseline and update files (``bulk_files``), and their deletions.
+
+A file is recorded once all its records are stored, in the same transaction that applies its
+DeleteCitation list: a file that fails part-way is not recorded, so running it again applies it again
+(storing is idempotent). The checksum is unique, so the same bytes are never recorded twice.
+
+Deletions: an article a DeleteCitation names is flagged ``deleted`` (its rows, payloads and history stay)
+and an article_history row records the change (field "deleted", false -> true, source "pubmed", the run).
+A versioned deletion (``<PMID Version="2">``) leaves an article whose stored version is newer alone: that
+version still stands. PMIDs that are not stored are counted, not stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from db.engine import begin_read, begin_write, storage_error
+from db.models import metadata
+from db.store import chunks
+
+BULK_FILES = metadata.tables["bulk_files"]
+ARTICLES = metadata.tables["articles"]
+HISTORY = metadata.tables["article_history"]
+KINDS = ("baseline", "update")
+SOURCE = "pubmed"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedFile:
+    """One row of bulk_files."""
+
+    id: int
+    name: str
+    kind: str
+    release_year: int | None
+    sequence: int | None
+    sha256: str
+    size: int
+    records: int
+    deleted: int
+    applied_at: datetime
+    run_id: int | None
+    forced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """What is recorded of a file once it has been applied."""
+
+    name: str
+    kind: str
+    release_year: int | None
+    sequence: int | None
+    sha256: str
+    size: int
+    records: int
+
+
+def applied_by_checksum(engine: Engine, sha256: str) -> AppliedFile | None:
+    """The applied file with these bytes, if any.
+
+    Raises:
+        StorageError: the database could not be read.
+    """
+    return _first(engine, sa.select(BULK_FILES).where(BULK_FILES.c.sha256 == sha256))
+
+
+def applied_by_sequence(engine: Engine, release_year: int, sequence: int) -> AppliedFile | None:
+    """The latest applied file with this place in NLM's sequence (a re-issued file may have several)."""
+    b = BULK_FILES
+    query = (
+        sa.select(b)
+        .where(b.c.release_year == release_year, b.c.sequence == sequence)
+        .order_by(b.c.id.desc())
+        .limit(1)
+    )
+    return _first(engine, query)
+
+
+def latest_applied(engine: Engine, kind: str | None = None) -> AppliedFile | None:
+    """The applied file (of ``kind``, or of any) latest in NLM's sequence; files without one are ignored."""
+    b = BULK_FILES
+    query = sa.select(b).where(b.c.release_year.is_not(None), b.c.sequence.is_not(None))
+    if kind is not None:
+        query = query.where(b.c.kind == kind)
+    query = query.order_by(b.c.release_year.desc(), b.c.sequence.desc(), b.c.id.desc()).limit(1)
+    return _first(engine, query)
+
+
+def list_applied(engine: Engine) -> list[AppliedFile]:
+    """Every applied file, in the order it was applied."""
+    try:
+        with begin_read(engine) as conn:
+            rows = conn.execute(sa.select(BULK_FILES).order_by(BULK_FILES.c.id)).mappings().all()
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read the applied files from", engine) from exc
+    return [AppliedFile(**row) for row in rows]
+
+
+def record_applied(
+    engine: Engine,
+    new: NewFile,
+    *,
+    deleted: Sequence[tuple[str, int]],
+    at: datetime,
+    run_id: int | None,
+    forced: bool,
+) -> tuple[AppliedFile, int]:
+    """Apply a file's deletions and record the file as applied, in one transaction.
+
+    Args:
+        engine: the migrated database.
+        new: the file's facts (its records are already stored).
+        deleted: (PMID, version) of each PMID its DeleteCitation elements list.
+        at: when it was applied (timezone-aware): applied_at, and the deleted articles' updated_at.
+        run_id: the harvest_runs row of the ingest.
+        forced: it was applied out of order on the user's word.
+
+    Returns:
+        The recorded row, and how many stored articles were newly flagged deleted.
+
+    Raises:
+        StorageError: the database could not be written (nothing of this call was).
+        ValueError: an unknown kind, or a naive ``at``.
+    """
+    if new.kind not in KINDS:
+        raise ValueError(f"unknown bulk file kind {new.kind!r}: use baseline or update")
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    row = AppliedFile(
+        id=0,
+        name=new.name,
+        kind=new.kind,
+        release_year=new.release_year,
+        sequence=new.sequence,
+        sha256=new.sha256,
+        size=new.size,
+        records=new.records,
+        deleted=len({pmid for pmid, _version in deleted}),
+        applied_at=at,
+        run_id=run_id,
+        forced=forced,
+    )
+    values = {name: getattr(row, name) for name in AppliedFile.__slots__ if name != "id"}
+    try:
+        with begin_write(engine) as conn:
+            marked = _mark_deleted(conn, deleted, at=at, run_id=run_id)
+            file_id = conn.execute(sa.insert(BULK_FILES).returning(BULK_FILES.c.id), values).scalar_one()
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot record the applied file in", engine) from exc
+    return dataclasses.replace(row, id=int(file_id)), marked
+
+
+def _mark_deleted(
+    conn: Connection, deleted: Sequence[tuple[str, int]], *, at: datetime, run_id: int | None
+) -> int:
+    """Flag the stored, not yet deleted articles of these PMIDs deleted, with one history row each."""
+    newest: dict[str, int] = {}
+    for pmid, version in deleted:
+        newest[pmid] = max(version, newest.get(pmid, 0))
+    a = ARTICLES
+    ids: list[int] = []
+    for chunk in chunks(list(newest)):
+        rows = conn.execute(
+            sa.select(a.c.id, a.c.pmid, a.c.pmid_version).where(a.c.pmid.in_(chunk), a.c.deleted.is_(False))
+        )
+        ids.extend(article_id for article_id, pmid, version in rows if (version or 1) <= newest[pmid])
+    if not ids:
+        return 0
+    for chunk in chunks(ids):
+        conn.execute(sa.update(a).where(a.c.id.in_(chunk)).values(deleted=True, updated_at=at))
+    old, new = json.dumps(False), json.dumps(True)
+    conn.execute(
+        sa.insert(HISTORY),
+        [
+            {
+                "article_id": article_id,
+                "field": "deleted",
+                "old_value": old,
+                "new_value": new,
+                "source": SOURCE,
+                "run_id": run_id,
+                "changed_at": at,
+            }
+            for article_id in ids
+        ],
+    )
+    return len(ids)
+
+
+def _first(engine: Engine, query: sa.Select[tuple[object, ...]]) -> AppliedFile | None:
+    try:
+        with begin_read(engine) as conn:
+            row = conn.execute(query).mappings().first()
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read the applied files from", engine) from exc
+    return AppliedFile(**row) if row is not None else None

@@ -1,0 +1,634 @@
+"""The bulk-file pipeline: PubMed baseline and update files -> parse -> store -> reconcile -> record.
+
+``harvest ingest FILE...`` applies files NLM publishes (https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/ and
+.../updatefiles/, named ``pubmed25n1275.xml.gz``), plain or gzipped, from local paths.
+
+What happens to each file, in this order:
+
+1. Checksum. The file's bytes, as given, are hashed (SHA-256); a gzip file is also decompressed to its end
+   in this pass, so a truncated download is refused before a single record of it is stored.
+2. Already applied? A file whose checksum is recorded in bulk_files is skipped: nothing is written.
+3. Order. NLM numbers its files in one sequence per yearly release (baseline pubmed25n0001 to n1274, then
+   the daily updates from n1275 on). A file whose name carries that number must come after the latest
+   update file applied: one that comes before it, one from an older release, a gap after the latest
+   update of the same release (a missed file: its deletions would be lost), and a re-issued file (the same
+   name applied with other contents) are refused with the reason. ``--force`` applies them anyway and the
+   record says so. Baseline files (``--baseline``, or in a directory named ``baseline`` as on NLM's server)
+   are not checked for gaps and may come in any order among themselves. A file whose name does not carry
+   NLM's number (an excerpt, a local extract) cannot be placed in the sequence and is applied unchecked.
+4. Store. The file is streamed through :func:`harvester.pubmed_xml.parse_pubmed` and its records stored in
+   batches (:func:`db.store.store_articles`: idempotent, history on change, a lower PMID version never
+   replaces a higher one), so memory does not grow with the file. Articles that also have PMC or Crossref
+   records are merged again when their PubMed record changed (:func:`db.reconcile.reconcile_articles`).
+5. Record. Once every record is stored, the file's DeleteCitation PMIDs are flagged deleted and the file is
+   recorded as applied, in one transaction (:mod:`db.bulk`).
+
+A file that breaks part-way (truncated, not well-formed, not PubMed XML, changed while being read) is not
+recorded; the whole batches stored before the break stay (storing them again is harmless) and running the
+file again, once fixed, applies it. Files named together are applied in NLM's order (release, then
+number), whatever order they were given in; files without a number come last, in the order given.
+
+Enrichment is deferred by default: a bulk file holds up to 30,000 records, and asking PMC and Crossref for
+each takes hours at their polite rates. ``harvest enrich`` picks up every article never enriched;
+``enrich=True`` (``--enrich``) enriches each batch's new and changed articles as it is stored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import queue
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from sqlalchemy.engine import Engine
+
+from db.bulk import (
+    AppliedFile,
+    NewFile,
+    applied_by_checksum,
+    applied_by_sequence,
+    latest_applied,
+    record_applied,
+)
+from db.reconcile import EnrichResult, reconcile_articles
+from db.store import store_articles
+from db.targets import article_ids_by_pmid, enrichment_targets
+from harvester.errors import BulkFileError, ExitCode, FileOrderError, ParseError
+from harvester.pipeline import EnrichReport, Services, SourceCounts, enrich_articles
+from harvester.pubmed_xml import parse_pubmed
+from harvester.records import Article, DeletedCitation
+from harvester.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LISTED_CONFLICTS = 20  # conflicts described in a file's report; all are counted, and recorded in the database
+INGEST_BATCH = 1000  # records per store_articles transaction: bounded memory, few round trips
+READ_CHUNK = 1 << 20
+# NLM's names: pubmed25n1275.xml.gz (medline17n0001.xml.gz before 2018), also inside a longer local name.
+_NLM_NAME = re.compile(r"(?<![A-Za-z0-9])(?:pubmed|medline)(\d{2})n(\d{4})(?!\d)")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+FileOutcome = Literal["applied", "skipped", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkFileName:
+    """What a file's path says about it: its kind and its place in NLM's sequence, when it has one."""
+
+    path: Path
+    name: str
+    kind: str  # "baseline" | "update"
+    release_year: int | None
+    sequence: int | None
+
+    @property
+    def key(self) -> tuple[int, int] | None:
+        if self.release_year is None or self.sequence is None:
+            return None
+        return (self.release_year, self.sequence)
+
+
+def parse_file_name(path: str | os.PathLike[str], *, baseline: bool = False) -> BulkFileName:
+    """Kind and NLM sequence of a file from its path: ``.../baseline/pubmed25n0001.xml.gz`` is baseline
+    file 1 of the 2025 release; any other directory means an update file unless ``baseline``."""
+    p = Path(path)
+    match = _NLM_NAME.search(p.name)
+    kind = "baseline" if baseline or p.parent.name.lower() == "baseline" else "update"
+    if match is None:
+        return BulkFileName(p, p.name, kind, None, None)
+    return BulkFileName(p, p.name, kind, 2000 + int(match.group(1)), int(match.group(2)))
+
+
+def nlm_name(release_year: int, sequence: int) -> str:
+    """The stem NLM gives the file at this place: (2025, 1275) -> "pubmed25n1275"."""
+    prefix = "medline" if release_year < 2018 else "pubmed"
+    return f"{prefix}{release_year % 100:02d}n{sequence:04d}"
+
+
+@dataclass(slots=True)
+class FileReport:
+    """What happened to one file."""
+
+    path: str
+    name: str
+    kind: str
+    release_year: int | None
+    sequence: int | None
+    outcome: FileOutcome = "failed"
+    message: str | None = None  # why it was skipped, refused or failed; or the warning it was forced past
+    sha256: str | None = None
+    size: int | None = None
+    records: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted_listed: int = 0  # PMIDs its DeleteCitation elements list
+    deleted_marked: int = 0  # of them, stored articles newly flagged deleted
+    forced: bool = False
+    conflict_count: int = 0  # records naming a DOI or PMCID another article holds (see harvest conflicts)
+    conflicts: list[str] = field(default_factory=list)  # the first LISTED_CONFLICTS of them, described
+    enrichment: EnrichReport | None = None
+
+    def add_conflicts(self, described: Sequence[str]) -> None:
+        """Count conflicts, keeping the first few described: memory must not grow with the file."""
+        self.conflict_count += len(described)
+        self.conflicts.extend(described[: max(0, LISTED_CONFLICTS - len(self.conflicts))])
+
+    def summary_line(self) -> str:
+        place = f" {self.kind}" + (
+            f" {self.release_year}/{self.sequence}" if self.sequence is not None else ""
+        )
+        if self.outcome == "applied":
+            forced = " (forced)" if self.forced else ""
+            return (
+                f"applied  {self.name}{place}{forced}: {self.records} records (created {self.created}, "
+                f"updated {self.updated}, unchanged {self.unchanged}), {self.deleted_listed} deleted "
+                f"({self.deleted_marked} stored articles flagged)"
+                + (f", {self.conflict_count} conflicts" if self.conflict_count else "")
+            )
+        return f"{self.outcome:<8} {self.name}{place}: {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "name": self.name,
+            "kind": self.kind,
+            "release_year": self.release_year,
+            "sequence": self.sequence,
+            "outcome": self.outcome,
+            "message": self.message,
+            "sha256": self.sha256,
+            "size": self.size,
+            "records": self.records,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted_listed": self.deleted_listed,
+            "deleted_marked": self.deleted_marked,
+            "forced": self.forced,
+            "conflict_count": self.conflict_count,
+            "conflicts": self.conflicts,
+            "enrichment": self.enrichment.as_dict() if self.enrichment else None,
+        }
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What an ingest did, file by file, in the order the files were taken."""
+
+    files: list[FileReport] = field(default_factory=list)
+    enriched: bool = False
+
+    def count(self, outcome: FileOutcome) -> int:
+        return sum(1 for f in self.files if f.outcome == outcome)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """2 when a file was refused or failed; else 4 when enrichment failed; else 0.
+
+        Conflicts (a record naming a DOI or PMCID another article holds) are recorded for ``harvest
+        conflicts`` and counted, but do not fail the run: real files hold a few in most releases (the
+        versions of a Cochrane review share one DOI), and a nightly job that always alerts is ignored.
+        """
+        if self.count("refused") or self.count("failed"):
+            return BulkFileError.exit_code
+        enrichments = [f.enrichment for f in self.files if f.enrichment is not None]
+        if any(e.pmc.failed or e.crossref.failed for e in enrichments):
+            return ExitCode.UPSTREAM
+        return ExitCode.OK
+
+    def summary_line(self) -> str:
+        applied = [f for f in self.files if f.outcome == "applied"]
+        return (
+            f"files {len(self.files)}: applied {len(applied)}, skipped (already applied) "
+            f"{self.count('skipped')}, refused {self.count('refused')}, failed {self.count('failed')}; "
+            f"records {sum(f.records for f in applied)}, created {sum(f.created for f in applied)}, "
+            f"updated {sum(f.updated for f in applied)}, deleted {sum(f.deleted_marked for f in applied)}"
+            + (f", conflicts {conflicts}" if (conflicts := sum(f.conflict_count for f in self.files)) else "")
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": [f.as_dict() for f in self.files],
+            "applied": self.count("applied"),
+            "skipped": self.count("skipped"),
+            "refused": self.count("refused"),
+            "failed": self.count("failed"),
+            "enriched": self.enriched,
+            "exit_code": int(self.exit_code),
+        }
+
+
+def check_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The paths as Paths, after checking each is a readable local file.
+
+    Raises:
+        BulkFileError: a path is missing, a directory, unreadable or a URL (nothing has been done).
+    """
+    if not paths:
+        raise BulkFileError("no files given: name PubMed baseline or update files (.xml or .xml.gz)", path="")
+    problems: list[BulkFileError] = []
+    for given in paths:
+        path = Path(given)
+        text = str(given)
+        if "://" in text:
+            problems.append(BulkFileError(f"{text} is a URL: download the file first", path=text))
+        elif not path.exists():
+            problems.append(BulkFileError(f"file not found: {text}", path=text))
+        elif path.is_dir():
+            problems.append(BulkFileError(f"{text} is a directory, not a file", path=text))
+        else:
+            try:
+                with path.open("rb") as handle:
+                    handle.read(1)
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                problems.append(BulkFileError(f"cannot read {text}: {reason}", path=text))
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BulkFileError(f"{first.message}{more}; nothing was ingested", path=first.path)
+    return [Path(p) for p in paths]
+
+
+def sequence_order(names: Sequence[BulkFileName]) -> list[BulkFileName]:
+    """NLM's order: by release, then number; files without a number last, in the order given."""
+    numbered = sorted((n for n in names if n.key is not None), key=lambda n: n.key or (0, 0))
+    return numbered + [n for n in names if n.key is None]
+
+
+def ingest_files(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    settings: Settings,
+    services: Services | None,
+    engine: Engine,
+    force: bool = False,
+    enrich: bool = False,
+    baseline: bool = False,
+    run_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = INGEST_BATCH,
+) -> IngestReport:
+    """Apply PubMed baseline and update files to the database, each once, in NLM's order.
+
+    Args:
+        paths: local .xml or .xml.gz files.
+        settings: the run's settings (the merge policy).
+        services: the remote clients, needed only with ``enrich``.
+        engine: the migrated database.
+        force: apply files that are out of order (refused otherwise); already applied bytes stay skipped.
+        enrich: fetch PMC and Crossref for each batch's new and changed articles now (default: later, by
+            ``harvest enrich``).
+        baseline: the files are annual baseline files (else: those in a directory named "baseline").
+        run_id: the harvest_runs row history rows and the applied-files record name.
+        progress: called with the bytes of the file read since the last call.
+        batch_size: records per store transaction.
+
+    Returns:
+        The report; its ``exit_code`` says how the run went (a refused or failed file makes it 2).
+
+    Raises:
+        BulkFileError: a path is missing, a directory or unreadable (checked before anything is done).
+        StorageError: the database could not be read or written (files recorded before stay recorded;
+            the file being applied is not recorded).
+        ValueError: ``enrich`` without ``services``, or a batch size below 1.
+    """
+    if enrich and services is None:
+        raise ValueError("enrich needs the remote services")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    names = sequence_order([parse_file_name(p, baseline=baseline) for p in check_paths(paths)])
+    report = IngestReport(enriched=enrich)
+    policy = settings.merge_policy
+    for name in names:
+        file_report = FileReport(str(name.path), name.name, name.kind, name.release_year, name.sequence)
+        report.files.append(file_report)
+        applier = _FileApplier(
+            name,
+            file_report,
+            engine=engine,
+            services=services if enrich else None,
+            policy=policy,
+            run_id=run_id,
+            progress=progress,
+            batch_size=batch_size,
+        )
+        try:
+            applier.apply(force=force)
+        except FileOrderError as exc:
+            file_report.outcome = "refused"
+            file_report.message = exc.message
+        except BulkFileError as exc:
+            file_report.outcome = "failed"
+            file_report.message = exc.message
+        if file_report.outcome in {"refused", "failed"}:
+            log.error("%s: %s", name.name, file_report.message)
+    return report
+
+
+class _FileApplier:
+    """Applies one file (steps 1 to 5 of the module docstring), filling in its FileReport."""
+
+    def __init__(
+        self,
+        name: BulkFileName,
+        report: FileReport,
+        *,
+        engine: Engine,
+        services: Services | None,
+        policy: Mapping[str, tuple[str, ...]],
+        run_id: int | None,
+        progress: Callable[[int], None] | None,
+        batch_size: int,
+    ) -> None:
+        self.name = name
+        self.report = report
+        self.engine = engine
+        self.services = services
+        self.policy = policy
+        self.run_id = run_id
+        self.progress = progress
+        self.batch_size = batch_size
+
+    def apply(self, *, force: bool) -> None:
+        name, report = self.name, self.report
+        path = str(name.path)
+        try:
+            handle = name.path.open("rb")
+        except OSError as exc:
+            raise BulkFileError(
+                f"cannot read {path}: {exc.strerror or type(exc).__name__}", path=path
+            ) from None
+        with handle:
+            report.sha256, report.size = _checksum(handle, path)
+            done = applied_by_checksum(self.engine, report.sha256)
+            if done is not None:
+                report.outcome = "skipped"
+                report.message = f"already applied{_as(done, name.name)} on {_when(done)}"
+                return
+            problem = _order_problem(self.engine, name)
+            if problem is not None:
+                if not force:
+                    raise FileOrderError(f"{problem}; --force applies it anyway", path=path)
+                log.warning("%s: %s; applied anyway (--force)", name.name, problem)
+                report.forced = True
+                report.message = problem
+            handle.seek(0)
+            deleted = self._store(handle)
+            if os.fstat(handle.fileno()).st_size != report.size:
+                raise BulkFileError(
+                    f"{path} changed while it was being read (still downloading?); not recorded as applied",
+                    path=path,
+                )
+        new = NewFile(
+            name.name, name.kind, name.release_year, name.sequence, report.sha256, report.size, report.records
+        )
+        _applied, marked = record_applied(
+            self.engine, new, deleted=deleted, at=datetime.now(UTC), run_id=self.run_id, forced=report.forced
+        )
+        report.deleted_listed = len({pmid for pmid, _version in deleted})
+        report.deleted_marked = marked
+        report.outcome = "applied"
+
+    def _store(self, handle: BinaryIO) -> list[tuple[str, int]]:
+        """Parse and store the file in batches; returns its DeleteCitation (PMID, version) pairs.
+
+        A second thread parses the next batch while this one stores the last (libxml2 and SQLite both run
+        without the GIL for much of their work); at most three batches are in memory at once.
+        """
+        path = str(self.name.path)
+        fetched_at = datetime.now(UTC)
+        url = f"file:{self.name.name}"
+        reader = _BatchReader(handle, self.batch_size)
+        read = 0
+        try:
+            for batch, position in reader.batches():
+                self._store_batch(batch, url=url, fetched_at=fetched_at)
+                if self.progress is not None:
+                    self.progress(max(0, min(position, self.report.size or 0) - read))
+                    read = max(read, position)
+        except ParseError as exc:
+            stored = self.report.records
+            kept = f"; the {stored} records before it, stored in whole batches, stay" if stored else ""
+            raise BulkFileError(
+                f"{exc}{kept}; not recorded as applied: fix or download the file again and rerun", path=path
+            ) from None
+        except OSError as exc:
+            raise BulkFileError(
+                f"cannot read {path}: {exc.strerror or type(exc).__name__}; not recorded as applied",
+                path=path,
+            ) from None
+        return reader.deleted
+
+    def _store_batch(self, batch: list[Article], *, url: str, fetched_at: datetime) -> None:
+        report = self.report
+        result = store_articles(self.engine, batch, url=url, fetched_at=fetched_at, run_id=self.run_id)
+        report.records += len(batch)
+        report.created += len(result.created)
+        report.updated += len(result.updated)
+        report.unchanged += len(result.unchanged)
+        report.add_conflicts(
+            [f"pubmed PMID {pmid} names a DOI or PMCID of another article" for pmid in result.conflicts]
+        )
+        if result.enriched_changed:  # their PubMed record changed: merge it again with PMC and Crossref
+            merged = reconcile_articles(
+                self.engine, list(result.enriched_changed), run_id=self.run_id, policy=self.policy
+            )
+            report.add_conflicts(_describe_conflicts(merged))
+        if self.services is None:
+            return
+        written = [*result.created, *result.updated]
+        if not written:
+            return
+        ids = article_ids_by_pmid(self.engine, written)
+        part = enrich_articles(
+            enrichment_targets(self.engine, [ids[p] for p in written if p in ids]),
+            services=self.services,
+            engine=self.engine,
+            run_id=self.run_id,
+            policy=self.policy,
+        )
+        report.enrichment = _add_enrichment(report.enrichment or EnrichReport(), part)
+
+
+class _BatchReader:
+    """Parses a file on a thread of its own, handing over whole batches of articles through a queue of one.
+
+    A batch is handed over only once it is complete, so a file that breaks part-way never yields the
+    records of its last, partial batch. The parser's error is raised where the batches are consumed; a
+    consumer that stops early (an error, Ctrl-C) stops the parser at its next record.
+    """
+
+    def __init__(self, handle: BinaryIO, batch_size: int) -> None:
+        self._handle = handle
+        self._batch_size = batch_size
+        self._queue: queue.Queue[tuple[list[Article], int] | BaseException | None] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self.deleted: list[tuple[str, int]] = []  # complete once batches() is exhausted
+
+    def batches(self) -> Iterator[tuple[list[Article], int]]:
+        """Each batch with the file position after it; raises what the parser raised."""
+        thread = threading.Thread(target=self._parse, name="ingest-parse", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            while thread.is_alive():  # unblock a parser waiting to hand over a batch
+                try:
+                    self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            thread.join()
+
+    def _parse(self) -> None:
+        batch: list[Article] = []
+        try:
+            for record in parse_pubmed(self._handle, keep_raw=True):
+                if self._stop.is_set():
+                    return
+                if isinstance(record, DeletedCitation):
+                    self.deleted.append((record.pmid, record.pmid_version))
+                    continue
+                batch.append(record)
+                if len(batch) >= self._batch_size:
+                    self._put((batch, self._handle.tell()))
+                    batch = []
+            if batch:
+                self._put((batch, self._handle.tell()))
+            self._put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: tuple[list[Article], int] | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+
+def _checksum(handle: BinaryIO, path: str) -> tuple[str, int]:
+    """SHA-256 and size of the bytes; a gzip file is decompressed to its end to prove it complete."""
+    digest = hashlib.sha256()
+    size = 0
+
+    class Hashing:
+        """Feeds every byte read to the digest, for gzip to read through."""
+
+        def read(self, n: int = -1) -> bytes:
+            nonlocal size
+            data = handle.read(n)
+            digest.update(data)
+            size += len(data)
+            return data
+
+    reader = Hashing()
+    try:
+        head = handle.read(2)
+        handle.seek(0)
+        if head == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=reader, mode="rb") as unzipped:  # type: ignore[call-overload]
+                while unzipped.read(READ_CHUNK):
+                    pass
+        while reader.read(READ_CHUNK):
+            pass
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise BulkFileError(
+            f"{path} is not a complete gzip file ({exc or type(exc).__name__}): truncated download? "
+            "Nothing of it was stored",
+            path=path,
+        ) from None
+    except OSError as exc:
+        raise BulkFileError(f"cannot read {path}: {exc.strerror or type(exc).__name__}", path=path) from None
+    return digest.hexdigest(), size
+
+
+def _order_problem(engine: Engine, name: BulkFileName) -> str | None:
+    """Why this file may not be applied now (see the module docstring, step 3), or None."""
+    key = name.key
+    if key is None or name.release_year is None or name.sequence is None:
+        log.info("%s: the name carries no NLM sequence number; applied without an order check", name.name)
+        return None
+    same = applied_by_sequence(engine, name.release_year, name.sequence)
+    if same is not None:
+        return (
+            f"{nlm_name(*key)} was already applied{_as(same, name.name)} on {_when(same)} with other "
+            f"contents (sha256 {same.sha256[:12]}...): NLM re-issued it, or one of the two copies is damaged"
+        )
+    latest = latest_applied(engine)
+    if latest is not None and latest.release_year is not None and latest.release_year > name.release_year:
+        return (
+            f"{name.name} belongs to the {name.release_year} release, older than {latest.name} "
+            f"(the {latest.release_year} release), already applied"
+        )
+    update = latest_applied(engine, "update")
+    if update is None or update.release_year is None or update.sequence is None:
+        return None
+    update_key = (update.release_year, update.sequence)
+    if key < update_key:
+        return (
+            f"{name.name} comes before {update.name}, already applied on {_when(update)} "
+            "(update files must be applied in order)"
+        )
+    gap = name.sequence - update.sequence - 1
+    if name.kind == "update" and update.release_year == name.release_year and gap > 0:
+        first = nlm_name(update.release_year, update.sequence + 1)
+        last = nlm_name(update.release_year, name.sequence - 1)
+        missing = first if gap == 1 else f"{first} to {last}"
+        return (
+            f"{name.name} would skip {gap} update file(s) after {update.name}: {missing} not applied "
+            "(apply it first, or its changes and deletions are lost)"
+        )
+    return None
+
+
+def _as(applied: AppliedFile, name: str) -> str:
+    return "" if applied.name == name else f" as {applied.name}"
+
+
+def _when(applied: AppliedFile) -> str:
+    run = f" (run {applied.run_id})" if applied.run_id is not None else ""
+    return f"{applied.applied_at:%Y-%m-%d %H:%M} UTC{run}"
+
+
+def _describe_conflicts(result: EnrichResult) -> list[str]:
+    return [
+        f"{c.source} {c.source_id} matches articles {', '.join(map(str, c.article_ids))}"
+        for c in result.conflicts
+    ]
+
+
+def _add_enrichment(total: EnrichReport, part: EnrichReport) -> EnrichReport:
+    """Sum of two batches' enrichment reports."""
+
+    def add(a: SourceCounts, b: SourceCounts) -> None:
+        a.asked += b.asked
+        a.updated += b.updated
+        a.unchanged += b.unchanged
+        a.not_found += b.not_found
+        a.failed.extend(b.failed)
+
+    add(total.pmc, part.pmc)
+    add(total.crossref, part.crossref)
+    total.created_from_crossref.extend(part.created_from_crossref)
+    total.conflicts.extend(part.conflicts)
+    total.errors.extend(part.errors)
+    return total
