@@ -571,9 +571,11 @@ def _write_articles(
             conn.execute(sa.delete(rs).where(rs.c.source == SOURCE, rs.c.article_id.in_(chunk)))
         plan.enriched.extend(i for i in changed_ids if i in before.enriched)
     if plan.new:
-        rows = conn.execute(
-            sa.insert(ARTICLES).returning(ARTICLES.c.pmid, ARTICLES.c.id),
+        rows = _insert_returning(
+            conn,
+            ARTICLES,
             [{**values(inc), "created_at": now, "updated_at": now} for inc in plan.new],
+            ("pmid", "id"),
         )
         # The natural key comes back with the id, so the mapping holds whatever order rows return in.
         new_ids: dict[str, int] = {pmid: article_id for pmid, article_id in rows}
@@ -863,6 +865,38 @@ def _insert_values_chunks(
     conn.exec_driver_sql(statement, tuple(list(column) for column in zip(*rows, strict=True)))
 
 
+def _insert_returning(
+    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], returning: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """Insert rows (dicts with the same keys) and return the ``returning`` columns of each.
+
+    PostgreSQL takes them as one INSERT ... SELECT FROM unnest(...) RETURNING (SQLAlchemy's multi-row
+    VALUES costs psycopg a parse of a statement with one placeholder per value, per batch); SQLite takes
+    SQLAlchemy's own insert, whose type processing (timestamps) it needs.
+    """
+    if conn.dialect.name != "postgresql":
+        query = sa.insert(table).returning(*(table.c[name] for name in returning))
+        return [tuple(row) for row in conn.execute(query, rows)]
+    columns = list(rows[0])
+    values = [[_pg_value(row[name]) for row in rows] for name in columns]
+    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in columns)
+    # Names come from the models, never from input; the values are bound parameters.
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        f" RETURNING {', '.join(returning)}"
+    )
+    return [tuple(row) for row in conn.exec_driver_sql(statement, tuple(values))]
+
+
+def _pg_value(value: Any) -> Any:
+    """What UtcDateTime's bind processing does (the one type here that has any), for the raw driver."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a timezone-aware one is required")
+        return value.astimezone(UTC)
+    return value
+
+
 def journal_key(journal: Journal) -> str | None:
     """The journal's natural key; the ISSN-L first, as it is the same for the print and online editions."""
     if journal.nlm_unique_id:
@@ -1080,8 +1114,9 @@ def _insert_payloads(
     if not unseen:
         return {}
     p = RAW_PAYLOADS
-    rows = conn.execute(
-        sa.insert(p).returning(p.c.sha256, p.c.id),
+    rows = _insert_returning(
+        conn,
+        p,
         [
             {
                 "source": SOURCE,
@@ -1095,6 +1130,7 @@ def _insert_payloads(
             }
             for inc, content in zip(unseen, compressed, strict=True)
         ],
+        ("sha256", "id"),
     )
     return {sha: payload_id for sha, payload_id in rows}
 
