@@ -58,16 +58,34 @@ def article_ids_by_pmid(engine: Engine, pmids: Sequence[str]) -> dict[str, int]:
     return ids
 
 
-def stale_article_ids(engine: Engine, *, fetched_before: datetime) -> list[int]:
-    """Articles (not deleted) whose PMC or Crossref record was never stored or was fetched before the time.
+def stale_article_ids(
+    engine: Engine, *, fetched_before: datetime, share: tuple[int, int] | None = None
+) -> list[int]:
+    """Articles (not deleted) due for PMC or Crossref: never asked, or asked and their record is missing
+    (not found) or was fetched before the time.
 
     An article with a PMCID is due for PMC, one with a DOI for Crossref; ``source_records.fetched_at`` is
-    when the current record of a source was first fetched, so unchanged records keep their first date and
-    come round again once they are older than the cut-off (asking costs requests, never writes).
+    when the current record of a source was first fetched, so unchanged records keep their first date
+    (asking again costs requests, never writes). Without ``share`` every such article is due on every
+    call. With ``share=(slot, slots)`` the articles already asked are spread over ``slots`` calls: only
+    those whose id is ``slot`` modulo ``slots`` are due (never-asked ones always are), so a nightly run
+    with ``slots`` = the stale age asks about each stale article about once per that many nights instead
+    of every night.
     """
     a, sr = ARTICLES, SOURCE_RECORDS
     pmc = sr.alias("pmc")
     crossref = sr.alias("crossref")
+    rotation: sa.ColumnElement[bool] = sa.true()
+    if share is not None:
+        slot, slots = share
+        if slots < 1 or not 0 <= slot < slots:
+            raise ValueError(f"share must be (slot, slots) with 0 <= slot < slots, not {share!r}")
+        rotation = (a.c.id % slots) == slot
+
+    def due(record: Any, status: sa.Column[Any]) -> sa.ColumnElement[bool]:
+        asked_and_old = sa.or_(record.c.id.is_(None), record.c.fetched_at < fetched_before)
+        return sa.or_(status.is_(None), sa.and_(asked_and_old, rotation))
+
     query = (
         sa.select(a.c.id)
         .select_from(
@@ -78,13 +96,8 @@ def stale_article_ids(engine: Engine, *, fetched_before: datetime) -> list[int]:
         .where(
             a.c.deleted.is_(False),
             sa.or_(
-                sa.and_(
-                    a.c.pmcid.is_not(None), sa.or_(pmc.c.id.is_(None), pmc.c.fetched_at < fetched_before)
-                ),
-                sa.and_(
-                    a.c.doi.is_not(None),
-                    sa.or_(crossref.c.id.is_(None), crossref.c.fetched_at < fetched_before),
-                ),
+                sa.and_(a.c.pmcid.is_not(None), due(pmc, a.c.pmc_status)),
+                sa.and_(a.c.doi.is_not(None), due(crossref, a.c.crossref_status)),
             ),
         )
         .order_by(a.c.id)

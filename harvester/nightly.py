@@ -323,7 +323,8 @@ def enrich_stale_articles(
     skip_pmids: Sequence[str] = (),
 ) -> tuple[EnrichReport, int]:
     """Re-enrich articles whose PMC or Crossref record is older than ``[nightly] stale_days`` (as
-    ``harvest enrich --stale-days``), leaving out those tonight's searches just enriched.
+    ``harvest enrich --stale-days``), spread over that many nights, leaving out those tonight's searches
+    just enriched. Articles never enriched are always due.
 
     Returns:
         The enrichment report and the number of articles asked about.
@@ -331,9 +332,14 @@ def enrich_stale_articles(
     from db.targets import article_ids_by_pmid, enrichment_targets, stale_article_ids
     from harvester.pipeline import enrich_articles
 
-    cutoff = datetime.now(UTC) - timedelta(days=settings.nightly.stale_days)
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.nightly.stale_days)
     skip = set(article_ids_by_pmid(engine, list(skip_pmids)).values()) if skip_pmids else set()
-    article_ids = [i for i in stale_article_ids(engine, fetched_before=cutoff) if i not in skip]
+    # Spread over stale_days nights: each stale article is asked about once in that many nights, not
+    # every night from the day it turned stale (an unchanged record never moves its fetched_at).
+    slots = max(1, settings.nightly.stale_days)
+    due = stale_article_ids(engine, fetched_before=cutoff, share=(now.date().toordinal() % slots, slots))
+    article_ids = [i for i in due if i not in skip]
     log.info("re-enriching %d stale article(s)", len(article_ids))
     if not article_ids:
         return EnrichReport(), 0
