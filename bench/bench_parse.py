@@ -8,7 +8,8 @@ Measurements, each in its own interpreter so that its peak RSS is its own:
   (b) parse    parse_pubmed over the same file, every record built
   (c) entrez   Bio.Entrez.read(validate=False) over the same file (Entrez.parse refuses PubmedArticleSet
                in Biopython 1.88: "The XML file does not represent a list")
-  (d) store    parse_pubmed(keep_raw=True) + db.store.store_articles into a fresh SQLite file
+  (d) store    parse + store into a fresh SQLite file as `harvest ingest FILE` does (harvester.ingest:
+               records read and parsed on one thread, stored with db.store.store_articles on another)
 
 Within each run the measurements follow one another, and the ratios b/a and c/b are taken per run, so a
 busy machine slows both sides of a ratio alike. The corpus is built by make_corpus.py when missing.
@@ -26,8 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: make harvester/db importable
 
 MEASUREMENTS = ("bare", "parse", "entrez", "store")
-STORE_BATCH = 500
 
 
 class Skipped(Exception):
@@ -81,40 +80,26 @@ def measure_entrez(corpus: Path) -> int:
 
 
 def measure_store(corpus: Path) -> int:
-    """(d) Parse and store into a fresh SQLite file with db.store.store_articles, in batches.
+    """(d) Parse and store into a fresh SQLite file the way `harvest ingest FILE` does it.
 
-    Imports lazily: until db.store exists (or if its API moved) this measurement is skipped with a message.
+    harvester.ingest.ingest_files: a checksum pass, then one thread reads and parses the records while
+    another stores them with db.store.store_articles, in batches of 1,000.
     """
-    try:
-        from db.engine import open_database
-        from db.store import store_articles
-    except ImportError as exc:
-        raise Skipped(f"db.store is not available yet ({exc})") from exc
-    from harvester.pubmed_xml import parse_pubmed
-    from harvester.records import Article
+    from db.engine import open_database
+    from harvester.ingest import ingest_files
+    from harvester.settings import Settings
 
-    def batches() -> Iterator[list[Article]]:
-        batch: list[Article] = []
-        for record in parse_pubmed(corpus, keep_raw=True):
-            if isinstance(record, Article):
-                batch.append(record)
-                if len(batch) == STORE_BATCH:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
-
-    count = 0
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
-        engine = open_database(f"sqlite:///{Path(tmp) / 'bench.sqlite'}")
-        fetched_at = datetime.now(UTC)
+        url = f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
+        engine = open_database(url)
         try:
-            for batch in batches():
-                result = store_articles(engine, batch, url=None, fetched_at=fetched_at)
-                count += len(result.created) + len(result.updated) + len(result.unchanged)
+            report = ingest_files([corpus], settings=Settings(database_url=url), services=None, engine=engine)
         finally:
             engine.dispose()
-    return count
+    [applied] = report.files
+    if applied.outcome != "applied":
+        raise Skipped(f"ingest did not apply the corpus: {applied.outcome} ({applied.message})")
+    return applied.created + applied.updated + applied.unchanged
 
 
 CHILDREN: dict[str, Callable[[Path], int]] = {

@@ -16,9 +16,10 @@ What happens to each file, in this order:
    record says so. Baseline files (``--baseline``, or in a directory named ``baseline`` as on NLM's server)
    are not checked for gaps and may come in any order among themselves. A file whose name does not carry
    NLM's number (an excerpt, a local extract) cannot be placed in the sequence and is applied unchecked.
-4. Store. The file is streamed through :func:`harvester.pubmed_xml.parse_pubmed` and its records stored in
-   batches (:func:`db.store.store_articles`: idempotent, history on change, a lower PMID version never
-   replaces a higher one), so memory does not grow with the file. Articles that also have PMC or Crossref
+4. Store. The file is streamed through :func:`harvester.pubmed_xml.scan_pubmed`; records already stored
+   byte for byte are counted unchanged without being parsed, the others are parsed and stored in batches
+   (:func:`db.store.store_articles`: idempotent, history on change, a lower PMID version never replaces
+   a higher one), so memory does not grow with the file. Articles that also have PMC or Crossref
    records are merged again when their PubMed record changed (:func:`db.reconcile.reconcile_articles`).
 5. Record. Once every record is stored, the file's DeleteCitation PMIDs are flagged deleted and the file is
    recorded as applied, in one transaction (:mod:`db.bulk`).
@@ -43,6 +44,7 @@ import queue
 import re
 import threading
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,11 +62,11 @@ from db.bulk import (
     record_applied,
 )
 from db.reconcile import EnrichResult, reconcile_articles
-from db.store import store_articles
+from db.store import StoreResult, store_articles, unchanged_pmids
 from db.targets import article_ids_by_pmid, enrichment_targets
 from harvester.errors import BulkFileError, ExitCode, FileOrderError, ParseError
 from harvester.pipeline import EnrichReport, Services, SourceCounts, enrich_articles
-from harvester.pubmed_xml import parse_pubmed
+from harvester.pubmed_xml import PendingArticle, scan_pubmed
 from harvester.records import Article, DeletedCitation
 from harvester.settings import Settings
 
@@ -72,6 +74,7 @@ log = logging.getLogger(__name__)
 
 LISTED_CONFLICTS = 20  # conflicts described in a file's report; all are counted, and recorded in the database
 INGEST_BATCH = 1000  # records per store_articles transaction: bounded memory, few round trips
+PARSE_CHUNK = 250  # records read but not yet parsed (each holds its lxml tree): bounds the reader's memory
 READ_CHUNK = 1 << 20
 # NLM's names: pubmed25n1275.xml.gz (medline17n0001.xml.gz before 2018), also inside a longer local name.
 _NLM_NAME = re.compile(r"(?<![A-Za-z0-9])(?:pubmed|medline)(\d{2})n(\d{4})(?!\d)")
@@ -409,11 +412,12 @@ class _FileApplier:
         path = str(self.name.path)
         fetched_at = datetime.now(UTC)
         url = f"file:{self.name.name}"
-        reader = _BatchReader(handle, self.batch_size)
+        reader = _BatchReader(handle, self.batch_size, self.engine)
         read = 0
         try:
             for batch, position in reader.batches():
                 self._store_batch(batch, url=url, fetched_at=fetched_at)
+                reader.stored(batch)
                 if self.progress is not None:
                     self.progress(max(0, min(position, self.report.size or 0) - read))
                     read = max(read, position)
@@ -430,15 +434,20 @@ class _FileApplier:
             ) from None
         return reader.deleted
 
-    def _store_batch(self, batch: list[Article], *, url: str, fetched_at: datetime) -> None:
+    def _store_batch(self, batch: _Batch, *, url: str, fetched_at: datetime) -> None:
         report = self.report
-        result = store_articles(self.engine, batch, url=url, fetched_at=fetched_at, run_id=self.run_id)
-        report.records += len(batch)
+        result = (
+            store_articles(self.engine, batch.articles, url=url, fetched_at=fetched_at, run_id=self.run_id)
+            if batch.articles
+            else StoreResult((), (), ())
+        )
+        report.records += batch.records
         report.created += len(result.created)
         report.updated += len(result.updated)
-        report.unchanged += len(result.unchanged)
+        report.unchanged += len(result.unchanged) + len(batch.unchanged)
+        conflicts = [*result.conflicts, *batch.conflicted]
         report.add_conflicts(
-            [f"pubmed PMID {pmid} names a DOI or PMCID of another article" for pmid in result.conflicts]
+            [f"pubmed PMID {pmid} names a DOI or PMCID of another article" for pmid in conflicts]
         )
         if result.enriched_changed:  # their PubMed record changed: merge it again with PMC and Crossref
             merged = reconcile_articles(
@@ -461,24 +470,44 @@ class _FileApplier:
         report.enrichment = _add_enrichment(report.enrichment or EnrichReport(), part)
 
 
-class _BatchReader:
-    """Parses a file on a thread of its own, handing over whole batches of articles through a queue of one.
+@dataclass(slots=True)
+class _Batch:
+    """One batch of a file: the records to store (parsed), and those already stored byte for byte."""
 
-    A batch is handed over only once it is complete, so a file that breaks part-way never yields the
-    records of its last, partial batch. The parser's error is raised where the batches are consumed; a
-    consumer that stops early (an error, Ctrl-C) stops the parser at its next record.
+    articles: list[Article]
+    unchanged: list[str]  # PMIDs stored before with the same raw XML: not parsed, nothing to write
+    conflicted: list[str]  # of those, the ones with a conflict still open
+    records: int  # PubmedArticle/PubmedBookArticle records read, all of them
+    pmids: frozenset[str]
+
+
+class _BatchReader:
+    """Reads a file on a thread of its own, handing over whole batches through a queue of one.
+
+    The thread scans each batch (:func:`harvester.pubmed_xml.scan_pubmed`), asks the database which of its
+    records are already stored byte for byte (:func:`db.store.unchanged_pmids`), and parses only the
+    others, so a file loaded again costs little more than reading it, while the storing thread writes the
+    previous batch (libxml2, SQLite and the PostgreSQL server all work without holding the GIL for much
+    of the time). A PMID also in a batch handed over but not yet stored is never taken as unchanged: the
+    database does not show that batch yet. A batch is handed over only once it is complete, so a file that
+    breaks part-way never yields the records of its last, partial batch. The reader's error is raised
+    where the batches are consumed; a consumer that stops early (an error, Ctrl-C) stops the reader at its
+    next record.
     """
 
-    def __init__(self, handle: BinaryIO, batch_size: int) -> None:
+    def __init__(self, handle: BinaryIO, batch_size: int, engine: Engine) -> None:
         self._handle = handle
         self._batch_size = batch_size
-        self._queue: queue.Queue[tuple[list[Article], int] | BaseException | None] = queue.Queue(maxsize=1)
+        self._engine = engine
+        self._queue: queue.Queue[tuple[_Batch, int] | BaseException | None] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
+        self._pending: list[frozenset[str]] = []  # PMIDs of batches handed over, not yet stored
+        self._pending_lock = threading.Lock()
         self.deleted: list[tuple[str, int]] = []  # complete once batches() is exhausted
 
-    def batches(self) -> Iterator[tuple[list[Article], int]]:
-        """Each batch with the file position after it; raises what the parser raised."""
-        thread = threading.Thread(target=self._parse, name="ingest-parse", daemon=True)
+    def batches(self) -> Iterator[tuple[_Batch, int]]:
+        """Each batch with the file position after it; raises what the reader raised."""
+        thread = threading.Thread(target=self._read, name="ingest-read", daemon=True)
         thread.start()
         try:
             while True:
@@ -490,33 +519,70 @@ class _BatchReader:
                 yield item
         finally:
             self._stop.set()
-            while thread.is_alive():  # unblock a parser waiting to hand over a batch
+            while thread.is_alive():  # unblock a reader waiting to hand over a batch
                 try:
                     self._queue.get(timeout=0.05)
                 except queue.Empty:
                     pass
             thread.join()
 
-    def _parse(self) -> None:
-        batch: list[Article] = []
+    def stored(self, batch: _Batch) -> None:
+        """The consumer has stored ``batch``: its PMIDs may be looked up in the database again."""
+        with self._pending_lock:
+            self._pending.remove(batch.pmids)
+
+    def _read(self) -> None:
+        building = _Batch([], [], [], 0, frozenset())
+        scanned: list[PendingArticle] = []
         try:
-            for record in parse_pubmed(self._handle, keep_raw=True):
+            for record in scan_pubmed(self._handle):
                 if self._stop.is_set():
                     return
                 if isinstance(record, DeletedCitation):
                     self.deleted.append((record.pmid, record.pmid_version))
                     continue
-                batch.append(record)
-                if len(batch) >= self._batch_size:
-                    self._put((batch, self._handle.tell()))
-                    batch = []
-            if batch:
-                self._put((batch, self._handle.tell()))
+                scanned.append(record)
+                if len(scanned) >= min(PARSE_CHUNK, self._batch_size):
+                    self._add(building, scanned)
+                    scanned = []
+                    if building.records >= self._batch_size:
+                        self._hand_over(building)
+                        building = _Batch([], [], [], 0, frozenset())
+            if scanned:
+                self._add(building, scanned)
+            if building.records:
+                self._hand_over(building)
             self._put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which raises it
             self._put(exc)
 
-    def _put(self, item: tuple[list[Article], int] | BaseException | None) -> None:
+    def _add(self, building: _Batch, scanned: list[PendingArticle]) -> None:
+        """Look the scanned records up, parse those not stored byte for byte, and add them to the batch.
+
+        A PMID seen earlier in this batch, or in a batch handed over but not stored yet, is parsed whatever
+        the database says: the database does not show those records yet, and the file's last word wins.
+        """
+        counts = Counter(r.pmid for r in scanned)
+        with self._pending_lock:
+            unsettled = frozenset().union(building.pmids, *self._pending)
+        single = {
+            r.pmid: (r.pmid_version, r.sha256)
+            for r in scanned
+            if counts[r.pmid] == 1 and r.pmid not in unsettled
+        }
+        known, conflicted = unchanged_pmids(self._engine, single)
+        building.articles.extend(a for r in scanned if r.pmid not in known and (a := r.parse()) is not None)
+        building.unchanged.extend(sorted(known))
+        building.conflicted.extend(sorted(conflicted))
+        building.records += len(scanned)
+        building.pmids = building.pmids | frozenset(counts)
+
+    def _hand_over(self, batch: _Batch) -> None:
+        with self._pending_lock:
+            self._pending.append(batch.pmids)
+        self._put((batch, self._handle.tell()))
+
+    def _put(self, item: tuple[_Batch, int] | BaseException | None) -> None:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.05)

@@ -707,3 +707,29 @@ def test_cli_ingest_defers_enrichment_unless_asked(db_url: str, tmp_path: Path, 
         assert (seed["pmc_status"], seed["crossref_status"]) == ("found", "found")
     finally:
         engine.dispose()
+
+
+def test_a_pmid_changed_then_changed_back_in_one_file_ends_as_the_file_last_says(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A record equal to the stored one is skipped unparsed, unless an earlier batch of the same file,
+    not yet stored, holds that PMID too: the file's last word must win, whatever the threads' timing."""
+    seed = (FIXTURES / "efetch_pubmed_35350566.xml").read_bytes()
+    first = place(FIVE, tmp_path, "first.xml")
+    first.write_bytes(seed)
+    ingest(engine, first)
+    changed = seed.replace(b"Cancer Invasion and Metastasis", b"Cancer Invasion and Metastasis (changed)")
+    head, _, rest = seed.partition(b"<PubmedArticle>")
+    record = b"<PubmedArticle>" + rest.rpartition(b"</PubmedArticleSet>")[0]
+    changed_record = record.replace(
+        b"Cancer Invasion and Metastasis", b"Cancer Invasion and Metastasis (changed)"
+    )
+    assert changed_record != record and changed != seed
+    flip = tmp_path / "flip.xml"
+    flip.write_bytes(head + changed_record * 3 + record + b"</PubmedArticleSet>\n")
+    for _ in range(3):
+        ingest(engine, flip, batch_size=1, force=True)
+        with engine.connect() as conn:
+            title = conn.execute(sa.select(ARTICLES.c.title).where(ARTICLES.c.pmid == "35350566")).scalar()
+        assert title == "The Role of Tumor Stem Cell Exosomes in Cancer Invasion and Metastasis"
+        flip.write_bytes(flip.read_bytes() + b"\n")  # other bytes: the next round is applied, not skipped
