@@ -984,17 +984,8 @@ def parse_pubmed(source: PubmedSource, *, keep_raw: bool = False) -> Iterator[Ar
             or its root is not PubmedArticleSet, PubmedBookArticleSet or a single record.
         OSError: a path cannot be opened.
     """
-    stream, owned = _open_source(source)
-    try:
-        for record in _iter_records(stream, keep_raw):
-            yield cast("Article | DeletedCitation", record)
-    except etree.XMLSyntaxError as exc:
-        raise ParseError(_syntax_message(exc)) from exc
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise ParseError(f"PubMed XML is not a complete gzip stream: {exc}") from exc
-    finally:
-        if owned is not None:
-            owned.close()
+    for record in _records(source, keep_raw=keep_raw, defer=False):
+        yield cast("Article | DeletedCitation", record)
 
 
 def scan_pubmed(source: PubmedSource) -> Iterator[PendingArticle | DeletedCitation]:
@@ -1007,10 +998,17 @@ def scan_pubmed(source: PubmedSource) -> Iterator[PendingArticle | DeletedCitati
     Raises:
         ParseError, OSError: as :func:`parse_pubmed`.
     """
+    for record in _records(source, keep_raw=True, defer=True):
+        yield cast("PendingArticle | DeletedCitation", record)
+
+
+def _records(
+    source: PubmedSource, *, keep_raw: bool, defer: bool
+) -> Iterator[Article | PendingArticle | DeletedCitation]:
+    """Open the source, stream its records, and turn libxml2's and gzip's errors into ParseError."""
     stream, owned = _open_source(source)
     try:
-        for record in _iter_records(stream, True, defer=True):
-            yield cast("PendingArticle | DeletedCitation", record)
+        yield from _iter_records(stream, keep_raw, defer=defer)
     except etree.XMLSyntaxError as exc:
         raise ParseError(_syntax_message(exc)) from exc
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:

@@ -6,7 +6,6 @@ must neither parse a record nor write a row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,22 +19,12 @@ from harvester.pipeline import store_scanned
 from harvester.pubmed_xml import PendingArticle, parse_pubmed, scan_pubmed
 from harvester.records import Article, DeletedCitation
 from tests.conftest import shared_fixture
-from tests.db_helpers import database_params, fresh_database_url, recorded_statements, snapshot
+from tests.db_helpers import fresh_database_url, recorded_statements, snapshot
 
 FETCHED = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "efetch_pubmed_35350566.xml"
 WRITES = ("INSERT", "UPDATE", "DELETE")
-
-
-@pytest.fixture(params=database_params())
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with fresh_database_url(request.param, tmp_path) as url:
-        engine = open_database(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
 
 
 def _pending(source: Any) -> list[PendingArticle]:

@@ -29,7 +29,7 @@ from harvester.cli import run
 from harvester.errors import BulkFileError, ExitCode, StorageError
 from harvester.ingest import IngestReport, check_paths, ingest_files, parse_file_name, sequence_order
 from harvester.settings import Settings
-from tests.db_helpers import database_params, failing_statement, fresh_database_url, snapshot
+from tests.db_helpers import failing_statement, snapshot
 from tests.helpers_fixtures import shared_fixture
 from tests.standin import StandIn
 
@@ -44,21 +44,6 @@ DELETED_PMIDS = ["23203860", "23203861", "23203892", "23203893", "23203894", "23
 
 ARTICLES = metadata.tables["articles"]
 HISTORY = metadata.tables["article_history"]
-
-
-@pytest.fixture(params=database_params())
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_database_url(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_database(db_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def ingest(engine: Engine, *paths: Path, **options: Any) -> IngestReport:

@@ -37,7 +37,6 @@ from harvester.nightly import Window, run_nightly, search_window, select_searche
 from harvester.pipeline import EnrichReport
 from harvester.search import SearchReport, SliceReport
 from harvester.settings import NightlySettings, SearchSpec, Settings, load_settings
-from tests.db_helpers import database_params, fresh_database_url
 from tests.standin import EFETCH, Delay, Short, StandIn, Status
 from tests.test_cli import SEED, clone_record
 
@@ -160,21 +159,6 @@ def test_select_searches_needs_a_configured_search_and_known_names() -> None:
 
 
 # ---- run_nightly with a scripted search (both dialects) ---------------------------------------------
-
-
-@pytest.fixture(params=database_params())
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_database_url(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_database(db_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 class ScriptedSearch:

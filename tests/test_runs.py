@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from db.runs import (
     start_locked_run,
 )
 from harvester.errors import BusyError, ExitCode
-from tests.db_helpers import database_params, fresh_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD_LOCK = """
@@ -45,21 +43,6 @@ with exclusive_run(engine, "holder in a subprocess"):
     print("locked", flush=True)
     time.sleep(120)
 """
-
-
-@pytest.fixture(params=database_params())
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_database_url(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_database(db_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def search_run(name: str = "exo", *, verified: bool, before: date | None, after: date | None) -> SearchRun:

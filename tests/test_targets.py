@@ -6,32 +6,19 @@ rotation every article older than the cut-off was asked about again every night.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from db.engine import open_database
 from db.reconcile import store_crossref, store_pmc
 from db.store import store_articles
 from db.targets import article_ids_by_pmid, stale_article_ids
-from tests.db_helpers import crossref_work, database_params, fresh_database_url, pmc_front, pubmed_record
+from tests.db_helpers import crossref_work, pmc_front, pubmed_record
 
 OLD = datetime(2026, 1, 1, tzinfo=UTC)
 CUTOFF = datetime(2026, 6, 1, tzinfo=UTC)
 FRESH = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=database_params())
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with fresh_database_url(request.param, tmp_path) as url:
-        engine = open_database(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
 
 
 def _stored(engine: Engine) -> dict[str, int]:
