@@ -298,7 +298,7 @@ def search_command(
     ] = None,
     no_enrich: NoEnrichOption = False,
 ) -> int:
-    """Harvest every record a PubMed query finds, beyond esearch's 10,000 cap, each slice verified."""
+    """Harvest every record a PubMed query finds, beyond esearch's 9,999 cap, each slice verified."""
     from db.reconcile import start_run
     from harvester.search import check_search_arguments, parse_day, run_search
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +16,7 @@ import requests
 from sqlalchemy.engine import Engine
 
 from db.reconcile import EnrichResult, reconcile_articles, store_crossref, store_pmc
-from db.store import StoreResult, store_articles, unchanged_pmids
+from db.store import StoreResult, store_articles
 from db.targets import EnrichmentTarget, article_ids_by_pmid, enrichment_targets
 from enrich.crossref import CrossrefBatch, CrossrefClient
 from enrich.merge import DEFAULT_POLICY
@@ -34,7 +33,7 @@ from harvester.eutils import EfetchBatch, EutilsClient
 from harvester.http import RateLimiter, RetryPolicy
 from harvester.idconv import IdConverterClient
 from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid
-from harvester.pubmed_xml import PendingArticle, parse_pubmed
+from harvester.pubmed_xml import parse_pubmed
 from harvester.records import Article
 from harvester.settings import Settings
 
@@ -578,45 +577,3 @@ def read_id_file(path: str, read_stdin: Callable[[], str]) -> list[str]:
 
 
 _COMMENT = re.compile(r"(?:^|\s)#.*$")
-
-
-def store_scanned(
-    engine: Engine,
-    batch: Sequence[PendingArticle],
-    *,
-    url: str | None,
-    fetched_at: datetime,
-    run_id: int | None = None,
-) -> StoreResult:
-    """Store a batch of records read by :func:`harvester.pubmed_xml.scan_pubmed` in one transaction.
-
-    Records the database already holds byte for byte are counted unchanged (and conflicts, when one is
-    still open for them) without being parsed: re-loading a bulk file costs the read and one lookup per
-    batch. The rest are parsed and go through :func:`db.store.store_articles`, so the outcome is the
-    same as storing them all.
-
-    Raises:
-        StorageError: the database could not be read or written; nothing of the batch was stored.
-    """
-    seen: dict[str, int] = {}
-    for record in batch:
-        seen[record.pmid] = seen.get(record.pmid, 0) + 1
-    # A PMID twice in one batch (two versions) takes the full path, which keeps the latest version.
-    single = {r.pmid: (r.pmid_version, r.sha256) for r in batch if seen[r.pmid] == 1}
-    known, conflicted = unchanged_pmids(engine, single)
-    articles = [a for r in batch if r.pmid not in known and (a := r.parse()) is not None]
-    result = (
-        store_articles(engine, articles, url=url, fetched_at=fetched_at, run_id=run_id)
-        if articles
-        else StoreResult((), (), ())
-    )
-    if not known:
-        return result
-    unchanged = set(result.unchanged) | known
-    conflicts = set(result.conflicts) | conflicted
-    order = list(dict.fromkeys(r.pmid for r in batch))
-    return replace(
-        result,
-        unchanged=tuple(p for p in order if p in unchanged),
-        conflicts=tuple(p for p in order if p in conflicts),
-    )

@@ -1,12 +1,13 @@
-"""The bulk-load path: scan_pubmed reads records without parsing them; store_scanned parses only what changed.
+"""The bulk-load path: scan_pubmed reads records unparsed; harvest ingest parses only what changed.
 
-Storing through it must give exactly what parse_pubmed + store_articles give, and re-storing the same file
-must neither parse a record nor write a row.
+Loading through it must give exactly what parse_pubmed + store_articles give, and loading the same records
+again must neither parse a record nor write anything but the record of the file applied.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import gzip
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from db.engine import open_database
-from db.store import StoreResult, store_articles
-from harvester.pipeline import store_scanned
+from db.store import store_articles
+from harvester.ingest import FileReport, ingest_files
 from harvester.pubmed_xml import PendingArticle, parse_pubmed, scan_pubmed
 from harvester.records import Article, DeletedCitation
+from harvester.settings import Settings
 from tests.conftest import shared_fixture
 from tests.db_helpers import fresh_database_url, recorded_statements, snapshot
 
@@ -68,28 +70,43 @@ def test_scan_pubmed_holds_no_more_than_the_records_the_caller_keeps() -> None:
         assert record._element.getparent() is None
 
 
-def test_store_scanned_gives_what_store_articles_gives(engine: Engine, tmp_path: Path) -> None:
+def _load(engine: Engine, data: bytes, directory: Path, name: str, **options: Any) -> FileReport:
+    """``data`` written to ``directory/name`` and loaded as `harvest ingest` does; that file's report."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_bytes(data)
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
+    [report] = ingest_files([path], settings=settings, services=None, engine=engine, **options).files
+    assert report.outcome == "applied", report.message
+    return report
+
+
+def test_a_bulk_load_stores_what_store_articles_stores(engine: Engine, tmp_path: Path) -> None:
     path = _update_file()
-    batch = _pending(path)
     articles = [a for a in parse_pubmed(path, keep_raw=True) if isinstance(a, Article)]
-    result = store_scanned(engine, batch, url=None, fetched_at=FETCHED)
+    report = _load(engine, path.read_bytes(), tmp_path, "sample.xml.gz")
     with fresh_database_url("sqlite", tmp_path / "reference") as url:
         (tmp_path / "reference").mkdir(exist_ok=True)
         reference = open_database(url)
         try:
             expected = store_articles(reference, articles, url=None, fetched_at=FETCHED)
-            assert result == expected
+            assert (report.created, report.updated, report.unchanged) == (
+                len(expected.created),
+                len(expected.updated),
+                len(expected.unchanged),
+            )
+            assert report.conflict_count == len(expected.conflicts)
             assert _comparable(snapshot(engine)) == _comparable(snapshot(reference))
         finally:
             reference.dispose()
 
 
-def test_restoring_the_same_records_parses_nothing_and_writes_nothing(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+def test_loading_the_same_records_again_parses_nothing_and_writes_only_the_file_record(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = _update_file()
-    first = store_scanned(engine, _pending(path), url=None, fetched_at=FETCHED)
-    assert first.created
+    data = _update_file().read_bytes()
+    first = _load(engine, data, tmp_path, "first.xml.gz")
+    assert first.created == 177
     before = snapshot(engine)
 
     parsed: list[str] = []
@@ -100,40 +117,54 @@ def test_restoring_the_same_records_parses_nothing_and_writes_nothing(
         return real_parse(self)
 
     monkeypatch.setattr(PendingArticle, "parse", counting_parse)
+    again_bytes = gzip.compress(gzip.decompress(data) + b"\n")  # other bytes, the same records
     with recorded_statements(engine) as statements:
-        again = store_scanned(engine, _pending(path), url=None, fetched_at=FETCHED + timedelta(days=1))
+        again = _load(engine, again_bytes, tmp_path, "again.xml.gz")
     assert parsed == [], "an unchanged record was parsed"
-    assert [s for s in statements if s.lstrip().upper().startswith(WRITES)] == []
-    assert again.created == again.updated == ()
-    assert set(again.unchanged) == set(first.created) | set(first.updated) | set(first.unchanged)
-    assert again.conflicts == first.conflicts
-    assert snapshot(engine) == before
+    writes = [s for s in statements if s.lstrip().upper().startswith(WRITES)]
+    assert writes and all(_bookkeeping(s) for s in writes), writes
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 177)
+    assert again.conflict_count == first.conflict_count
+    after = snapshot(engine)
+    assert {k: v for k, v in after.items() if k not in BOOKKEEPING} == {
+        k: v for k, v in before.items() if k not in BOOKKEEPING
+    }
 
 
-def test_only_the_changed_record_of_a_batch_is_parsed_and_stored(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_only_the_changed_record_is_parsed_and_stored(engine: Engine, tmp_path: Path) -> None:
     seed = SEED.read_bytes()
-    store_scanned(engine, _pending(seed), url=None, fetched_at=FETCHED)
+    _load(engine, seed, tmp_path, "seed.xml")
     changed = seed.replace(b"Cancer Invasion and Metastasis", b"Cancer Invasion and Metastasis (revised)")
     assert changed != seed
-    result = store_scanned(engine, _pending(changed), url=None, fetched_at=FETCHED)
-    assert result == StoreResult(created=(), updated=("35350566",), unchanged=())
-    again = store_scanned(engine, _pending(changed), url=None, fetched_at=FETCHED)
-    assert again.unchanged == ("35350566",)
+    result = _load(engine, changed, tmp_path, "changed.xml")
+    assert (result.created, result.updated, result.unchanged) == (0, 1, 0)
+    again = _load(engine, changed + b"\n", tmp_path, "again.xml")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
 
 
-def test_two_versions_of_one_pmid_in_a_batch_keep_the_later_version(engine: Engine) -> None:
+def test_two_versions_of_one_pmid_in_a_file_keep_the_later_version(engine: Engine, tmp_path: Path) -> None:
     seed = SEED.read_bytes()
     v2 = seed.replace(b'<PMID Version="1">35350566</PMID>', b'<PMID Version="2">35350566</PMID>', 1)
     assert v2 != seed
-    result = store_scanned(engine, [*_pending(v2), *_pending(seed)], url=None, fetched_at=FETCHED)
-    assert result.created == ("35350566",)
+    head, _, rest = seed.partition(b"<PubmedArticle>")
+    record = b"<PubmedArticle>" + rest.rpartition(b"</PubmedArticleSet>")[0]
+    record_v2 = record.replace(b'<PMID Version="1">35350566</PMID>', b'<PMID Version="2">35350566</PMID>', 1)
+    result = _load(engine, head + record_v2 + record + b"</PubmedArticleSet>\n", tmp_path, "both.xml")
+    assert result.created == 1
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT pmid_version FROM articles WHERE pmid = '35350566'").scalar()
     assert version == 2
 
 
+BOOKKEEPING = {"bulk_files", "harvest_runs", "run_locks"}
+
+
+def _bookkeeping(statement: str) -> bool:
+    """A write to the tables that record runs and applied files, not to the articles' data."""
+    words = statement.split()
+    return len(words) > 2 and words[2].strip('"(').lower() in BOOKKEEPING
+
+
 def _comparable(tables: dict[str, list[tuple[Any, ...]]]) -> dict[str, Any]:
     """Row counts per table, and the articles' identifying columns: equal stores, equal content."""
-    return {name: len(rows) for name, rows in tables.items() if name != "alembic_version"}
+    return {name: len(rows) for name, rows in tables.items() if name not in {"alembic_version", *BOOKKEEPING}}
