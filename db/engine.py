@@ -13,14 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -28,6 +23,10 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 import migrations
 from harvester.errors import SchemaVersionError, StorageError
+
+if TYPE_CHECKING:  # Alembic is imported where it is used: a reading process of harvest ingest never needs it
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before giving up
 PG_CONNECT_TIMEOUT = 10  # seconds to reach a PostgreSQL server
@@ -58,23 +57,32 @@ def open_database(url: str, *, migrate: bool = True, busy_timeout: float = DEFAU
         SchemaVersionError: the database was migrated by a newer version of pubmed-harvester.
         StorageError: the database cannot be created, opened, reached or migrated.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StorageError("the database URL is not a valid SQLAlchemy URL") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        engine = _sqlite_engine(parsed, busy_timeout)
-    elif backend == "postgresql":
-        engine = _postgresql_engine(parsed, busy_timeout)
-    else:
-        raise StorageError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    engine = connect(url, busy_timeout=busy_timeout)
     try:
         _check_and_migrate(engine, migrate=migrate)
     except BaseException:
         engine.dispose()
         raise
     return engine
+
+
+def connect(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
+    """An engine for ``url`` set up as :func:`open_database` sets it up, without looking at the schema:
+    for a second process working on a database its first process opened (``harvest ingest``'s reader).
+
+    Raises:
+        StorageError: the URL is not valid, or names a database other than SQLite or PostgreSQL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError("the database URL is not a valid SQLAlchemy URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed, busy_timeout)
+    if backend == "postgresql":
+        return _postgresql_engine(parsed, busy_timeout)
+    raise StorageError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
@@ -93,6 +101,8 @@ def downgrade(engine_or_url: Engine | str, revision: str) -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The database's Alembic revision, None for a database without the schema."""
+    from alembic.runtime.migration import MigrationContext
+
     try:
         with begin_read(engine) as conn:
             return MigrationContext.configure(conn).get_current_revision()
@@ -144,6 +154,8 @@ def storage_error(exc: BaseException, action: str, engine: Engine) -> StorageErr
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config built in code, so migrations run the same from a checkout or an installed package."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
@@ -153,6 +165,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -240,6 +254,9 @@ def _postgresql_engine(url: URL, busy_timeout: float) -> Engine:
 
 
 def _check_and_migrate(engine: Engine, *, migrate: bool) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
     script = _script_directory()
     head = script.get_current_head()
     try:
@@ -258,6 +275,8 @@ def _check_and_migrate(engine: Engine, *, migrate: bool) -> None:
 
 
 def _known_heads(conn: Connection, script: ScriptDirectory) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+
     heads = MigrationContext.configure(conn).get_current_heads()
     known = {rev.revision for rev in script.walk_revisions()}
     for rev in heads:
@@ -270,6 +289,9 @@ def _known_heads(conn: Connection, script: ScriptDirectory) -> tuple[str, ...]:
 
 
 def _run_command(engine_or_url: Engine | str, name: str, revision: str) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
     owned = isinstance(engine_or_url, str)
     engine = open_database(engine_or_url, migrate=False) if isinstance(engine_or_url, str) else engine_or_url
     try:
