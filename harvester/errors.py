@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -158,6 +159,14 @@ class BulkFileError(HarvestError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # With its path: harvest ingest's reading process sends it to the storing one.
+        return (_rebuild_bulk_file_error, (type(self), self.message, self.path))
+
+
+def _rebuild_bulk_file_error(cls: type[BulkFileError], message: str, path: str) -> BulkFileError:
+    return cls(message, path=path)
 
 
 class FileOrderError(BulkFileError):

@@ -6,7 +6,31 @@ markup flattened to plain text with whitespace collapsed. Nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any, TypeVar
+
+_R = TypeVar("_R")
+
+
+def _pickled_as_values(cls: type[_R]) -> type[_R]:
+    """Pickle a record as its class and its field values, rebuilt through the constructor.
+
+    ``harvest ingest`` parses large files in a process of its own and sends the records back pickled;
+    the default pickling of a frozen, slotted dataclass (a state dict, set back one attribute at a time)
+    costs about as much as parsing the record again.
+    """
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    if len(names) < 2:  # attrgetter of one name returns the value, not a tuple
+        raise TypeError(f"{cls.__name__}: pickling by values needs at least two fields")
+    values = attrgetter(*names)
+
+    def reduce(self: _R) -> tuple[Any, ...]:
+        return (cls, values(self))
+
+    cls.__reduce__ = reduce  # type: ignore[assignment,method-assign]
+    return cls
+
 
 MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
@@ -14,6 +38,7 @@ MONTHS = {
 }  # fmt: skip
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class PartialDate:
     """A date known to year, month or day precision; ``raw`` keeps the source's words when it had any.
@@ -40,6 +65,7 @@ class PartialDate:
         return f"{self.year:04d}-{self.month:02d}-{self.day:02d}"
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class ArticleId:
     """One entry of PubMed's ArticleIdList: id_type is "pubmed", "doi", "pmc", "pii", "mid", ..."""
@@ -48,6 +74,7 @@ class ArticleId:
     value: str
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class ELocationId:
     """An electronic location (EIdType "doi" or "pii"); ``valid`` is false for ValidYN="N"."""
@@ -57,6 +84,7 @@ class ELocationId:
     valid: bool = True
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class AbstractSection:
     """One AbstractText; unstructured abstracts have one section with no label."""
@@ -66,6 +94,7 @@ class AbstractSection:
     nlm_category: str | None = None
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Abstract:
     """An Abstract or an OtherAbstract (``kind`` is its Type, "main" for the primary abstract)."""
@@ -82,6 +111,7 @@ class Abstract:
         return "\n".join(parts)
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Author:
     """A person or a collective; ``position`` counts from 1 in the source's order."""
@@ -98,6 +128,7 @@ class Author:
     equal_contrib: bool = False
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Journal:
     """The journal (or, for a book, nothing but the title may be known)."""
@@ -117,6 +148,7 @@ class Journal:
         return self.issn_print or self.issn_electronic or self.issn_linking
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class DatedEvent:
     """An ArticleDate (kind "Electronic") or a History PubMedPubDate (kind its PubStatus)."""
@@ -125,12 +157,14 @@ class DatedEvent:
     date: PartialDate
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class PublicationType:
     name: str
     ui: str | None = None
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class MeshQualifier:
     name: str
@@ -138,6 +172,7 @@ class MeshQualifier:
     major: bool = False
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class MeshHeading:
     descriptor: str
@@ -152,6 +187,7 @@ class MeshHeading:
         return self.major or any(q.major for q in self.qualifiers)
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Keyword:
     text: str
@@ -159,6 +195,7 @@ class Keyword:
     major: bool = False
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Chemical:
     name: str
@@ -166,6 +203,7 @@ class Chemical:
     ui: str | None = None
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Grant:
     grant_id: str | None = None
@@ -174,6 +212,7 @@ class Grant:
     country: str | None = None
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class CommentCorrection:
     """A CommentsCorrections link: RetractionIn, RetractionOf, ErratumIn, UpdateOf, CommentIn, Cites ..."""
@@ -184,6 +223,7 @@ class CommentCorrection:
     note: str | None = None
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Reference:
     """One entry of a ReferenceList; ids are those the source gave (PMID digits, DOI lower-case)."""
@@ -198,6 +238,7 @@ RETRACTED_PUBLICATION = "Retracted Publication"
 RETRACTION_IN = "RetractionIn"
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Article:
     """One PubMed citation (PubmedArticle) or book record (PubmedBookArticle), as the source said it.
@@ -265,6 +306,7 @@ class Article:
         return bool(self.retraction_reasons)
 
 
+@_pickled_as_values
 @dataclass(frozen=True, slots=True)
 class DeletedCitation:
     """A PMID listed in an update file's DeleteCitation element."""
