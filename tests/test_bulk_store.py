@@ -29,6 +29,17 @@ SEED = FIXTURES / "efetch_pubmed_35350566.xml"
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
+@pytest.fixture(params=["thread", "process"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A test using this runs twice: files read in a thread (as small files are), and in a process of
+    their own (as files of READ_IN_PROCESS_BYTES or more into SQLite are; here on either database)."""
+    monkeypatch.setattr(
+        "harvester.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
+    )
+    monkeypatch.setattr("harvester.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
+    return str(request.param)
+
+
 def _pending(source: Any) -> list[PendingArticle]:
     return [r for r in scan_pubmed(source) if isinstance(r, PendingArticle)]
 
@@ -81,6 +92,7 @@ def _load(engine: Engine, data: bytes, directory: Path, name: str, **options: An
     return report
 
 
+@pytest.mark.usefixtures("reader")
 def test_a_bulk_load_stores_what_store_articles_stores(engine: Engine, tmp_path: Path) -> None:
     path = _update_file()
     articles = [a for a in parse_pubmed(path, keep_raw=True) if isinstance(a, Article)]
@@ -101,6 +113,7 @@ def test_a_bulk_load_stores_what_store_articles_stores(engine: Engine, tmp_path:
             reference.dispose()
 
 
+@pytest.mark.usefixtures("reader")
 def test_loading_the_same_records_again_parses_nothing_and_writes_only_the_file_record(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,18 +132,26 @@ def test_loading_the_same_records_again_parses_nothing_and_writes_only_the_file_
     monkeypatch.setattr(PendingArticle, "parse", counting_parse)
     again_bytes = gzip.compress(gzip.decompress(data) + b"\n")  # other bytes, the same records
     with recorded_statements(engine) as statements:
-        again = _load(engine, again_bytes, tmp_path, "again.xml.gz")
+        # Read in this process, so that the counter sees every parse; a reading process is checked below.
+        again = _load(engine, again_bytes, tmp_path, "again.xml.gz", read_in_process=False)
     assert parsed == [], "an unchanged record was parsed"
     writes = [s for s in statements if s.lstrip().upper().startswith(WRITES)]
     assert writes and all(_bookkeeping(s) for s in writes), writes
     assert (again.created, again.updated, again.unchanged) == (0, 0, 177)
     assert again.conflict_count == first.conflict_count
+    third_bytes = gzip.compress(gzip.decompress(data) + b"\n\n")
+    with recorded_statements(engine) as statements:
+        third = _load(engine, third_bytes, tmp_path, "third.xml.gz", read_in_process=True)
+    writes = [s for s in statements if s.lstrip().upper().startswith(WRITES)]
+    assert writes and all(_bookkeeping(s) for s in writes), writes
+    assert (third.created, third.updated, third.unchanged) == (0, 0, 177)
     after = snapshot(engine)
     assert {k: v for k, v in after.items() if k not in BOOKKEEPING} == {
         k: v for k, v in before.items() if k not in BOOKKEEPING
     }
 
 
+@pytest.mark.usefixtures("reader")
 def test_only_the_changed_record_is_parsed_and_stored(engine: Engine, tmp_path: Path) -> None:
     seed = SEED.read_bytes()
     _load(engine, seed, tmp_path, "seed.xml")
@@ -142,6 +163,7 @@ def test_only_the_changed_record_is_parsed_and_stored(engine: Engine, tmp_path: 
     assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
 
 
+@pytest.mark.usefixtures("reader")
 def test_two_versions_of_one_pmid_in_a_file_keep_the_later_version(engine: Engine, tmp_path: Path) -> None:
     seed = SEED.read_bytes()
     v2 = seed.replace(b'<PMID Version="1">35350566</PMID>', b'<PMID Version="2">35350566</PMID>', 1)

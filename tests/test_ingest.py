@@ -46,6 +46,17 @@ ARTICLES = metadata.tables["articles"]
 HISTORY = metadata.tables["article_history"]
 
 
+@pytest.fixture(params=["thread", "process"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A test using this runs twice: files read in a thread (as small files are), and in a process of
+    their own (as files of READ_IN_PROCESS_BYTES or more into SQLite are; here on either database)."""
+    monkeypatch.setattr(
+        "harvester.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
+    )
+    monkeypatch.setattr("harvester.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
+    return str(request.param)
+
+
 def ingest(engine: Engine, *paths: Path, **options: Any) -> IngestReport:
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
     return ingest_files(list(paths), settings=settings, services=None, engine=engine, **options)
@@ -78,6 +89,21 @@ def history(engine: Engine, pmid: str) -> list[tuple[str, str | None, str | None
         return [tuple(row) for row in conn.execute(query)]
 
 
+def reading_processes() -> list[int]:
+    """Live child processes of this one that run harvester.bulk_reader (Linux /proc)."""
+    found: list[int] = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if b"harvester.bulk_reader" in command and state != "Z":
+                found.append(int(pid))
+    return found
+
+
 def without_runs(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     tables = snapshot(engine)
     tables.pop("harvest_runs")
@@ -87,6 +113,7 @@ def without_runs(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 # ---- the real update files ------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("reader")
 def test_real_update_files_ingest_and_their_delete_citations_end_deleted(engine: Engine) -> None:
     paths = [shared_fixture(JCORE), shared_fixture(COSTOSYS), shared_fixture(DELETIONS)]
     report = ingest(engine, *paths)
@@ -124,6 +151,7 @@ def test_real_update_files_ingest_and_their_delete_citations_end_deleted(engine:
     assert report.exit_code == ExitCode.OK
 
 
+@pytest.mark.usefixtures("reader")
 def test_reingesting_a_real_file_is_a_no_op(engine: Engine) -> None:
     paths = [shared_fixture(JCORE), shared_fixture(COSTOSYS), shared_fixture(DELETIONS)]
     ingest(engine, *paths)
@@ -201,6 +229,7 @@ def test_a_truncated_real_gzip_file_fails_before_anything_is_stored(engine: Engi
 
 
 @pytest.mark.parametrize("batch_size", [1, 1000])
+@pytest.mark.usefixtures("reader")
 def test_a_later_pmid_version_replaces_the_earlier_and_never_the_reverse(
     engine: Engine, tmp_path: Path, batch_size: int
 ) -> None:
@@ -250,6 +279,7 @@ def test_a_later_pmid_version_replaces_the_earlier_and_never_the_reverse(
     assert stored["39000002"]["deleted"] is True  # its unchanged record does not undo the deletion
 
 
+@pytest.mark.usefixtures("reader")
 def test_plain_and_gzipped_files_store_the_same_records(engine: Engine, tmp_path: Path) -> None:
     gz = tmp_path / "bulk_five_records.xml.gz"
     gz.write_bytes(gzip.compress(FIVE.read_bytes()))
@@ -267,6 +297,7 @@ def test_plain_and_gzipped_files_store_the_same_records(engine: Engine, tmp_path
 # ---- files that break part-way --------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("reader")
 def test_a_truncated_xml_file_keeps_only_whole_batches_is_not_recorded_and_a_rerun_applies_it(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -320,6 +351,7 @@ def test_a_truncated_gzip_of_a_hand_written_file_stores_nothing(engine: Engine, 
         ("efetch_html_error_page.html", "PubMed XML is not well-formed at line "),
     ],
 )
+@pytest.mark.usefixtures("reader")
 def test_a_file_that_is_not_pubmed_xml_fails_and_is_not_recorded(
     engine: Engine, tmp_path: Path, fixture: str, message: str
 ) -> None:
@@ -349,10 +381,12 @@ def test_a_database_failure_recording_the_file_leaves_its_deletions_unapplied(en
     assert articles(engine)["39000002"]["deleted"] is True
 
 
-def test_a_database_failure_mid_file_stops_the_parser_and_records_nothing(engine: Engine) -> None:
+@pytest.mark.usefixtures("reader")
+def test_a_database_failure_mid_file_stops_the_reader_and_records_nothing(engine: Engine) -> None:
     with failing_statement(engine, "INSERT INTO articles"), pytest.raises(StorageError):
         ingest(engine, FIVE, batch_size=1)
-    assert not any(t.name == "ingest-parse" for t in threading.enumerate())  # the parser has ended
+    assert not any(t.name == "ingest-read" for t in threading.enumerate())  # the reading thread has ended
+    assert reading_processes() == []  # and so has a reading process
     assert articles(engine) == {} and list_applied(engine) == []
     assert ingest(engine, FIVE, batch_size=1).files[0].created == 5
 
@@ -596,6 +630,7 @@ def test_cli_ingest_of_a_missing_file_or_a_directory_is_one_line_and_exit_2(
         engine.dispose()
 
 
+@pytest.mark.usefixtures("reader")
 def test_cli_ingest_of_a_truncated_file_exits_2_and_a_fixed_rerun_exits_0(
     db_url: str, tmp_path: Path, clean_env: Path
 ) -> None:
@@ -694,6 +729,7 @@ def test_cli_ingest_defers_enrichment_unless_asked(db_url: str, tmp_path: Path, 
         engine.dispose()
 
 
+@pytest.mark.usefixtures("reader")
 def test_a_pmid_changed_then_changed_back_in_one_file_ends_as_the_file_last_says(
     engine: Engine, tmp_path: Path
 ) -> None:
