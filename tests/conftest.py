@@ -40,3 +40,15 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture(params=["thread", "process"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A harvest ingest test using this runs twice: files read in a thread (as small files are), and in a
+    process of their own (as files of READ_IN_PROCESS_BYTES or more into SQLite are; here on either
+    database)."""
+    monkeypatch.setattr(
+        "harvester.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
+    )
+    monkeypatch.setattr("harvester.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
+    return str(request.param)

@@ -29,17 +29,6 @@ SEED = FIXTURES / "efetch_pubmed_35350566.xml"
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
-@pytest.fixture(params=["thread", "process"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A test using this runs twice: files read in a thread (as small files are), and in a process of
-    their own (as files of READ_IN_PROCESS_BYTES or more into SQLite are; here on either database)."""
-    monkeypatch.setattr(
-        "harvester.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
-    )
-    monkeypatch.setattr("harvester.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
-    return str(request.param)
-
-
 def _pending(source: Any) -> list[PendingArticle]:
     return [r for r in scan_pubmed(source) if isinstance(r, PendingArticle)]
 

@@ -46,17 +46,6 @@ ARTICLES = metadata.tables["articles"]
 HISTORY = metadata.tables["article_history"]
 
 
-@pytest.fixture(params=["thread", "process"])
-def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A test using this runs twice: files read in a thread (as small files are), and in a process of
-    their own (as files of READ_IN_PROCESS_BYTES or more into SQLite are; here on either database)."""
-    monkeypatch.setattr(
-        "harvester.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
-    )
-    monkeypatch.setattr("harvester.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
-    return str(request.param)
-
-
 def ingest(engine: Engine, *paths: Path, **options: Any) -> IngestReport:
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
     return ingest_files(list(paths), settings=settings, services=None, engine=engine, **options)
