@@ -27,12 +27,10 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -79,23 +77,11 @@ def prepare_ingest(
     return ingest
 
 
-def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    """Peak RSS of this process, or (RUSAGE_CHILDREN) of the largest child waited for."""
-    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports kilobytes
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and of the children it has waited for (the reading process)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def run_child(name: str, corpus: Path, batch_size: int) -> int:
     """Run one measurement in this process and print its result as one JSON line."""
     # Everything a measurement imports is imported before the clock starts and the baseline RSS is read.
     import lxml.etree  # noqa: F401
-    from bench_parse import measure_bare
+    from bench_parse import measure, measure_bare
 
     import db.bulk
     import db.store  # noqa: F401
@@ -108,23 +94,7 @@ def run_child(name: str, corpus: Path, batch_size: int) -> int:
             if name == "bare"
             else prepare_ingest(corpus, batch_size, Path(tmp), False if name == "ingest-thread" else None)
         )
-        baseline = _peak_rss_mb()
-        cpu_started = _cpu_seconds()
-        started = time.perf_counter()
-        count = work()
-        seconds = time.perf_counter() - started
-        cpu = _cpu_seconds() - cpu_started
-    own, reader = _peak_rss_mb(), _peak_rss_mb(resource.RUSAGE_CHILDREN)
-    result = {
-        "name": name,
-        "seconds": seconds,
-        "cpu_seconds": cpu,
-        "count": count,
-        "rss_mb": own + reader,
-        "rss_own_mb": own,
-        "rss_reader_mb": reader,
-        "base_mb": baseline,
-    }
+        result = measure(name, work)
     print(json.dumps(result))
     return 0
 

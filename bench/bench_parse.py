@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,19 +131,27 @@ def run_child(name: str, corpus: Path) -> int:
 
     import harvester.pubmed_xml  # noqa: F401
 
-    baseline = _peak_rss_mb()
-    cpu_started = _cpu_seconds()
-    started = time.perf_counter()
     try:
-        count = CHILDREN[name](corpus)
+        result = measure(name, partial(CHILDREN[name], corpus))
     except Skipped as exc:
         print(json.dumps({"name": name, "skipped": str(exc)}))
         return 0
+    print(json.dumps(result))
+    return 0
+
+
+def measure(name: str, work: Callable[[], int]) -> dict[str, Any]:
+    """Run ``work`` (which returns what it counted) and measure it: wall and CPU seconds (this process's
+    and its waited-for children's), and peak RSS, this process's plus its largest child's (in (d) and in
+    bench_ingest.py a second process reads and parses: an upper bound of the two together)."""
+    baseline = _peak_rss_mb()
+    cpu_started = _cpu_seconds()
+    started = time.perf_counter()
+    count = work()
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
-    # (d) reads and parses in a second process: its peak is added (an upper bound of the two together).
     own, reader = _peak_rss_mb(), _peak_rss_mb(resource.RUSAGE_CHILDREN)
-    result = {
+    return {
         "name": name,
         "seconds": seconds,
         "cpu_seconds": cpu,
@@ -152,8 +161,6 @@ def run_child(name: str, corpus: Path) -> int:
         "rss_reader_mb": reader,
         "base_mb": baseline,
     }
-    print(json.dumps(result))
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------- parent
