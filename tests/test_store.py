@@ -8,7 +8,6 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,7 @@ from db.store import StoreResult, mark_deleted, store_articles
 from harvester.errors import StorageError
 from harvester.records import Article, ArticleId, Author, Journal, MeshHeading, PartialDate
 from tests.db_helpers import (
-    database_params,
     failing_statement,
-    fresh_database_url,
     make_article,
     recorded_statements,
     row_counts,
@@ -37,19 +34,6 @@ from tests.db_helpers import (
 FETCHED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/efetch.fcgi?db=pubmed&id=35350566&api_key=***"
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
-
-
-@pytest.fixture(params=database_params())
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_database_url(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_database(db_url)
-    yield engine
-    engine.dispose()
 
 
 def store(engine: Engine, *articles: Article, fetched_at: datetime = FETCHED) -> StoreResult:
