@@ -6,9 +6,11 @@ Errors from the one exception tree become a one-line message on stderr and a doc
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import select
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +39,7 @@ Exit codes: 0 all stored; 1 internal error; 2 usage error (bad arguments, malfor
 config); 3 some ids not found upstream (the rest stored); 4 upstream failure (some ids could not be
 fetched after retries; the rest stored); 5 database error; 6 a record matched two stored articles
 (recorded in conflicts, not merged); 7 another run (nightly, ingest) holds the lock, nothing done;
-130 interrupted.
+130 interrupted; 141 the reader of the output closed it (`harvest export | head`).
 """
 
 app = typer.Typer(
@@ -889,6 +891,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.USAGE)
     except (typer.Abort, KeyboardInterrupt):
         result = int(ExitCode.INTERRUPTED)
+    except SystemExit as exc:
+        # Typer ends a command that met EPIPE with a bare exit 1, which here would read as a bug.
+        broken = exc.__context__
+        if not isinstance(broken, OSError) or broken.errno != errno.EPIPE:
+            raise
+        if _stdout_reader_gone():  # `harvest export | head`: the reader has all it wanted
+            _discard_stdout()
+            return int(ExitCode.OUTPUT_CLOSED)
+        secrets = _known_secrets()  # a pipe of our own broke (a child process, a socket)
+        typer.echo(f"harvest: error: {redact(f'{type(broken).__name__}: {broken}', secrets)}", err=True)
+        return int(StorageError.exit_code)
     except HarvestError as exc:
         secrets = _known_secrets()
         log.debug("error detail", exc_info=True)
@@ -911,6 +924,26 @@ def run(argv: Sequence[str] | None = None) -> int:
     if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into exit 130
         typer.echo("harvest: interrupted; every batch stored before stays stored", err=True)
     return int(result) if isinstance(result, int) else 0
+
+
+def _stdout_reader_gone() -> bool:
+    """True when standard output is a pipe whose reading end is closed (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.__stdout__.fileno() if sys.__stdout__ else 1, select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no usable stdout
+        return False
+
+
+def _discard_stdout() -> None:
+    """Point file descriptor 1 at the null device, so flushing what is still buffered at exit is silent."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _known_secrets() -> tuple[str, ...]:

@@ -42,6 +42,7 @@ class ExitCode(IntEnum):
     STORAGE = 5  # the database could not be opened, migrated or written
     CONFLICT = 6  # reserved: an incoming record matched two stored articles
     BUSY = 7  # another run holds the lock (harvest nightly, harvest ingest): nothing was done
+    OUTPUT_CLOSED = 141  # the reader of standard output closed it (`harvest export | head`), as SIGPIPE would
     INTERRUPTED = 130  # Ctrl-C / SIGINT
 
 

@@ -429,3 +429,48 @@ def test_installed_console_script_end_to_end(standin: StandIn, home: Path) -> No
     )
     assert bad.returncode == ExitCode.USAGE
     assert _one_line_error(bad.stderr).startswith("harvest: ")
+
+
+def test_export_into_a_closed_pipe_exits_141_quietly(standin: StandIn, home: Path) -> None:
+    """`harvest export | head`: the reader leaves early; no message, the SIGPIPE status, nothing lost."""
+    assert run(["pmid", "35350566", "900001"]) == ExitCode.OK
+    script = Path(sys.executable).parent / "harvest"
+    env = {**os.environ, **standin.env(), "HOME": str(home)}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte is written
+    try:
+        done = subprocess.run(
+            [str(script), "export", "--format", "jsonl"],
+            env=env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == ExitCode.OUTPUT_CLOSED
+    assert int(ExitCode.OUTPUT_CLOSED) == 141  # 128 + SIGPIPE, what a shell shows for `yes | head`
+    assert done.stderr == ""
+    out = home / "after.jsonl"
+    assert run(["export", "--format", "jsonl", "-o", str(out)]) == ExitCode.OK
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(
+    standin: StandIn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EPIPE from anything but standard output (a child process, a socket) is reported, not hidden."""
+    import errno
+
+    import harvester.cli
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(harvester.cli, "_export", broken)
+    assert run(["export", "--format", "jsonl"]) == ExitCode.STORAGE
+    assert (
+        _one_line_error(capsys.readouterr().err) == "harvest: error: BrokenPipeError: [Errno 32] Broken pipe"
+    )
