@@ -22,6 +22,9 @@ Rules worth knowing:
 - A new PMID whose DOI (else PMCID) is held by an article not in PubMed (stored from Crossref alone)
   becomes that article's PubMed record: one article, not two.
 - A deleted article (DeleteCitation) whose record comes back changed is stored and no longer deleted.
+  Byte for byte the record stored, it revives the article only with ``revive_deleted`` (PubMed sending
+  it now means it is in PubMed again; a file that may predate the deletion says nothing): that takes the
+  changed path, with an article_history row for ``deleted``. A record of a lower version never does.
 
 On the changed path only (never for new or unchanged records):
 
@@ -133,6 +136,7 @@ class _Stored:
     sha256: str | None
     doi: str | None
     pmcid: str | None
+    deleted: bool = False
 
 
 @dataclass(slots=True)
@@ -151,6 +155,7 @@ def store_articles(
     url: str | None,
     fetched_at: datetime,
     run_id: int | None = None,
+    revive_deleted: bool = True,
 ) -> StoreResult:
     """Store a batch of parsed articles in one transaction: all of it or, on failure, none of it.
 
@@ -160,6 +165,9 @@ def store_articles(
         url: where the records were fetched, already redacted; kept with the raw payloads.
         fetched_at: when they were fetched (timezone-aware).
         run_id: the harvest_runs row that history and conflict rows are recorded under.
+        revive_deleted: a deleted article whose record comes again byte for byte is live again. True
+            for records PubMed sends now (efetch, an update file in NLM's order); False for records that
+            may predate the deletion (a file that cannot be placed in NLM's sequence, or was forced).
 
     Raises:
         StorageError: the database could not be written; nothing of the batch was stored.
@@ -173,7 +181,7 @@ def store_articles(
         return StoreResult((), (), ())
     try:
         with begin_write(engine) as conn:
-            plan = _plan(conn, incoming)
+            plan = _plan(conn, incoming, revive_deleted)
             if plan.new or plan.changed:
                 _write(conn, plan, url=url, fetched_at=fetched_at, now=datetime.now(UTC), run_id=run_id)
             if plan.unchanged:
@@ -193,9 +201,12 @@ def store_articles(
     )
 
 
-def unchanged_pmids(engine: Engine, records: Mapping[str, tuple[int, str]]) -> tuple[set[str], set[str]]:
+def unchanged_pmids(
+    engine: Engine, records: Mapping[str, tuple[int, str]], *, revive_deleted: bool = True
+) -> tuple[set[str], set[str]]:
     """Of these PMIDs, each with (version, sha256 of its raw XML), those :func:`store_articles` would leave
-    unchanged, and of those the ones it would report as conflicts: a bulk load need not even parse them.
+    unchanged (given the same ``revive_deleted``), and of those the ones it would report as conflicts: a
+    bulk load need not even parse them.
 
     Raises:
         StorageError: the database could not be read.
@@ -209,7 +220,7 @@ def unchanged_pmids(engine: Engine, records: Mapping[str, tuple[int, str]]) -> t
                 pmid
                 for pmid, (version, sha) in records.items()
                 if (old := stored.get(pmid)) is not None
-                and (old.sha256 == sha or (old.pmid_version or 0) > version)
+                and _leaves_unchanged(old, sha, version, revive_deleted)
             ]
             conflicted = set(_open_conflicts(conn, same)) if same else set()
     except DBAPIError as exc:
@@ -262,14 +273,25 @@ def _latest_per_pmid(articles: Sequence[Article]) -> dict[str, _Incoming]:
     return latest
 
 
-def _plan(conn: Connection, incoming: dict[str, _Incoming]) -> _Plan:
+def _leaves_unchanged(old: _Stored, sha256: str, version: int, revive_deleted: bool) -> bool:
+    """Whether a record (its hash and version) leaves this stored article as it is.
+
+    An older version never overwrites a newer one; the same bytes change nothing, unless the article was
+    deleted and ``revive_deleted``: PubMed sending its record again means it is in PubMed again.
+    """
+    if (old.pmid_version or 0) > version:
+        return True
+    return old.sha256 == sha256 and not (old.deleted and revive_deleted)
+
+
+def _plan(conn: Connection, incoming: dict[str, _Incoming], revive_deleted: bool) -> _Plan:
     stored = _stored_articles(conn, list(incoming))
     plan = _Plan()
     for pmid, inc in incoming.items():
         old = stored.get(pmid)
         if old is None:
             plan.new.append(inc)
-        elif old.sha256 == inc.sha256 or (old.pmid_version or 0) > inc.article.pmid_version:
+        elif _leaves_unchanged(old, inc.sha256, inc.article.pmid_version, revive_deleted):
             plan.unchanged.append(pmid)
         else:
             inc.article_id = old.article_id
@@ -325,12 +347,12 @@ def _stored_articles(conn: Connection, pmids: list[str]) -> dict[str, _Stored]:
     stored: dict[str, _Stored] = {}
     for chunk in chunks(pmids):
         rows = conn.execute(
-            sa.select(a.c.pmid, a.c.id, a.c.pmid_version, p.c.sha256, a.c.doi, a.c.pmcid)
+            sa.select(a.c.pmid, a.c.id, a.c.pmid_version, p.c.sha256, a.c.doi, a.c.pmcid, a.c.deleted)
             .select_from(joined)
             .where(a.c.pmid.in_(chunk))
         )
-        for pmid, *rest in rows:
-            stored[pmid] = _Stored(*rest)
+        for pmid, article_id, version, sha256, doi, pmcid, deleted in rows:
+            stored[pmid] = _Stored(article_id, version, sha256, doi, pmcid, bool(deleted))
     return stored
 
 

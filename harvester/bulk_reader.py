@@ -166,7 +166,9 @@ class BatchReading:
 class ThreadReader:
     """Reads a file on a thread of this process, handing over batches through a queue of one."""
 
-    def __init__(self, handle: BinaryIO, batch_size: int, engine: Engine) -> None:
+    def __init__(
+        self, handle: BinaryIO, batch_size: int, engine: Engine, *, revive_deleted: bool = True
+    ) -> None:
         self._handle = handle
         self._queue: queue.Queue[tuple[Batch, int] | BaseException | None] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
@@ -174,7 +176,7 @@ class ThreadReader:
         self._pending_lock = threading.Lock()
         self._reading = BatchReading(
             batch_size,
-            lookup=lambda records: unchanged_pmids(engine, records),
+            lookup=lambda records: unchanged_pmids(engine, records, revive_deleted=revive_deleted),
             unsettled=self._unsettled,
             hand_over=self._hand_over,
             stopped=self._stop.is_set,
@@ -254,12 +256,21 @@ class ProcessReader:
     through its own connection. Its stderr goes to a temporary file, shown only if it ends unexpectedly.
     """
 
-    def __init__(self, handle: BinaryIO, path: Path, batch_size: int, engine: Engine) -> None:
+    def __init__(
+        self,
+        handle: BinaryIO,
+        path: Path,
+        batch_size: int,
+        engine: Engine,
+        *,
+        revive_deleted: bool = True,
+    ) -> None:
         stat = os.fstat(handle.fileno())
         self._job = {
             "path": str(path),
             "identity": (stat.st_dev, stat.st_ino),
             "batch_size": batch_size,
+            "revive_deleted": revive_deleted,
             "url": engine.url.render_as_string(hide_password=False),
             "log_level": logging.getLogger().getEffectiveLevel(),
         }
@@ -520,9 +531,10 @@ def _child_main() -> int:
                     f"{path} was replaced while it was being read; not recorded as applied", path=path
                 )
             engine = connect(job["url"])
+            revive: bool = job["revive_deleted"]
             reading = BatchReading(
                 job["batch_size"],
-                lookup=lambda records: unchanged_pmids(engine, records),
+                lookup=lambda records: unchanged_pmids(engine, records, revive_deleted=revive),
                 unsettled=unsettled,
                 hand_over=hand_over,
                 stopped=stop.is_set,

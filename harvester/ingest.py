@@ -19,7 +19,8 @@ What happens to each file, in this order:
 4. Store. The file is streamed through :func:`harvester.pubmed_xml.scan_pubmed` by a reader of
    :mod:`harvester.bulk_reader` (a process of its own for files of READ_IN_PROCESS_BYTES or more into
    SQLite, else a thread); records already stored byte for byte are counted unchanged without being
-   parsed, the others are parsed and stored in batches
+   parsed (except a deleted article's, in a file placed in NLM's sequence and not forced: that revives
+   it), the others are parsed and stored in batches
    (:func:`db.store.store_articles`: idempotent, history on change, a lower PMID version never replaces
    a higher one), so memory does not grow with the file. Articles that also have PMC or Crossref
    records are merged again when their PubMed record changed (:func:`db.reconcile.reconcile_articles`).
@@ -429,15 +430,18 @@ class _FileApplier:
         path = str(self.name.path)
         fetched_at = datetime.now(UTC)
         url = f"file:{self.name.name}"
+        revive = self._revives_deleted()
         reader: Reader
         if self._read_in_process():
-            reader = ProcessReader(handle, self.name.path, self.batch_size, self.engine)
+            reader = ProcessReader(
+                handle, self.name.path, self.batch_size, self.engine, revive_deleted=revive
+            )
         else:
-            reader = ThreadReader(handle, self.batch_size, self.engine)
+            reader = ThreadReader(handle, self.batch_size, self.engine, revive_deleted=revive)
         read = 0
         try:
             for batch, position in reader.batches():
-                self._store_batch(batch, url=url, fetched_at=fetched_at)
+                self._store_batch(batch, url=url, fetched_at=fetched_at, revive_deleted=revive)
                 reader.stored(batch)
                 if self.progress is not None:
                     self.progress(max(0, min(position, self.report.size or 0) - read))
@@ -455,6 +459,14 @@ class _FileApplier:
             ) from None
         return reader.deleted
 
+    def _revives_deleted(self) -> bool:
+        """Whether a record stored byte for byte revives its deleted article (db.store.store_articles).
+
+        Only a file placed in NLM's sequence, unforced, is known to come after every deletion applied
+        before it; a file without a number, or forced out of order, may be older than the deletion.
+        """
+        return self.name.sequence is not None and not self.report.forced
+
     def _read_in_process(self) -> bool:
         if not can_read_in_process(self.engine):
             return False
@@ -467,10 +479,17 @@ class _FileApplier:
             and usable_cores() >= 2
         )
 
-    def _store_batch(self, batch: Batch, *, url: str, fetched_at: datetime) -> None:
+    def _store_batch(self, batch: Batch, *, url: str, fetched_at: datetime, revive_deleted: bool) -> None:
         report = self.report
         result = (
-            store_articles(self.engine, batch.articles, url=url, fetched_at=fetched_at, run_id=self.run_id)
+            store_articles(
+                self.engine,
+                batch.articles,
+                url=url,
+                fetched_at=fetched_at,
+                run_id=self.run_id,
+                revive_deleted=revive_deleted,
+            )
             if batch.articles
             else StoreResult((), (), ())
         )

@@ -743,3 +743,44 @@ def test_a_pmid_changed_then_changed_back_in_one_file_ends_as_the_file_last_says
             title = conn.execute(sa.select(ARTICLES.c.title).where(ARTICLES.c.pmid == "35350566")).scalar()
         assert title == "The Role of Tumor Stem Cell Exosomes in Cancer Invasion and Metastasis"
         flip.write_bytes(flip.read_bytes() + b"\n")  # other bytes: the next round is applied, not skipped
+
+
+def _one_record_file(pmid: str, target: Path) -> Path:
+    """A PubmedArticleSet holding FIVE's record of ``pmid``, its bytes as they stand in FIVE."""
+    text = FIVE.read_bytes()
+    start = text.index(b"<PubmedArticle>", text.index(f'<PMID Version="1">{pmid}<'.encode()) - 200)
+    end = text.index(b"</PubmedArticle>", start) + len(b"</PubmedArticle>")
+    target.write_bytes(b"<PubmedArticleSet>\n" + text[start:end] + b"\n</PubmedArticleSet>\n")
+    return target
+
+
+@pytest.mark.usefixtures("reader")
+@pytest.mark.parametrize("placed", [True, False], ids=["in-sequence", "unnumbered"])
+def test_a_deleted_record_sent_again_revives_only_from_a_file_after_the_deletion(
+    engine: Engine, tmp_path: Path, placed: bool
+) -> None:
+    """n1300 stores five records, n1301 deletes one, and its very record comes again after that.
+
+    In a file placed in NLM's sequence after the deletion the record is in PubMed again: the article is
+    live, with the deletion and its undoing in its history. A file without a number may be older than
+    the deletion: the record is unchanged and the article stays deleted.
+    """
+    updates = tmp_path / "updatefiles"
+    first = place(FIVE, updates, "pubmed26n1300.xml")
+    deletion = updates / "pubmed26n1301.xml"
+    deletion.write_text(
+        '<PubmedArticleSet>\n<DeleteCitation>\n<PMID Version="1">39000012</PMID>\n</DeleteCitation>\n'
+        "</PubmedArticleSet>\n"
+    )
+    again = _one_record_file("39000012", updates / ("pubmed26n1302.xml" if placed else "extract.xml"))
+    ingest(engine, first, deletion)
+    assert articles(engine)["39000012"]["deleted"] is True
+
+    [file] = ingest(engine, again).files
+
+    assert file.outcome == "applied"
+    assert (file.records, file.updated, file.unchanged) == ((1, 1, 0) if placed else (1, 0, 1))
+    assert articles(engine)["39000012"]["deleted"] is not placed
+    expected = [("deleted", "false", "true"), ("deleted", "true", "false")]
+    assert history(engine, "39000012") == (expected if placed else expected[:1])
+    assert all(row["deleted"] is False for pmid, row in articles(engine).items() if pmid != "39000012")

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from db.documents import load_documents, resolve_identifiers
 from db.engine import begin_write, open_database
-from db.store import StoreResult, mark_deleted, store_articles
+from db.store import StoreResult, mark_deleted, store_articles, unchanged_pmids
 from harvester.errors import StorageError
 from harvester.records import Article, ArticleId, Author, Journal, MeshHeading, PartialDate
 from tests.db_helpers import (
@@ -370,10 +370,45 @@ def test_mark_deleted_counts_only_articles_it_changed(engine: Engine) -> None:
 def test_a_deleted_article_whose_record_comes_back_changed_is_live_again(engine: Engine) -> None:
     store(engine, make_article("1"))
     mark_deleted(engine, ["1"], at=FETCHED)
-    assert store(engine, make_article("1")).unchanged == ("1",)  # the same record says nothing new
+    old_file = store_articles(engine, [make_article("1")], url=URL, fetched_at=FETCHED, revive_deleted=False)
+    assert old_file.unchanged == ("1",)  # a record that may predate the deletion says nothing new
     assert [d["pmid"] for d in load_documents(engine)] == []
     assert store(engine, make_article("1", title="Reinstated")).updated == ("1",)
     assert [d["title"] for d in load_documents(engine)] == ["Reinstated"]
+
+
+def test_a_deleted_article_whose_same_record_comes_again_is_live_again(engine: Engine) -> None:
+    """PubMed sending the very record again (efetch, a later update file) means it is in PubMed again."""
+    store(engine, make_article("1"), make_article("2"))
+    mark_deleted(engine, ["1"], at=FETCHED)
+    assert unchanged_pmids(engine, {"1": (1, sha_of("1")), "2": (1, sha_of("2"))}) == ({"2"}, set())
+    assert unchanged_pmids(engine, {"1": (1, sha_of("1")), "2": (1, sha_of("2"))}, revive_deleted=False) == (
+        {"1", "2"},
+        set(),
+    )
+    counts = row_counts(engine)
+
+    revived = store(engine, make_article("1"), make_article("2"), fetched_at=FETCHED + timedelta(days=1))
+
+    assert (revived.updated, revived.unchanged) == (("1",), ("2",))
+    assert [d["pmid"] for d in load_documents(engine)] == ["1", "2"]
+    assert rows(
+        engine,
+        "SELECT h.field, h.old_value, h.new_value FROM article_history h "
+        "JOIN articles a ON a.id = h.article_id WHERE a.pmid = '1' ORDER BY h.id",
+    ) == [("deleted", "true", "false")]  # mark_deleted itself writes no history; harvest ingest does
+    # the same payload and the same child rows, written again; one history row
+    assert row_counts(engine) == {**counts, "article_history": 1}
+    # Live again, the same record is unchanged once more: nothing is written.
+    before = snapshot(engine)
+    assert store(engine, make_article("1")).unchanged == ("1",)
+    assert snapshot(engine) == before
+
+
+def sha_of(pmid: str) -> str:
+    raw = make_article(pmid).raw_xml
+    assert raw is not None
+    return hashlib.sha256(raw).hexdigest()
 
 
 def test_records_without_raw_xml_or_a_naive_time_are_refused_before_any_write(engine: Engine) -> None:
