@@ -49,7 +49,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 REDACTED = "***"
-WINDOW_MARGIN = 0.05  # seconds added to the sliding one-second window, for clock skew and network jitter
+WINDOW_MARGIN = 0.1  # seconds added to the sliding one-second window, for clock skew and network jitter
 _EPSILON = 1e-9  # waits shorter than this are rounding noise, not a reason to sleep again
 _CHUNK = 64 * 1024
 _SNIPPET_CHARS = 200
