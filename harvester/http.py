@@ -13,18 +13,22 @@ are built from :func:`public_url` and passed through :func:`redact`, and excepti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import random
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
@@ -124,8 +128,87 @@ def describe_body(body: bytes, limit: int = _SNIPPET_CHARS) -> str:
 # ------------------------------------------------------------------------------------------ rate limiting
 
 
+SHARED_SENDS_KEPT = 16  # send times a SharedSends file keeps: more than any limiter's burst (ceil(10))
+
+
+class SharedSends:
+    """The latest send times to one service, in a file that every harvest process of a user shares.
+
+    A cron run and a `harvest pmid` typed meanwhile go out from the same machine, and NCBI counts their
+    requests together (by IP address, or by API key). Each :class:`RateLimiter` given the same file
+    reads the times under an exclusive ``flock``, reserves its own slot after them, writes it back and
+    only then sleeps until the slot: the processes queue one after another as threads do in one process.
+
+    The file holds wall-clock times (``time.time``, comparable across processes), one per line, and
+    nothing else. Times further in the future than a window are dropped as the relic of a clock step.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def locked(self) -> Iterator[list[float]]:
+        """The recorded times, under the file's lock; what the caller leaves in the list is written back.
+
+        Raises:
+            OSError: the file cannot be created, locked, read or written.
+        """
+        import fcntl  # POSIX only; shared_sends() falls back to one process's pacing without it
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with os.fdopen(os.dup(fd), "r+", encoding="ascii") as handle:
+                times: list[float] = []
+                for line in handle.read(4096).split():
+                    try:
+                        value = float(line)
+                    except ValueError:
+                        continue  # a torn or foreign line: ignore it, the next write replaces it
+                    if math.isfinite(value):
+                        times.append(value)
+                times.sort()
+                yield times
+                handle.seek(0)
+                handle.truncate()
+                handle.write("".join(f"{t:.6f}\n" for t in times[-SHARED_SENDS_KEPT:]))
+                handle.flush()
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def shared_sends(directory: Path | None, service: str, identity: str) -> SharedSends | None:
+    """The send log of ``service`` for this user and ``identity`` (a base URL and whether a key is used,
+    never the key itself), or None when ``directory`` is None or cannot be used (then each process paces
+    only itself, as logged once)."""
+    if directory is None:
+        return None
+    try:
+        import fcntl  # noqa: F401 - only to learn whether flock exists here
+    except ImportError:
+        log.warning("%s: no flock on this platform; this process paces only its own requests", service)
+        return None
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+    path = directory / f"{service}-{digest}.sends"
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with SharedSends(path).locked():
+            pass
+    except OSError as exc:
+        log.warning(
+            "%s: cannot use %s to pace requests with other harvest processes (%s); this process paces"
+            " only its own",
+            service,
+            path,
+            exc.strerror or type(exc).__name__,
+        )
+        return None
+    return SharedSends(path)
+
+
 class RateLimiter:
-    """At most ``rate`` requests per second, shared by every thread that holds the instance.
+    """At most ``rate`` requests per second, shared by every thread that holds the instance, and with
+    ``shared``, by every process that uses the same :class:`SharedSends` file.
 
     Two rules hold together: consecutive sends are at least ``1/rate`` apart, and no sliding window
     of one second (plus :data:`WINDOW_MARGIN`) ever holds more than ``ceil(rate)`` sends, so the
@@ -133,14 +216,16 @@ class RateLimiter:
     E-utilities and ID Converter share one) and pass that instance to each client.
 
     ``clock`` and ``sleep`` are injectable for tests; a fake ``sleep`` must advance the fake ``clock``.
+    With ``shared`` the clock must be comparable across processes (the default is then ``time.time``).
     """
 
     def __init__(
         self,
         rate: float,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        shared: SharedSends | None = None,
     ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
@@ -149,18 +234,21 @@ class RateLimiter:
         self._interval = 1.0 / rate
         self._burst = math.ceil(rate)
         self._window = 1.0 + WINDOW_MARGIN
-        self._clock = clock
+        self._clock = clock if clock is not None else (time.monotonic if shared is None else time.time)
         self._sleep = sleep
+        self._shared = shared
         self._sent: deque[float] = deque(maxlen=self._burst)
         # Held while sleeping: callers queue behind the one that is waiting for its slot.
         self._lock = threading.Lock()
 
-    def _wait_needed(self, now: float) -> float:
-        if not self._sent:
+    def _wait_needed(self, now: float, sent: Sequence[float] | None = None) -> float:
+        """How long to wait from ``now`` given the send times (oldest first; this process's by default)."""
+        sent = self._sent if sent is None else sent
+        if not sent:
             return 0.0
-        wait = self._sent[-1] + self._interval - now
-        if len(self._sent) == self._burst:
-            wait = max(wait, self._sent[0] + self._window - now)
+        wait = sent[-1] + self._interval - now
+        if len(sent) >= self._burst:
+            wait = max(wait, sent[-self._burst] + self._window - now)
         return wait
 
     def limit_to(self, rate: float | None) -> float:
@@ -184,6 +272,8 @@ class RateLimiter:
     def acquire(self) -> None:
         """Block until one more request may be sent, and count it as sent."""
         with self._lock:
+            if self._shared is not None and self._acquire_shared(self._shared):
+                return
             while True:
                 now = self._clock()
                 wait = self._wait_needed(now)
@@ -191,6 +281,32 @@ class RateLimiter:
                     self._sent.append(now)
                     return
                 self._sleep(wait)
+
+    def _acquire_shared(self, shared: SharedSends) -> bool:
+        """Reserve the next slot in the shared file (under its lock), then sleep until it comes.
+
+        Returns False, having stopped using the file, when it cannot be used any more: the caller then
+        paces this process alone, from the send times it recorded.
+        """
+        try:
+            with shared.locked() as sent:
+                now = self._clock()
+                sent[:] = [t for t in sent if t <= now + self._window]  # a clock stepped back
+                wait = max(0.0, self._wait_needed(now, sent))
+                sent.append(now + wait)
+        except OSError as exc:
+            log.warning(
+                "cannot use %s to pace requests with other harvest processes (%s); this process paces"
+                " only its own from now on",
+                shared.path,
+                exc.strerror or type(exc).__name__,
+            )
+            self._shared = None
+            return False
+        self._sent.append(now + wait)
+        if wait > _EPSILON:
+            self._sleep(wait)
+        return True
 
 
 # ---------------------------------------------------------------------------------------------- responses

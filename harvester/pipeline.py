@@ -18,7 +18,11 @@ from sqlalchemy.engine import Engine
 from db.reconcile import EnrichResult, reconcile_articles, store_crossref, store_pmc
 from db.store import StoreResult, store_articles
 from db.targets import EnrichmentTarget, article_ids_by_pmid, enrichment_targets
-from enrich.crossref import CrossrefBatch, CrossrefClient
+from enrich.crossref import (
+    DEFAULT_REQUESTS_PER_SECOND as CROSSREF_REQUESTS_PER_SECOND,
+    CrossrefBatch,
+    CrossrefClient,
+)
 from enrich.merge import DEFAULT_POLICY
 from enrich.pmc_jats import parse_pmc_articles
 from harvester.errors import (
@@ -30,7 +34,7 @@ from harvester.errors import (
     UsageError,
 )
 from harvester.eutils import EfetchBatch, EutilsClient
-from harvester.http import RateLimiter, RetryPolicy
+from harvester.http import RateLimiter, RetryPolicy, shared_sends
 from harvester.idconv import IdConverterClient
 from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid
 from harvester.pubmed_xml import parse_pubmed
@@ -61,12 +65,22 @@ class Services:
 def build_services(settings: Settings, session: requests.Session | None = None) -> Services:
     """Build the clients for a run from settings, with one shared NCBI rate limiter and retry policy."""
     session = session or requests.Session()
-    ncbi_limiter = RateLimiter(settings.ncbi_requests_per_second)
+    rate_dir = settings.http.rate_dir
+    # Processes of one user share each service's pacing (harvester.http.SharedSends): a cron run and a
+    # `harvest pmid` meanwhile keep NCBI's rate together. Keyed by base URL and whether a key is used.
+    ncbi_identity = f"{settings.eutils_url}|{'key' if settings.ncbi_api_key else 'anonymous'}"
+    ncbi_limiter = RateLimiter(
+        settings.ncbi_requests_per_second, shared=shared_sends(rate_dir, "ncbi", ncbi_identity)
+    )
+    crossref_identity = f"{settings.crossref_url}|{'plus' if settings.crossref_plus_token else 'public'}"
+    crossref_limiter = RateLimiter(
+        CROSSREF_REQUESTS_PER_SECOND, shared=shared_sends(rate_dir, "crossref", crossref_identity)
+    )
     policy = RetryPolicy(settings.http)
     return Services(
         eutils=EutilsClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
         idconv=IdConverterClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
-        crossref=CrossrefClient.from_settings(settings, session, policy=policy),
+        crossref=CrossrefClient.from_settings(settings, session, limiter=crossref_limiter, policy=policy),
     )
 
 

@@ -58,6 +58,15 @@ def default_database_path(env: Mapping[str, str]) -> Path:
     return Path(base) / "pubmed-harvester" / "harvest.sqlite"
 
 
+def default_rate_dir(env: Mapping[str, str]) -> Path:
+    """$XDG_CACHE_HOME/pubmed-harvester, i.e. ~/.cache/pubmed-harvester when XDG_CACHE_HOME is unset."""
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "pubmed-harvester"
+
+
+RATE_DIR_OFF = "off"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     timeout: float = 30.0  # seconds, for connect and for each read
@@ -65,6 +74,9 @@ class HttpSettings:
     backoff_initial: float = 1.0  # seconds before the first retry when the service named no wait
     backoff_max: float = 60.0  # the longest single wait, also the cap on a Retry-After we honour
     max_response_bytes: int = 200_000_000  # a larger body is refused
+    # Where harvest processes of this user record their latest sends to each service, so that together
+    # they keep its rate (harvester.http.SharedSends); None: each process paces only itself.
+    rate_dir: Path | None = None
 
 
 SEARCH_DATETYPES = ("mdat", "edat", "pdat")  # as harvester.search.DATETYPES; mdat brings changed records back
@@ -157,6 +169,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
         "backoff_initial": ("http.backoff_initial", float),
         "backoff_max": ("http.backoff_max", float),
         "max_response_bytes": ("http.max_response_bytes", int),
+        "rate_dir": ("http.rate_dir", str),
     },
     "logging": {"file": ("log_file", str)},
     "nightly": {
@@ -179,6 +192,7 @@ _ENV: dict[str, str] = {
     "HARVEST_IDCONV_URL": "idconv_url",
     "HARVEST_CROSSREF_URL": "crossref_url",
     "HARVEST_LOG_FILE": "log_file",
+    "HARVEST_RATE_DIR": "http.rate_dir",
 }
 
 
@@ -359,7 +373,18 @@ def load_settings(
         values["database_url"] = database_url
 
     http_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("http.")}
-    http = replace(HttpSettings(), **http_values)
+    rate_dir = str(http_values.pop("rate_dir", "") or "").strip()
+    http = replace(
+        HttpSettings(),
+        rate_dir=(
+            None
+            if rate_dir.lower() == RATE_DIR_OFF
+            else Path(rate_dir).expanduser()
+            if rate_dir
+            else default_rate_dir(env)
+        ),
+        **http_values,
+    )
     nightly_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("nightly.")}
     nightly = replace(NightlySettings(), **nightly_values)
     if min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days) < 0:

@@ -19,6 +19,17 @@ from tests.helpers_fixtures import ENV as HARVEST_FIXTURES, LOCAL as FIXTURES_DI
 __all__ = ["FIXTURES_DIR", "HARVEST_FIXTURES", "shared_fixture"]
 
 
+@pytest.fixture(autouse=True)
+def rate_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own HARVEST_RATE_DIR: harvest processes share their pacing through files there
+    (harvester.http.SharedSends), and a test never writes them into the user's ~/.cache. A test that
+    clears HARVEST_* (test_cli's ``home``) gets its files under its own HOME instead."""
+    path = tmp_path_factory.mktemp("rate")
+    monkeypatch.setenv("HARVEST_RATE_DIR", str(path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    return path
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     """tests/fixtures, the small hand-written fixtures kept in the repository."""

@@ -245,6 +245,40 @@ def test_many_batches_never_exceed_three_requests_in_any_second(
     assert max_requests_in_any_window(times, window=1.0) <= 3
 
 
+def test_two_processes_together_never_exceed_three_requests_in_any_second(
+    standin: StandIn, home: Path
+) -> None:
+    """A cron run and a `harvest pmid` typed meanwhile: two real processes share NCBI's pacing."""
+    config = home / "one-per-batch.toml"
+    config.write_text("[ncbi]\nefetch_batch_size = 1\n")
+    script = Path(sys.executable).parent / "harvest"
+    env = {
+        **os.environ,
+        **standin.env(),
+        "HOME": str(home),
+        "HARVEST_CONFIG": str(config),
+        "HARVEST_RATE_DIR": str(home / "rate"),
+    }
+    halves = [[str(p) for p in range(900001, 900007)], [str(p) for p in range(900007, 900013)]]
+    processes = [
+        subprocess.Popen(
+            [str(script), "--db", str(home / f"run{n}.sqlite"), "pmid", "--no-enrich", *ids],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n, ids in enumerate(halves)
+    ]
+    for process in processes:
+        _out, err = process.communicate(timeout=120)
+        assert process.returncode == ExitCode.OK, err
+    times = [r.time for r in standin.requests]
+    assert len(times) == 12
+    assert max_requests_in_any_window(times, window=1.0) <= 3
+    assert len(list((home / "rate").glob("ncbi-*.sends"))) == 1
+
+
 def test_tool_and_email_on_every_request_and_no_api_key_in_the_database(
     standin: StandIn, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

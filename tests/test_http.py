@@ -34,10 +34,12 @@ from harvester.http import (
     Response,
     RetryPolicy,
     ServiceClient,
+    SharedSends,
     describe_body,
     parse_retry_after,
     public_url,
     redact,
+    shared_sends,
 )
 from harvester.logsetup import RedactingFilter, console_level, setup_logging
 from harvester.settings import HttpSettings
@@ -620,3 +622,105 @@ def test_redacting_filter_survives_a_bad_format_string() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d %d", (SECRET,), None)
     assert RedactingFilter([SECRET]).filter(record)
     assert SECRET not in record.getMessage()
+
+
+# ---- pacing shared by processes (SharedSends) -------------------------------------------------------
+
+
+def test_limiters_sharing_a_file_keep_the_rate_together(tmp_path: Path) -> None:
+    """Two limiters (two processes) on one send log: together they keep 3/s; each alone would not."""
+    fake = FakeClock()
+    log = SharedSends(tmp_path / "ncbi.sends")
+    first, second = (RateLimiter(3, clock=fake.clock, sleep=fake.sleep, shared=log) for _ in range(2))
+    times: list[float] = []
+    for limiter in [first, second] * 6:
+        limiter.acquire()
+        times.append(fake.now)
+    assert_rate_respected(times, 3)
+    assert times[-1] - times[0] >= 11 / 3 - 1e-6
+    kept = [float(line) for line in (tmp_path / "ncbi.sends").read_text().split()]
+    assert kept == sorted(kept) and kept[-1] == pytest.approx(times[-1], abs=1e-6)
+
+    # The same two limiters without the file each pace only themselves: together too fast.
+    fake_alone = FakeClock()
+    alone = [RateLimiter(3, clock=fake_alone.clock, sleep=fake_alone.sleep) for _ in range(2)]
+    both: list[float] = []
+    for limiter in alone * 6:
+        limiter.acquire()
+        both.append(fake_alone.now)
+    with pytest.raises(AssertionError):
+        assert_rate_respected(both, 3)
+
+
+def test_a_shared_limiter_queues_behind_slots_another_process_reserved(tmp_path: Path) -> None:
+    fake = FakeClock()
+    path = tmp_path / "ncbi.sends"
+    path.write_text(f"{fake.now:.6f}\n{fake.now + 0.2:.6f}\n")  # another process: now and reserved
+    RateLimiter(3, clock=fake.clock, sleep=fake.sleep, shared=SharedSends(path)).acquire()
+    assert fake.sleeps == [pytest.approx(0.2 + 1 / 3)]
+
+
+def test_a_shared_file_with_junk_or_times_from_a_stepped_clock_is_read_safely(tmp_path: Path) -> None:
+    fake = FakeClock()
+    path = tmp_path / "ncbi.sends"
+    path.write_text(f"garbage\nnan\n{fake.now + 3600:.6f}\n\n")  # torn, foreign, an hour ahead
+    limiter = RateLimiter(3, clock=fake.clock, sleep=fake.sleep, shared=SharedSends(path))
+    limiter.acquire()
+    assert fake.sleeps == []
+    assert path.read_text() == f"{fake.now:.6f}\n"
+
+
+def test_an_unusable_rate_dir_falls_back_to_pacing_one_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    with caplog.at_level(logging.WARNING, logger="harvester.http"):
+        assert shared_sends(blocked, "ncbi", "https://eutils.example.org/|anonymous") is None
+    assert "paces only its own" in caplog.text
+    assert shared_sends(None, "ncbi", "x") is None
+
+
+def test_a_send_log_that_goes_away_mid_run_falls_back_without_losing_the_pace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeClock()
+    directory = tmp_path / "rate"
+    log = shared_sends(directory, "ncbi", "https://eutils.example.org/|anonymous")
+    assert log is not None and log.path.parent == directory
+    limiter = RateLimiter(3, clock=fake.clock, sleep=fake.sleep, shared=log)
+    limiter.acquire()
+    first = fake.now
+    log.path.unlink()
+    directory.rmdir()
+    with caplog.at_level(logging.WARNING, logger="harvester.http"):
+        limiter.acquire()
+    assert "paces only its own from now on" in caplog.text
+    assert fake.now - first == pytest.approx(1 / 3)  # still paced after the send it made through the file
+
+
+def test_the_send_logs_hold_neither_key_nor_token(tmp_path: Path) -> None:
+    """build_services names the files by base URL and whether a key is used, never by the key."""
+    from harvester.pipeline import build_services
+    from harvester.settings import load_settings
+
+    key, token = "FAKE-SECRET-KEY-0123456789", "FAKE-PLUS-TOKEN-9876543210"
+    env = {
+        "NCBI_API_KEY": key,
+        "CROSSREF_PLUS_TOKEN": token,
+        "HARVEST_RATE_DIR": str(tmp_path),
+        "HARVEST_EUTILS_URL": BASE,
+        "HARVEST_CROSSREF_URL": "https://crossref.example.org/",
+    }
+    services = build_services(load_settings(env=env, database_url="sqlite://"))
+    with responses.RequestsMock() as mock:
+        mock.get(URL, body=b"<eSearchResult/>")
+        mock.get("https://crossref.example.org/works", json={"status": "ok"})
+        services.eutils.service.request("GET", "efetch.fcgi", params={"db": "pubmed", "id": "1"})
+        services.crossref.service.request("GET", "works", params={"filter": "doi:10.1/x"})
+    files = sorted(tmp_path.iterdir())
+    assert [f.name.split("-")[0] for f in files] == ["crossref", "ncbi"]
+    for f in files:
+        assert key not in f.name and token not in f.name
+        assert all(float(line) > 0 for line in f.read_text().split())  # times, and nothing else
+        assert f.stat().st_mode & 0o777 == 0o600

@@ -25,6 +25,22 @@ def test_xdg_data_home_moves_the_default_database(tmp_path: Path) -> None:
     assert settings.database_url == f"sqlite:///{tmp_path}/pubmed-harvester/harvest.sqlite"
 
 
+def test_rate_dir_defaults_to_the_cache_and_is_set_by_file_env_or_off(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    assert load_settings(env=home).http.rate_dir == tmp_path / ".cache" / "pubmed-harvester"
+    cache = {**home, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    assert load_settings(env=cache).http.rate_dir == tmp_path / "xdg" / "pubmed-harvester"
+    config = tmp_path / "c.toml"
+    config.write_text('[http]\nrate_dir = "/srv/harvest/rate"\n')
+    assert load_settings(config, env=home).http.rate_dir == Path("/srv/harvest/rate")
+    env = {**home, "HARVEST_RATE_DIR": str(tmp_path / "env")}
+    assert load_settings(config, env=env).http.rate_dir == tmp_path / "env"  # the environment wins
+    assert load_settings(config, env={**home, "HARVEST_RATE_DIR": "off"}).http.rate_dir is None
+    config.write_text("[http]\nrate_dir = 3\n")
+    with pytest.raises(ConfigError, match="rate_dir"):
+        load_settings(config, env=home)
+
+
 def test_config_example_is_valid_and_documents_every_key(tmp_path: Path) -> None:
     settings = load_settings(ROOT / "config.example.toml", env={"HOME": str(tmp_path)})
     assert settings.email == "you@example.org"
