@@ -129,6 +129,10 @@ def describe_body(body: bytes, limit: int = _SNIPPET_CHARS) -> str:
 
 
 SHARED_SENDS_KEPT = 16  # send times a SharedSends file keeps: more than any limiter's burst (ceil(10))
+# Reserved times further ahead than this are taken for the relic of a wall clock stepped back. A queue of
+# processes reserves at most one slot each, so a real reservation is never this far ahead (180 processes
+# at 3 requests/s); a clock stepped back by less costs one wait of that step, once.
+SHARED_SENDS_HORIZON = 60.0
 
 
 class SharedSends:
@@ -140,7 +144,7 @@ class SharedSends:
     only then sleeps until the slot: the processes queue one after another as threads do in one process.
 
     The file holds wall-clock times (``time.time``, comparable across processes), one per line, and
-    nothing else. Times further in the future than a window are dropped as the relic of a clock step.
+    nothing else. Times more than :data:`SHARED_SENDS_HORIZON` ahead are dropped (a clock stepped back).
     """
 
     def __init__(self, path: Path) -> None:
@@ -291,7 +295,7 @@ class RateLimiter:
         try:
             with shared.locked() as sent:
                 now = self._clock()
-                sent[:] = [t for t in sent if t <= now + self._window]  # a clock stepped back
+                sent[:] = [t for t in sent if t <= now + SHARED_SENDS_HORIZON]  # a clock stepped back
                 wait = max(0.0, self._wait_needed(now, sent))
                 sent.append(now + wait)
         except OSError as exc:

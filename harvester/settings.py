@@ -67,6 +67,15 @@ def default_rate_dir(env: Mapping[str, str]) -> Path:
 RATE_DIR_OFF = "off"
 
 
+def _rate_dir(value: str, env: Mapping[str, str]) -> Path | None:
+    """``[http] rate_dir`` / HARVEST_RATE_DIR: a directory, "off" (None), or unset (the default)."""
+    if not value:
+        return default_rate_dir(env)
+    if value.lower() == RATE_DIR_OFF:
+        return None
+    return Path(value).expanduser()
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     timeout: float = 30.0  # seconds, for connect and for each read
@@ -373,18 +382,8 @@ def load_settings(
         values["database_url"] = database_url
 
     http_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("http.")}
-    rate_dir = str(http_values.pop("rate_dir", "") or "").strip()
-    http = replace(
-        HttpSettings(),
-        rate_dir=(
-            None
-            if rate_dir.lower() == RATE_DIR_OFF
-            else Path(rate_dir).expanduser()
-            if rate_dir
-            else default_rate_dir(env)
-        ),
-        **http_values,
-    )
+    rate_dir = _rate_dir(str(http_values.pop("rate_dir", "") or "").strip(), env)
+    http = replace(HttpSettings(), rate_dir=rate_dir, **http_values)
     nightly_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("nightly.")}
     nightly = replace(NightlySettings(), **nightly_values)
     if min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days) < 0:

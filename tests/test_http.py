@@ -660,6 +660,23 @@ def test_a_shared_limiter_queues_behind_slots_another_process_reserved(tmp_path:
     assert fake.sleeps == [pytest.approx(0.2 + 1 / 3)]
 
 
+def test_a_long_queue_of_processes_keeps_every_reserved_slot(tmp_path: Path) -> None:
+    """Eight processes waiting reserve slots up to 2.7 s ahead: none is taken for a stepped clock."""
+    fake = FakeClock()
+    log = SharedSends(tmp_path / "ncbi.sends")
+    start = fake.now
+    reserved: list[float] = []
+    for _ in range(8):  # each reserves, and (as a real process would) sleeps later, not now
+        with log.locked() as sent:
+            limiter = RateLimiter(3, clock=fake.clock, sleep=fake.sleep)
+            slot = fake.now + max(0.0, limiter._wait_needed(fake.now, sent))
+            sent.append(slot)
+            reserved.append(slot)
+    RateLimiter(3, clock=fake.clock, sleep=fake.sleep, shared=log).acquire()
+    assert fake.now - start >= reserved[-1] - start + 1 / 3 - 1e-6
+    assert_rate_respected([*reserved, fake.now], 3)
+
+
 def test_a_shared_file_with_junk_or_times_from_a_stepped_clock_is_read_safely(tmp_path: Path) -> None:
     fake = FakeClock()
     path = tmp_path / "ncbi.sends"
