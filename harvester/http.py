@@ -194,9 +194,10 @@ def shared_sends(directory: Path | None, service: str, identity: str) -> SharedS
         return None
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
     path = directory / f"{service}-{digest}.sends"
+    sends = SharedSends(path)
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with SharedSends(path).locked():
+        with sends.locked():  # created, locked and written once now, so a problem shows at the start
             pass
     except OSError as exc:
         log.warning(
@@ -207,7 +208,7 @@ def shared_sends(directory: Path | None, service: str, identity: str) -> SharedS
             exc.strerror or type(exc).__name__,
         )
         return None
-    return SharedSends(path)
+    return sends
 
 
 class RateLimiter:
