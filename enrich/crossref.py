@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from urllib.parse import quote
 import requests
 
 from enrich.records import ContributorName, CrossrefWork, Funder, License, UpdateRelation
+from harvester.bounds import bounded_int, check_depth, load_json
 from harvester.errors import (
     BadResponseError,
     FetchFailedError,
@@ -52,6 +54,7 @@ SOURCE = "crossref"
 DEFAULT_BATCH_SIZE = 50
 MAX_ROWS = 1000  # Crossref's cap on ``rows`` (PEERS.md, Paging)
 MAX_URL = 4000  # characters, scheme and host included: the request line stays under 4096 bytes
+MAX_COUNT = 2**31 - 1  # citation and reference counts: the store keeps 32-bit integers
 
 # Requests per second. Crossref's own figures disagree between snapshots (50/s before December 2025,
 # revised since, new numbers not published); the lowest figure reported for the polite pool since is
@@ -150,22 +153,24 @@ def _texts(value: Any) -> tuple[str, ...]:
 
 
 def _count(value: Any) -> int | None:
+    """A count (citations, references): 0 to MAX_COUNT; None for anything else (a 5,000-digit one too)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        return value if 0 <= value <= MAX_COUNT else None
+    if isinstance(value, str):
+        return bounded_int(value, 0, MAX_COUNT)
     return None
 
 
 def _date_part(value: Any) -> int | None:
+    """A year, month or day: 0 to 9999 (parse_date_parts checks each part's own range); else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+        return value if 0 <= value <= 9999 else None
+    if isinstance(value, str):
+        return bounded_int(value, 0, 9999)
     return None
 
 
@@ -406,6 +411,7 @@ def parse_crossref_work(work: Mapping[str, Any], *, raw_json: bytes | None = Non
     """
     if not isinstance(work, Mapping):
         raise ParseError(f"crossref: a work is not a JSON object: {work!r:.80}")
+    check_depth(work, source="crossref")
     doi = _doi_text(work.get("DOI"))
     if doi is None:
         raise ParseError(f"crossref: a work without a DOI: {dict(work)!r:.120}")
@@ -469,12 +475,21 @@ def _failure_detail(message: Any) -> str:
 
 
 def _load_json(body: bytes) -> Any:
-    if body.startswith(b"\xef\xbb\xbf"):
-        body = body[3:]
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(f"crossref: the answer is not JSON ({type(exc).__name__}: {exc})") from None
+    # Depth is checked per work (parse_crossref_work), so one over-deep work does not cost its batch.
+    return load_json(body, source="crossref", max_depth=sys.getrecursionlimit())
+
+
+def _parse_items(items: list[Any]) -> Iterator[CrossrefWork]:
+    """The works of a work list; one that does not parse is left out (with a warning), not the list.
+
+    Its DOI then counts as missed by the list: :meth:`CrossrefClient.fetch_works` asks for it alone,
+    and that look-up names it as failed.
+    """
+    for item in items:
+        try:
+            yield parse_crossref_work(item, raw_json=canonical_json(item))
+        except ParseError as exc:
+            log.warning("%s; the work is left out of its list", exc.message)
 
 
 def parse_crossref_response(body: bytes) -> list[CrossrefWork]:
@@ -518,7 +533,7 @@ def parse_crossref_response(body: bytes) -> list[CrossrefWork]:
         items = message.get("items") if isinstance(message, Mapping) else None
         if not isinstance(items, list):
             raise ParseError("crossref: a work-list envelope without an items list")
-        return [parse_crossref_work(item, raw_json=canonical_json(item)) for item in items]
+        return list(_parse_items(items))
     raise ParseError(f"crossref: message-type {message_type!r:.40} is not a work or a work list")
 
 
