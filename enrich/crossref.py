@@ -280,18 +280,23 @@ def _awards(entry: Mapping[str, Any]) -> list[str]:
 
 def _funders(value: Any) -> tuple[Funder, ...]:
     """Funders in order; entries for the same funder (same DOI, else same name) are merged, as Crossref
-    often repeats a funder once per award. Award ids are de-duplicated keeping their order."""
+    often repeats a funder once per award. Award ids are de-duplicated keeping their order. An entry with
+    awards but neither name nor DOI (10.3389/fgene.2017.00147 has ``{"award": ["LM2015047"]}``) is kept
+    as a funder of unknown name, each such entry on its own; one with nothing at all is dropped."""
     if not isinstance(value, list):
         return ()
     merged: dict[tuple[str, str], tuple[str | None, str | None, list[str]]] = {}
-    for entry in value:
+    for index, entry in enumerate(value):
         if not isinstance(entry, Mapping):
             continue
         name = _text(entry.get("name"))
         doi = _funder_doi(entry)
         if name is None and doi is None:
-            continue
-        key = ("doi", doi) if doi is not None else ("name", (name or "").casefold())
+            if not _awards(entry):
+                continue
+            key = ("unnamed", str(index))
+        else:
+            key = ("doi", doi) if doi is not None else ("name", (name or "").casefold())
         if key in merged:
             known_name, known_doi, awards = merged[key]
             merged[key] = (known_name or name, known_doi, awards + _awards(entry))

@@ -695,7 +695,8 @@ def _as_text(doc: dict[str, Any]) -> str:
     )
     license_ = doc.get("license") or {}
     funders = "; ".join(
-        (f.get("name") or "?") + (f" ({', '.join(f['awards'])})" if f.get("awards") else "")
+        (f.get("name") or f.get("doi") or "funder not named")
+        + (f" ({', '.join(f['awards'])})" if f.get("awards") else "")
         for f in doc.get("funders") or []
     )
     retraction = "; ".join(f"{r['source']}: {r['statement']}" for r in doc.get("retraction_sources") or [])

@@ -1000,6 +1000,9 @@ def _misplaced(elem: etree._Element, parent: etree._Element) -> ParseError:
         return ParseError(
             f"not PubMed XML: a <{elem.tag}> is nested inside {where}; it must be the root element"
         )
+    grandparent = parent.getparent()
+    if parent.tag in _SET_TAGS and grandparent is not None:
+        return _misplaced(parent, grandparent)  # a record of a nested set: the set is what is wrong
     return ParseError(
         f"not PubMed XML: a <{elem.tag}> is inside {where}; records belong directly under the root "
         "<PubmedArticleSet>"
