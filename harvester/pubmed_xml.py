@@ -133,7 +133,7 @@ def _version(elem: etree._Element, pmid: str | None) -> int:
         ParseError: a Version that is not a whole number from 1 to MAX_PMID_VERSION (the record is bad).
     """
     value = elem.get("Version")
-    if value is None or not value.strip():
+    if value == "1" or value is None or not value.strip():  # "1": nearly every record
         return 1
     version = bounded_int(value, 1, MAX_PMID_VERSION)
     if version is None:
