@@ -588,7 +588,10 @@ def advertised_rate(headers: Mapping[str, str]) -> float | None:
     if interval is None or not (math.isfinite(limit) and limit > 0):
         return None
     seconds = float(interval.group(1)) * _UNIT_SECONDS[(interval.group(2) or "s").lower()]
-    return limit / seconds if seconds > 0 else None
+    if not (math.isfinite(seconds) and seconds > 0):  # "0s", or an interval of 5,000 digits
+        return None
+    rate = limit / seconds
+    return rate if rate > 0 else None
 
 
 def rate_header_observer(limiter: RateLimiter) -> Callable[[Response], None]:

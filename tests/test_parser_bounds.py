@@ -394,3 +394,18 @@ def test_crossref_and_idconv_any_huge_value_gives_works_or_a_typed_error(value: 
             parse(body.encode())
         except HarvestError:
             pass
+
+
+# ---- headers and error bodies --------------------------------------------------------------------------
+
+
+def test_error_bodies_and_rate_headers_of_any_size_are_read_without_an_exception() -> None:
+    from enrich.crossref import advertised_rate
+    from harvester.http import describe_body, parse_retry_after
+
+    assert describe_body(b"{" + b'"a":[' * 20000) != ""
+    assert describe_body(b"[" * 60000) != ""
+    assert parse_retry_after(HUGE) is None  # float("9" * 5000) is inf: no wait
+    assert advertised_rate({"x-rate-limit-limit": "50", "x-rate-limit-interval": HUGE + "s"}) is None
+    assert advertised_rate({"x-rate-limit-limit": HUGE, "x-rate-limit-interval": "1s"}) is None
+    assert advertised_rate({"x-rate-limit-limit": "50", "x-rate-limit-interval": "1s"}) == 50.0
