@@ -484,21 +484,24 @@ def _load_json(body: bytes) -> Any:
     return load_json(body, source="crossref", max_depth=sys.getrecursionlimit())
 
 
-def _parse_items(items: list[Any]) -> Iterator[CrossrefWork]:
-    """The works of a work list; one that does not parse is left out (with a warning), not the list.
-
-    Its DOI then counts as missed by the list: :meth:`CrossrefClient.fetch_works` asks for it alone,
-    and that look-up names it as failed.
-    """
+def _parse_items(items: list[Any], rejected: dict[str, str] | None) -> Iterator[CrossrefWork]:
+    """The works of a work list; one that does not parse is left out (with a warning), not the list,
+    and its DOI (when it has a usable one) goes into ``rejected`` with the reason."""
     for item in items:
         try:
             yield parse_crossref_work(item, raw_json=canonical_json(item))
         except ParseError as exc:
             log.warning("%s; the work is left out of its list", exc.message)
+            doi = _doi_text(item.get("DOI")) if isinstance(item, Mapping) else None
+            if doi is not None and rejected is not None:
+                rejected[doi] = exc.message
 
 
-def parse_crossref_response(body: bytes) -> list[CrossrefWork]:
+def parse_crossref_response(body: bytes, *, rejected: dict[str, str] | None = None) -> list[CrossrefWork]:
     """Parse a Crossref answer into its works, in the answer's order. Pure.
+
+    A work of a work list that does not parse is left out, and its DOI (lower-case) is added to
+    ``rejected`` (when given) with the reason: one bad work does not cost its list.
 
     Accepted: a ``/works/{doi}`` envelope (message-type "work"), a work-list envelope (its ``items``),
     or a bare work / CSL-JSON object (an object with a ``DOI`` and no envelope). Each work keeps its own
@@ -538,11 +541,11 @@ def parse_crossref_response(body: bytes) -> list[CrossrefWork]:
         items = message.get("items") if isinstance(message, Mapping) else None
         if not isinstance(items, list):
             raise ParseError("crossref: a work-list envelope without an items list")
-        return list(_parse_items(items))
+        return list(_parse_items(items, rejected))
     raise ParseError(f"crossref: message-type {message_type!r:.40} is not a work or a work list")
 
 
-def check_crossref_json(response: Response) -> list[CrossrefWork]:
+def check_crossref_json(response: Response, *, rejected: dict[str, str] | None = None) -> list[CrossrefWork]:
     """Parse a 2xx answer; BadResponseError (retried) when it is an HTML page or JSON that does not parse.
 
     Raises:
@@ -550,7 +553,7 @@ def check_crossref_json(response: Response) -> list[CrossrefWork]:
         RejectedRequestError / ServiceUnavailableError: as :func:`parse_crossref_response`.
     """
     try:
-        return parse_crossref_response(response.body)
+        return parse_crossref_response(response.body, rejected=rejected)
     except ParseError as exc:
         raise BadResponseError(
             f"{exc.message} from {response.url}", source=SOURCE, url=response.url
@@ -630,9 +633,11 @@ class _ParsingCheck:
 
     def __init__(self) -> None:
         self.works: list[CrossrefWork] = []
+        self.rejected: dict[str, str] = {}  # DOI -> why its work was left out of the last answer
 
     def __call__(self, response: Response) -> None:
-        self.works = check_crossref_json(response)
+        self.rejected = {}
+        self.works = check_crossref_json(response, rejected=self.rejected)
 
 
 class CrossrefClient:
@@ -713,14 +718,14 @@ class CrossrefClient:
             f"{detail} (HTTP {response.status} from {response.url})", source=SOURCE, url=response.url
         )
 
-    def _list(self, keys: Sequence[str]) -> tuple[Response, list[CrossrefWork]]:
+    def _list(self, keys: Sequence[str]) -> tuple[Response, list[CrossrefWork], dict[str, str]]:
         check = _ParsingCheck()
         response = self.service.request(
             "GET", "works", params=self._list_params(keys), check=check, accept=(400,)
         )
         if response.status == 400:
             raise self._refused(response)
-        return response, check.works
+        return response, check.works, check.rejected
 
     def _lookup(self, key: str) -> tuple[Response, CrossrefWork | None]:
         """One DOI through /works/{doi}; (response, None) when Crossref does not know it."""
@@ -797,10 +802,11 @@ class CrossrefClient:
             return tuple(o for key in keys for o in wanted[key])
 
         found: dict[str, CrossrefWork] = {}
+        rejected: dict[str, str] = {}  # DOI -> why its work in the list answer does not parse
         response: Response | None = None
         if use_list:
             try:
-                response, works = self._list(batch)
+                response, works, rejected = self._list(batch)
             except RejectedRequestError:
                 raise
             except UpstreamError as exc:
@@ -822,7 +828,13 @@ class CrossrefClient:
         failed: list[str] = []
         aliases: list[tuple[str, str]] = []
         last_error: UpstreamError | None = None
-        for key in (k for k in batch if k not in found):
+        if use_list:
+            # A work the list held but that does not parse would not parse alone either: named failed now.
+            for key in (k for k in batch if k not in found and k in rejected):
+                failed.append(key)
+                url = response.url if response is not None else None
+                last_error = BadResponseError(rejected[key], source=SOURCE, url=url)
+        for key in (k for k in batch if k not in found and k not in failed):
             try:
                 single, looked_up = self._lookup(key)
             except RejectedRequestError:
