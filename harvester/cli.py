@@ -427,7 +427,8 @@ def nightly_command(
     """Run the config's [[searches]] since their last verified watermark, then re-enrich stale articles.
 
     Exit 0: every window verified; 4: some window not verified (it is redone next run) or enrichment
-    failed; 7: another run is active (nothing done); 2: config problem; 5: database problem.
+    failed; 7: another run is active (nothing done); 2: config problem; 5: database problem; 8: records
+    that could not be parsed or stored were kept raw in rejected_records (the windows are verified).
     """
     from harvester.nightly import run_nightly, select_searches
 
