@@ -25,10 +25,12 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from db.store import chunks
+from harvester.records import RejectedRecord
 
 BULK_FILES = metadata.tables["bulk_files"]
 ARTICLES = metadata.tables["articles"]
 HISTORY = metadata.tables["article_history"]
+REJECTED = metadata.tables["rejected_records"]
 KINDS = ("baseline", "update")
 SOURCE = "pubmed"
 
@@ -113,8 +115,10 @@ def record_applied(
     at: datetime,
     run_id: int | None,
     forced: bool,
+    rejected: Sequence[RejectedRecord] = (),
 ) -> tuple[AppliedFile, int]:
-    """Apply a file's deletions and record the file as applied, in one transaction.
+    """Apply a file's deletions and record the file as applied, with its rejected records, in one
+    transaction (so a file applied again, or run again after a failure, never records them twice).
 
     Args:
         engine: the migrated database.
@@ -123,6 +127,7 @@ def record_applied(
         at: when it was applied (timezone-aware): applied_at, and the deleted articles' updated_at.
         run_id: the harvest_runs row of the ingest.
         forced: it was applied out of order on the user's word.
+        rejected: its records that could not be parsed or stored, kept raw in rejected_records.
 
     Returns:
         The recorded row, and how many stored articles were newly flagged deleted.
@@ -154,6 +159,23 @@ def record_applied(
         with begin_write(engine) as conn:
             marked = _mark_deleted(conn, deleted, at=at, run_id=run_id)
             file_id = conn.execute(sa.insert(BULK_FILES).returning(BULK_FILES.c.id), values).scalar_one()
+            if rejected:
+                conn.execute(
+                    sa.insert(REJECTED),
+                    [
+                        {
+                            "source": f"file:{new.name}",
+                            "file_name": new.name,
+                            "file_sha256": new.sha256,
+                            "pmid": record.pmid,
+                            "reason": record.reason,
+                            "raw_xml": record.raw_xml,
+                            "run_id": run_id,
+                            "rejected_at": at,
+                        }
+                        for record in rejected
+                    ],
+                )
     except DBAPIError as exc:
         raise storage_error(exc, "cannot record the applied file in", engine) from exc
     return dataclasses.replace(row, id=int(file_id)), marked
@@ -203,3 +225,76 @@ def _first(engine: Engine, query: sa.Select[tuple[object, ...]]) -> AppliedFile 
     except DBAPIError as exc:
         raise storage_error(exc, "cannot read the applied files from", engine) from exc
     return AppliedFile(**row) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """One row of rejected_records."""
+
+    id: int
+    source: str
+    file_name: str | None
+    file_sha256: str | None
+    pmid: str | None
+    reason: str
+    raw_xml: bytes
+    run_id: int | None
+    rejected_at: datetime
+
+
+def rejected_records(engine: Engine, *, file_sha256: str | None = None) -> list[RejectedRow]:
+    """The records kept raw because they could not be parsed or stored, oldest first (of one file if given).
+
+    Raises:
+        StorageError: the database could not be read.
+    """
+    query = sa.select(REJECTED).order_by(REJECTED.c.id)
+    if file_sha256 is not None:
+        query = query.where(REJECTED.c.file_sha256 == file_sha256)
+    try:
+        with begin_read(engine) as conn:
+            rows = conn.execute(query).all()
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read rejected records from", engine) from exc
+    return [
+        RejectedRow(
+            r.id,
+            r.source,
+            r.file_name,
+            r.file_sha256,
+            r.pmid,
+            r.reason,
+            bytes(r.raw_xml),
+            r.run_id,
+            r.rejected_at,
+        )
+        for r in rows
+    ]
+
+
+def record_rejected(
+    engine: Engine, records: Sequence[RejectedRecord], *, source: str, at: datetime, run_id: int | None
+) -> None:
+    """Keep records that could not be parsed or stored (of an efetch answer) raw, with their reasons.
+
+    Raises:
+        StorageError: the database could not be written.
+    """
+    if not records:
+        return
+    rows = [
+        {
+            "source": source,
+            "pmid": r.pmid,
+            "reason": r.reason,
+            "raw_xml": r.raw_xml,
+            "run_id": run_id,
+            "rejected_at": at,
+        }
+        for r in records
+    ]
+    try:
+        with begin_write(engine) as conn:
+            conn.execute(sa.insert(REJECTED), rows)
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot keep rejected records in", engine) from exc

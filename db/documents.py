@@ -289,7 +289,7 @@ def _csv_value(value: Any) -> str:
 
 
 def _funder_text(funder: dict[str, Any]) -> str:
-    name = funder["name"] or funder["doi"] or ""
+    name = funder["name"] or funder["doi"] or "funder not named"
     return f"{name} ({', '.join(funder['awards'])})" if funder["awards"] else name
 
 

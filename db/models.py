@@ -605,4 +605,21 @@ class BulkFile(Base):
     forced: Mapped[bool] = mapped_column(server_default=sa.false())  # applied out of order with --force
 
 
+class RejectedRecordRow(Base):
+    """A PubMed record that could not be parsed or stored, kept raw with the reason (migration 0007; see
+    db.bulk). The rest of its file or efetch answer was stored; parsing ``raw_xml`` again recovers it."""
+
+    __tablename__ = "rejected_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str]  # where it came from: "file:pubmed25n1275.xml.gz", or the efetch URL (redacted)
+    file_name: Mapped[str | None]  # the bulk file's base name, e.g. "pubmed25n1275.xml.gz"
+    file_sha256: Mapped[str | None]  # bulk_files.sha256 of the file it came in
+    pmid: Mapped[str | None] = mapped_column(index=True)  # when the record names a usable one
+    reason: Mapped[str]  # the parse or store error, one line
+    raw_xml: Mapped[bytes] = mapped_column(sa.LargeBinary())  # the record's own XML, as in the file
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("harvest_runs.id", ondelete="SET NULL"))
+    rejected_at: Mapped[datetime]
+
+
 metadata = Base.metadata

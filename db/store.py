@@ -64,7 +64,8 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from enrich.merge import pubmed_retractions
-from harvester.records import Article, Journal
+from harvester.errors import StorageError
+from harvester.records import Article, Journal, RejectedRecord
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,77 @@ def store_articles(
         unchanged=tuple(p for p in order if p in unchanged),
         conflicts=tuple(p for p in order if p in conflicts),
         enriched_changed=tuple(dict.fromkeys(plan.enriched)),
+    )
+
+
+def store_articles_isolated(
+    engine: Engine,
+    articles: Sequence[Article],
+    *,
+    url: str | None,
+    fetched_at: datetime,
+    run_id: int | None = None,
+    revive_deleted: bool = True,
+) -> tuple[StoreResult, list[RejectedRecord]]:
+    """:func:`store_articles`, except that one record whose values the database refuses does not cost
+    the others: when the batch fails that way, each record is stored alone (the normal path stays one
+    transaction a batch) and the ones that fail again come back as rejected, with the database's reason.
+
+    Raises:
+        StorageError: the database itself failed (cannot be opened or written, locked, full): nothing of
+            the batch was stored, as with :func:`store_articles`.
+        ValueError: as :func:`store_articles`.
+    """
+    try:
+        return store_articles(
+            engine, articles, url=url, fetched_at=fetched_at, run_id=run_id, revive_deleted=revive_deleted
+        ), []
+    except (StorageError, OverflowError) as exc:
+        if not _is_record_problem(exc):
+            raise
+        logger.warning("a batch of %d records was refused (%s); storing them one by one", len(articles), exc)
+    results: list[StoreResult] = []
+    rejected: list[RejectedRecord] = []
+    for article in articles:
+        try:
+            results.append(
+                store_articles(
+                    engine,
+                    [article],
+                    url=url,
+                    fetched_at=fetched_at,
+                    run_id=run_id,
+                    revive_deleted=revive_deleted,
+                )
+            )
+        except (StorageError, OverflowError) as exc:
+            if not _is_record_problem(exc):
+                raise
+            reason = exc.message if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
+            rejected.append(
+                RejectedRecord(article.pmid, f"cannot be stored: {reason}", article.raw_xml or b"")
+            )
+    return _combined(results), rejected
+
+
+def _is_record_problem(exc: BaseException) -> bool:
+    """Whether a failed store was refused for a value of the records (not for the database's state)."""
+    if isinstance(exc, OverflowError):  # sqlite3: an integer past 64 bits
+        return True
+    cause = exc.__cause__
+    return isinstance(cause, sa.exc.DataError | sa.exc.IntegrityError)
+
+
+def _combined(results: Sequence[StoreResult]) -> StoreResult:
+    def joined(name: str) -> tuple[Any, ...]:
+        return tuple(dict.fromkeys(item for result in results for item in getattr(result, name)))
+
+    return StoreResult(
+        joined("created"),
+        joined("updated"),
+        joined("unchanged"),
+        joined("conflicts"),
+        joined("enriched_changed"),
     )
 
 

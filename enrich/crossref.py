@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from urllib.parse import quote
 import requests
 
 from enrich.records import ContributorName, CrossrefWork, Funder, License, UpdateRelation
+from harvester.bounds import bounded_int, check_depth, load_json
 from harvester.errors import (
     BadResponseError,
     FetchFailedError,
@@ -52,6 +54,7 @@ SOURCE = "crossref"
 DEFAULT_BATCH_SIZE = 50
 MAX_ROWS = 1000  # Crossref's cap on ``rows`` (PEERS.md, Paging)
 MAX_URL = 4000  # characters, scheme and host included: the request line stays under 4096 bytes
+MAX_COUNT = 2**31 - 1  # citation and reference counts: the store keeps 32-bit integers
 
 # Requests per second. Crossref's own figures disagree between snapshots (50/s before December 2025,
 # revised since, new numbers not published); the lowest figure reported for the polite pool since is
@@ -150,22 +153,24 @@ def _texts(value: Any) -> tuple[str, ...]:
 
 
 def _count(value: Any) -> int | None:
+    """A count (citations, references): 0 to MAX_COUNT; None for anything else (a 5,000-digit one too)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        return value if 0 <= value <= MAX_COUNT else None
+    if isinstance(value, str):
+        return bounded_int(value, 0, MAX_COUNT)
     return None
 
 
 def _date_part(value: Any) -> int | None:
+    """A year, month or day: 0 to 9999 (parse_date_parts checks each part's own range); else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+        return value if 0 <= value <= 9999 else None
+    if isinstance(value, str):
+        return bounded_int(value, 0, 9999)
     return None
 
 
@@ -275,18 +280,23 @@ def _awards(entry: Mapping[str, Any]) -> list[str]:
 
 def _funders(value: Any) -> tuple[Funder, ...]:
     """Funders in order; entries for the same funder (same DOI, else same name) are merged, as Crossref
-    often repeats a funder once per award. Award ids are de-duplicated keeping their order."""
+    often repeats a funder once per award. Award ids are de-duplicated keeping their order. An entry with
+    awards but neither name nor DOI (10.3389/fgene.2017.00147 has ``{"award": ["LM2015047"]}``) is kept
+    as a funder of unknown name, each such entry on its own; one with nothing at all is dropped."""
     if not isinstance(value, list):
         return ()
     merged: dict[tuple[str, str], tuple[str | None, str | None, list[str]]] = {}
-    for entry in value:
+    for index, entry in enumerate(value):
         if not isinstance(entry, Mapping):
             continue
         name = _text(entry.get("name"))
         doi = _funder_doi(entry)
         if name is None and doi is None:
-            continue
-        key = ("doi", doi) if doi is not None else ("name", (name or "").casefold())
+            if not _awards(entry):
+                continue
+            key = ("unnamed", str(index))
+        else:
+            key = ("doi", doi) if doi is not None else ("name", (name or "").casefold())
         if key in merged:
             known_name, known_doi, awards = merged[key]
             merged[key] = (known_name or name, known_doi, awards + _awards(entry))
@@ -406,6 +416,7 @@ def parse_crossref_work(work: Mapping[str, Any], *, raw_json: bytes | None = Non
     """
     if not isinstance(work, Mapping):
         raise ParseError(f"crossref: a work is not a JSON object: {work!r:.80}")
+    check_depth(work, source="crossref")
     doi = _doi_text(work.get("DOI"))
     if doi is None:
         raise ParseError(f"crossref: a work without a DOI: {dict(work)!r:.120}")
@@ -469,16 +480,28 @@ def _failure_detail(message: Any) -> str:
 
 
 def _load_json(body: bytes) -> Any:
-    if body.startswith(b"\xef\xbb\xbf"):
-        body = body[3:]
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(f"crossref: the answer is not JSON ({type(exc).__name__}: {exc})") from None
+    # Depth is checked per work (parse_crossref_work), so one over-deep work does not cost its batch.
+    return load_json(body, source="crossref", max_depth=sys.getrecursionlimit())
 
 
-def parse_crossref_response(body: bytes) -> list[CrossrefWork]:
+def _parse_items(items: list[Any], rejected: dict[str, str] | None) -> Iterator[CrossrefWork]:
+    """The works of a work list; one that does not parse is left out (with a warning), not the list,
+    and its DOI (when it has a usable one) goes into ``rejected`` with the reason."""
+    for item in items:
+        try:
+            yield parse_crossref_work(item, raw_json=canonical_json(item))
+        except ParseError as exc:
+            log.warning("%s; the work is left out of its list", exc.message)
+            doi = _doi_text(item.get("DOI")) if isinstance(item, Mapping) else None
+            if doi is not None and rejected is not None:
+                rejected[doi] = exc.message
+
+
+def parse_crossref_response(body: bytes, *, rejected: dict[str, str] | None = None) -> list[CrossrefWork]:
     """Parse a Crossref answer into its works, in the answer's order. Pure.
+
+    A work of a work list that does not parse is left out, and its DOI (lower-case) is added to
+    ``rejected`` (when given) with the reason: one bad work does not cost its list.
 
     Accepted: a ``/works/{doi}`` envelope (message-type "work"), a work-list envelope (its ``items``),
     or a bare work / CSL-JSON object (an object with a ``DOI`` and no envelope). Each work keeps its own
@@ -518,11 +541,11 @@ def parse_crossref_response(body: bytes) -> list[CrossrefWork]:
         items = message.get("items") if isinstance(message, Mapping) else None
         if not isinstance(items, list):
             raise ParseError("crossref: a work-list envelope without an items list")
-        return [parse_crossref_work(item, raw_json=canonical_json(item)) for item in items]
+        return list(_parse_items(items, rejected))
     raise ParseError(f"crossref: message-type {message_type!r:.40} is not a work or a work list")
 
 
-def check_crossref_json(response: Response) -> list[CrossrefWork]:
+def check_crossref_json(response: Response, *, rejected: dict[str, str] | None = None) -> list[CrossrefWork]:
     """Parse a 2xx answer; BadResponseError (retried) when it is an HTML page or JSON that does not parse.
 
     Raises:
@@ -530,7 +553,7 @@ def check_crossref_json(response: Response) -> list[CrossrefWork]:
         RejectedRequestError / ServiceUnavailableError: as :func:`parse_crossref_response`.
     """
     try:
-        return parse_crossref_response(response.body)
+        return parse_crossref_response(response.body, rejected=rejected)
     except ParseError as exc:
         raise BadResponseError(
             f"{exc.message} from {response.url}", source=SOURCE, url=response.url
@@ -568,7 +591,10 @@ def advertised_rate(headers: Mapping[str, str]) -> float | None:
     if interval is None or not (math.isfinite(limit) and limit > 0):
         return None
     seconds = float(interval.group(1)) * _UNIT_SECONDS[(interval.group(2) or "s").lower()]
-    return limit / seconds if seconds > 0 else None
+    if not (math.isfinite(seconds) and seconds > 0):  # "0s", or an interval of 5,000 digits
+        return None
+    rate = limit / seconds
+    return rate if rate > 0 else None
 
 
 def rate_header_observer(limiter: RateLimiter) -> Callable[[Response], None]:
@@ -607,9 +633,11 @@ class _ParsingCheck:
 
     def __init__(self) -> None:
         self.works: list[CrossrefWork] = []
+        self.rejected: dict[str, str] = {}  # DOI -> why its work was left out of the last answer
 
     def __call__(self, response: Response) -> None:
-        self.works = check_crossref_json(response)
+        self.rejected = {}
+        self.works = check_crossref_json(response, rejected=self.rejected)
 
 
 class CrossrefClient:
@@ -690,14 +718,14 @@ class CrossrefClient:
             f"{detail} (HTTP {response.status} from {response.url})", source=SOURCE, url=response.url
         )
 
-    def _list(self, keys: Sequence[str]) -> tuple[Response, list[CrossrefWork]]:
+    def _list(self, keys: Sequence[str]) -> tuple[Response, list[CrossrefWork], dict[str, str]]:
         check = _ParsingCheck()
         response = self.service.request(
             "GET", "works", params=self._list_params(keys), check=check, accept=(400,)
         )
         if response.status == 400:
             raise self._refused(response)
-        return response, check.works
+        return response, check.works, check.rejected
 
     def _lookup(self, key: str) -> tuple[Response, CrossrefWork | None]:
         """One DOI through /works/{doi}; (response, None) when Crossref does not know it."""
@@ -774,10 +802,11 @@ class CrossrefClient:
             return tuple(o for key in keys for o in wanted[key])
 
         found: dict[str, CrossrefWork] = {}
+        rejected: dict[str, str] = {}  # DOI -> why its work in the list answer does not parse
         response: Response | None = None
         if use_list:
             try:
-                response, works = self._list(batch)
+                response, works, rejected = self._list(batch)
             except RejectedRequestError:
                 raise
             except UpstreamError as exc:
@@ -799,7 +828,13 @@ class CrossrefClient:
         failed: list[str] = []
         aliases: list[tuple[str, str]] = []
         last_error: UpstreamError | None = None
-        for key in (k for k in batch if k not in found):
+        if use_list:
+            # A work the list held but that does not parse would not parse alone either: named failed now.
+            for key in (k for k in batch if k not in found and k in rejected):
+                failed.append(key)
+                url = response.url if response is not None else None
+                last_error = BadResponseError(rejected[key], source=SOURCE, url=url)
+        for key in (k for k in batch if k not in found and k not in failed):
             try:
                 single, looked_up = self._lookup(key)
             except RejectedRequestError:

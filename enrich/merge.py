@@ -355,9 +355,12 @@ def _issn(value: str) -> str:
 def _dates_agree(value: str, other: str) -> bool:
     mine, theirs = value.split("-"), other.split("-")
     common = min(len(mine), len(theirs))
-    return [int(p) if p.isdigit() else p for p in mine[:common]] == [
-        int(p) if p.isdigit() else p for p in theirs[:common]
-    ]
+    # "03" and "3" agree; digits are compared as text without their leading zeros (never int(): any length)
+    return [_digits(p) for p in mine[:common]] == [_digits(p) for p in theirs[:common]]
+
+
+def _digits(part: str) -> str:
+    return (part.lstrip("0") or "0") if part.isascii() and part.isdigit() else part
 
 
 _PAGE = re.compile(r"^(\D*)(\d+)$")

@@ -879,7 +879,11 @@ def _iter_articles(stream: IO[bytes], keep_raw: bool) -> Iterator[PmcFront]:
         parent = elem.getparent()
         if tag == _ARTICLE_TAG:
             if parent is not None and parent is not root:
-                raise ParseError(f"not PMC XML: an <article> inside <{parent.tag}>, not in <{_SET_TAG}>")
+                nested = "a nested " if parent.tag == root.tag else ""
+                raise ParseError(
+                    f"not PMC XML: an <article> inside {nested}<{parent.tag}> (under the root <{root.tag}>); "
+                    f"articles belong directly under the root <{_SET_TAG}>"
+                )
             front = _article(elem, keep_raw)
             elem.clear()
             if parent is not None:

@@ -33,7 +33,7 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -41,9 +41,9 @@ from sqlalchemy.engine import Engine
 
 from db.engine import connect
 from db.store import unchanged_pmids
-from harvester.errors import BulkFileError
+from harvester.errors import BulkFileError, ParseError
 from harvester.pubmed_xml import PendingArticle, scan_pubmed
-from harvester.records import Article, DeletedCitation
+from harvester.records import Article, DeletedCitation, RejectedRecord
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Batch:
     records: int  # PubmedArticle/PubmedBookArticle records read, all of them
     pmids: frozenset[str]
     number: int = 0  # 1, 2, ... in file order
+    rejected: list[RejectedRecord] = field(default_factory=list)  # records that do not parse, kept raw
 
 
 class Reader(Protocol):
@@ -121,6 +122,9 @@ class BatchReading:
             if isinstance(record, DeletedCitation):
                 self.deleted.append((record.pmid, record.pmid_version))
                 continue
+            if isinstance(record, RejectedRecord):
+                building.rejected.append(record)
+                continue
             scanned.append(record)
             if len(scanned) >= min(PARSE_CHUNK, self._batch_size):
                 self._add(building, scanned)
@@ -149,10 +153,20 @@ class BatchReading:
         single = {
             r.pmid: (r.pmid_version, r.sha256)
             for r in scanned
-            if counts[r.pmid] == 1 and r.pmid not in unsettled
+            if counts[r.pmid] == 1 and r.pmid not in unsettled and r.problem is None
         }
         known, conflicted = self._lookup(single)
-        parsed = [a for r in scanned if r.pmid not in known and (a := r.parse()) is not None]
+        parsed: list[Article] = []
+        for record in scanned:
+            if record.pmid in known:
+                continue
+            try:
+                article = record.parse()
+            except ParseError as exc:  # this record is bad; the others of the file are not
+                building.rejected.append(RejectedRecord(record.pmid, exc.message, record.raw_xml))
+                continue
+            if article is not None:
+                parsed.append(article)
         if self._hand_over_parsed is not None:
             self._hand_over_parsed(parsed)
         else:

@@ -39,7 +39,9 @@ Exit codes: 0 all stored; 1 internal error; 2 usage error (bad arguments, malfor
 config); 3 some ids not found upstream (the rest stored); 4 upstream failure (some ids could not be
 fetched after retries; the rest stored); 5 database error; 6 a record matched two stored articles
 (recorded in conflicts, not merged); 7 another run (nightly, ingest) holds the lock, nothing done;
-130 interrupted; 141 the reader of the output closed it (`harvest export | head`).
+8 applied with rejected records (records that could not be parsed or stored are named and kept raw in
+rejected_records; the rest stored); 130 interrupted; 141 the reader of the output closed it
+(`harvest export | head`).
 """
 
 app = typer.Typer(
@@ -218,6 +220,7 @@ def _print_report(state: State, report: HarvestReport) -> None:
     lines = [
         ("not found", report.not_found),
         ("failed", report.failed),
+        ("rejected (kept raw in rejected_records)", report.rejected),
         ("invalid", [repr(v) for v in report.invalid]),
         ("conflict", [*report.conflicts, *(report.enrichment.conflicts if report.enrichment else [])]),
     ]
@@ -424,7 +427,8 @@ def nightly_command(
     """Run the config's [[searches]] since their last verified watermark, then re-enrich stale articles.
 
     Exit 0: every window verified; 4: some window not verified (it is redone next run) or enrichment
-    failed; 7: another run is active (nothing done); 2: config problem; 5: database problem.
+    failed; 7: another run is active (nothing done); 2: config problem; 5: database problem; 8: records
+    that could not be parsed or stored were kept raw in rejected_records (the windows are verified).
     """
     from harvester.nightly import run_nightly, select_searches
 
@@ -580,7 +584,9 @@ def ingest_command(
 
     Exit 0: every file applied or already applied; 2: a path is missing, or a file was refused (out of
     order) or failed (truncated, not PubMed XML; not recorded, rerun it); 4: enrichment failed; 5: database
-    problem; 7: another run is active (nothing done). Conflicts are counted, listed by 'harvest conflicts'.
+    problem; 7: another run is active (nothing done); 8: applied, but some records could not be parsed or
+    stored: they are named and kept raw in the rejected_records table. Conflicts are counted, listed by
+    'harvest conflicts'.
     """
     from db.runs import FAILED, exclusive_run, finish_locked_run, start_locked_run
     from harvester.ingest import check_paths, ingest_files
@@ -629,6 +635,12 @@ def ingest_command(
             typer.echo(f"  conflict: {conflict}", err=True)
         if file.conflict_count > 10:
             typer.echo(f"  and {file.conflict_count - 10} more conflicts: see 'harvest conflicts'", err=True)
+        if file.rejected_count and file.outcome == "applied":
+            typer.echo(
+                f"  {file.rejected_count} records rejected, kept raw: see the table rejected_records, "
+                f"file_sha256 {file.sha256}",
+                err=True,
+            )
     typer.echo(report.summary_line())
     if not enrich and any(f.created or f.updated for f in report.files):
         typer.echo("enrichment deferred: run 'harvest enrich' to fetch PMC and Crossref for the new articles")
@@ -684,7 +696,8 @@ def _as_text(doc: dict[str, Any]) -> str:
     )
     license_ = doc.get("license") or {}
     funders = "; ".join(
-        (f.get("name") or "?") + (f" ({', '.join(f['awards'])})" if f.get("awards") else "")
+        (f.get("name") or f.get("doi") or "funder not named")
+        + (f" ({', '.join(f['awards'])})" if f.get("awards") else "")
         for f in doc.get("funders") or []
     )
     retraction = "; ".join(f"{r['source']}: {r['statement']}" for r in doc.get("retraction_sources") or [])

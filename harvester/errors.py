@@ -21,7 +21,9 @@
     └── StorageError                  the database cannot be opened, migrated or written    (exit 5)
         └── SchemaVersionError        the database was migrated by a newer version of this tool
 
-The CLI maps the tree to exit codes (:class:`ExitCode`); nothing below the CLI prints or exits.
+The CLI maps the tree to exit codes (:class:`ExitCode`); nothing below the CLI prints or exits. A record
+that is bad on its own (a ParseError of one record) is not raised past its parser: it comes as a
+:class:`harvester.records.RejectedRecord`, and the run ends in exit 8 (ExitCode.REJECTED).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ExitCode(IntEnum):
     STORAGE = 5  # the database could not be opened, migrated or written
     CONFLICT = 6  # reserved: an incoming record matched two stored articles
     BUSY = 7  # another run holds the lock (harvest nightly, harvest ingest): nothing was done
+    REJECTED = 8  # applied, but some records could not be parsed or stored: named, and kept raw
     OUTPUT_CLOSED = 141  # the reader of standard output closed it (`harvest export | head`), as SIGPIPE would
     INTERRUPTED = 130  # Ctrl-C / SIGINT
 

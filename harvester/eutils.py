@@ -16,6 +16,7 @@ from functools import partial
 import requests
 from lxml import etree
 
+from harvester.bounds import bounded_int
 from harvester.errors import (
     BadResponseError,
     FetchFailedError,
@@ -161,11 +162,18 @@ def is_relayed_backend_failure(response: Response) -> bool:
 # ---------------------------------------------------------------------------------------------- parsing
 
 
+MAX_ESEARCH_NUMBER = 10**12  # Count, RetMax, RetStart: PubMed holds some 40 million records
+
+
 def _int_child(root: etree._Element, tag: str) -> int:
     text = root.findtext(tag)
-    if text is None or not text.strip().isdigit():
-        raise ParseError(f"esearch: <{tag}> is missing or not a whole number ({text!r})")
-    return int(text)
+    number = bounded_int(text, 0, MAX_ESEARCH_NUMBER)
+    if number is None:
+        shown = text if text is None or len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise ParseError(
+            f"esearch: <{tag}> is missing or not a whole number from 0 to {MAX_ESEARCH_NUMBER} ({shown!r})"
+        )
+    return number
 
 
 def _entries(root: etree._Element, tag: str) -> tuple[str, ...]:

@@ -109,7 +109,7 @@ def describe_body(body: bytes, limit: int = _SNIPPET_CHARS) -> str:
     if head.lstrip().startswith(b"{") and len(body) <= 65_536:
         try:
             data = json.loads(body.decode("utf-8", "replace"))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the reader (harvester/bounds.py)
             data = None
         if isinstance(data, dict):
             for key in ("message", "error", "errmsg"):

@@ -10,7 +10,6 @@ https://pmc.ncbi.nlm.nih.gov/tools/id-converter-api/ : up to 200 ids a request, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
@@ -18,6 +17,7 @@ from urllib.parse import unquote
 
 import requests
 
+from harvester.bounds import load_json
 from harvester.errors import (
     BadResponseError,
     FetchFailedError,
@@ -134,10 +134,7 @@ def parse_idconv(body: bytes) -> list[IdRecord]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = body.decode("latin-1")  # the converter's error answers declare ISO-8859-1
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ParseError(f"idconv: the answer is not JSON ({exc.__class__.__name__}: {exc})") from None
+    data = load_json(text, source="idconv")
     if not isinstance(data, dict) or "status" not in data:
         raise ParseError("idconv: the answer is JSON but not the ID Converter's (no status)")
     status = data["status"]

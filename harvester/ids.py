@@ -1,7 +1,7 @@
 """Validate and normalise article identifiers. Pure functions; each raises InvalidIdentifierError.
 
 - PMID: digits, optionally prefixed ``PMID:``; leading zeros dropped; 0 is not a PMID.
-- PMCID: ``PMC`` + digits in any case, or bare digits; a version suffix (``.2``) is dropped.
+- PMCID: ``PMC`` + digits (at most 10) in any case, or bare digits; a version suffix (``.2``) is dropped.
 - DOI: ``10.<registrant>/<suffix>``, with or without ``doi:`` or a doi.org / dx.doi.org URL; compared and
   stored lower-case (DOI names are case-insensitive), so ``normalize_doi`` is idempotent.
 """
@@ -15,6 +15,8 @@ from urllib.parse import unquote
 from harvester.errors import InvalidIdentifierError
 
 MAX_PMID_DIGITS = 10
+MAX_PMCID_DIGITS = 10  # PMC numbers have 7 or 8 digits today; like PMIDs, at most 10
+MAX_PMID_VERSION = 999  # PubMed versions records 1, 2, 3...; a Version past this is not a real one
 MAX_DOI_LENGTH = 1000
 
 _PMID_PREFIX = re.compile(r"^(?:pmid)\s*:?\s*", re.IGNORECASE)
@@ -45,6 +47,8 @@ def normalize_pmcid(value: str) -> str:
     digits = match.group(1).lstrip("0")
     if not digits:
         raise InvalidIdentifierError("PMCID", value, "a PMCID number is positive")
+    if len(digits) > MAX_PMCID_DIGITS:
+        raise InvalidIdentifierError("PMCID", value, f"a PMCID has at most {MAX_PMCID_DIGITS} digits")
     return f"PMC{digits}"
 
 

@@ -27,6 +27,11 @@ What happens to each file, in this order:
 5. Record. Once every record is stored, the file's DeleteCitation PMIDs are flagged deleted and the file is
    recorded as applied, in one transaction (:mod:`db.bulk`).
 
+A record that cannot be parsed (a PMID Version out of range) or stored (a value the database refuses: the
+batch is then stored again record by record, so only the normal path's one transaction a batch is paid
+when nothing is wrong) does not stop its file: it is kept raw in ``rejected_records`` with the reason, in
+the transaction that records the file, the rest is applied, and the run exits 8 (ExitCode.REJECTED).
+
 A file that breaks part-way (truncated, not well-formed, not PubMed XML, changed while being read) is not
 recorded; the whole batches stored before the break stay (storing them again is harmless) and running the
 file again, once fixed, applies it. Files named together are applied in NLM's order (release, then
@@ -62,7 +67,7 @@ from db.bulk import (
     record_applied,
 )
 from db.reconcile import EnrichResult, reconcile_articles
-from db.store import StoreResult, store_articles
+from db.store import StoreResult, store_articles_isolated
 from db.targets import article_ids_by_pmid, enrichment_targets
 from harvester.bulk_reader import (
     Batch,
@@ -74,6 +79,7 @@ from harvester.bulk_reader import (
 )
 from harvester.errors import BulkFileError, ExitCode, FileOrderError, ParseError
 from harvester.pipeline import EnrichReport, Services, SourceCounts, enrich_articles
+from harvester.records import RejectedRecord
 from harvester.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,6 +155,8 @@ class FileReport:
     forced: bool = False
     conflict_count: int = 0  # records naming a DOI or PMCID another article holds (see harvest conflicts)
     conflicts: list[str] = field(default_factory=list)  # the first LISTED_CONFLICTS of them, described
+    rejected_count: int = 0  # records that could not be parsed or stored: kept raw in rejected_records
+    rejected_pmids: list[str] = field(default_factory=list)  # their PMIDs, where known
     enrichment: EnrichReport | None = None
 
     def add_conflicts(self, described: Sequence[str]) -> None:
@@ -167,6 +175,12 @@ class FileReport:
                 f"updated {self.updated}, unchanged {self.unchanged}), {self.deleted_listed} deleted "
                 f"({self.deleted_marked} stored articles flagged)"
                 + (f", {self.conflict_count} conflicts" if self.conflict_count else "")
+                + (
+                    f", {self.rejected_count} rejected (kept raw in rejected_records"
+                    + (f"; PMIDs {', '.join(self.rejected_pmids)})" if self.rejected_pmids else ")")
+                    if self.rejected_count
+                    else ""
+                )
             )
         return f"{self.outcome:<8} {self.name}{place}: {self.message}"
 
@@ -190,6 +204,8 @@ class FileReport:
             "forced": self.forced,
             "conflict_count": self.conflict_count,
             "conflicts": self.conflicts,
+            "rejected_count": self.rejected_count,
+            "rejected_pmids": self.rejected_pmids,
             "enrichment": self.enrichment.as_dict() if self.enrichment else None,
         }
 
@@ -206,7 +222,8 @@ class IngestReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """2 when a file was refused or failed; else 4 when enrichment failed; else 0.
+        """2 when a file was refused or failed; else 4 when enrichment failed; else 8 when a file was applied
+        with rejected records (kept raw, see rejected_records); else 0.
 
         Conflicts (a record naming a DOI or PMCID another article holds) are recorded for ``harvest
         conflicts`` and counted, but do not fail the run: real files hold a few in most releases (the
@@ -217,6 +234,8 @@ class IngestReport:
         enrichments = [f.enrichment for f in self.files if f.enrichment is not None]
         if any(e.pmc.failed or e.crossref.failed for e in enrichments):
             return ExitCode.UPSTREAM
+        if any(f.rejected_count for f in self.files if f.outcome == "applied"):
+            return ExitCode.REJECTED
         return ExitCode.OK
 
     def summary_line(self) -> str:
@@ -227,6 +246,7 @@ class IngestReport:
             f"records {sum(f.records for f in applied)}, created {sum(f.created for f in applied)}, "
             f"updated {sum(f.updated for f in applied)}, deleted {sum(f.deleted_marked for f in applied)}"
             + (f", conflicts {conflicts}" if (conflicts := sum(f.conflict_count for f in self.files)) else "")
+            + (f", rejected {rejected}" if (rejected := sum(f.rejected_count for f in applied)) else "")
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -236,6 +256,7 @@ class IngestReport:
             "skipped": self.count("skipped"),
             "refused": self.count("refused"),
             "failed": self.count("failed"),
+            "rejected": sum(f.rejected_count for f in self.files if f.outcome == "applied"),
             "enriched": self.enriched,
             "exit_code": int(self.exit_code),
         }
@@ -380,6 +401,7 @@ class _FileApplier:
         self.progress = progress
         self.batch_size = batch_size
         self.read_in_process = read_in_process
+        self.rejected: list[RejectedRecord] = []  # recorded with the file, once all of it is stored
 
     def apply(self, *, force: bool) -> None:
         name, report = self.name, self.report
@@ -415,8 +437,18 @@ class _FileApplier:
             name.name, name.kind, name.release_year, name.sequence, report.sha256, report.size, report.records
         )
         _applied, marked = record_applied(
-            self.engine, new, deleted=deleted, at=datetime.now(UTC), run_id=self.run_id, forced=report.forced
+            self.engine,
+            new,
+            deleted=deleted,
+            at=datetime.now(UTC),
+            run_id=self.run_id,
+            forced=report.forced,
+            rejected=self.rejected,
         )
+        for record in self.rejected:
+            log.warning(
+                "%s: rejected PMID %s, kept raw: %s", name.name, record.pmid or "(none)", record.reason
+            )
         report.deleted_listed = len({pmid for pmid, _version in deleted})
         report.deleted_marked = marked
         report.outcome = "applied"
@@ -481,8 +513,8 @@ class _FileApplier:
 
     def _store_batch(self, batch: Batch, *, url: str, fetched_at: datetime, revive_deleted: bool) -> None:
         report = self.report
-        result = (
-            store_articles(
+        result, refused = (
+            store_articles_isolated(
                 self.engine,
                 batch.articles,
                 url=url,
@@ -491,8 +523,13 @@ class _FileApplier:
                 revive_deleted=revive_deleted,
             )
             if batch.articles
-            else StoreResult((), (), ())
+            else (StoreResult((), (), ()), [])
         )
+        for record in [*batch.rejected, *refused]:
+            self.rejected.append(record)
+            report.rejected_count += 1
+            if record.pmid is not None:
+                report.rejected_pmids.append(record.pmid)
         report.records += batch.records
         report.created += len(result.created)
         report.updated += len(result.updated)

@@ -165,11 +165,14 @@ class NightlyReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """2: a search is misconfigured; else 4: a window not verified or enrichment failed; else 0."""
+        """2: a search is misconfigured; else 4: a window not verified or enrichment failed; else 8: records
+        rejected (kept raw); else 0."""
         if any(outcome.usage_error for outcome in self.searches):
             return ExitCode.USAGE
         if not all(outcome.verified for outcome in self.searches) or self.enrichment_failed:
             return ExitCode.UPSTREAM
+        if any(outcome.report is not None and outcome.report.rejected for outcome in self.searches):
+            return ExitCode.REJECTED  # 8: stored but for records kept raw in rejected_records
         return ExitCode.OK
 
     @property

@@ -15,8 +15,9 @@ from typing import Literal
 import requests
 from sqlalchemy.engine import Engine
 
+from db.bulk import record_rejected
 from db.reconcile import EnrichResult, reconcile_articles, store_crossref, store_pmc
-from db.store import StoreResult, store_articles
+from db.store import StoreResult, store_articles_isolated
 from db.targets import EnrichmentTarget, article_ids_by_pmid, enrichment_targets
 from enrich.crossref import (
     DEFAULT_REQUESTS_PER_SECOND as CROSSREF_REQUESTS_PER_SECOND,
@@ -38,7 +39,7 @@ from harvester.http import RateLimiter, RetryPolicy, shared_sends
 from harvester.idconv import IdConverterClient
 from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid
 from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
+from harvester.records import Article, RejectedRecord
 from harvester.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,20 +153,25 @@ class HarvestReport:
     invalid: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    # Of ``failed``, the ids whose record came but could not be parsed or stored (kept in rejected_records)
+    rejected: list[str] = field(default_factory=list)
     enrichment: EnrichReport | None = None
 
     @property
     def exit_code(self) -> ExitCode:
-        """The most severe outcome decides: failed > conflict > invalid > not found > ok."""
+        """The most severe outcome decides: failed upstream > conflict > invalid > rejected > not found."""
         enrichment_failed = self.enrichment is not None and (
             self.enrichment.pmc.failed or self.enrichment.crossref.failed
         )
-        if self.failed or enrichment_failed:
+        rejected = set(self.rejected)
+        if any(f not in rejected for f in self.failed) or enrichment_failed:
             return ExitCode.UPSTREAM
         if self.conflicts or (self.enrichment is not None and self.enrichment.conflicts):
             return ExitCode.CONFLICT
         if self.invalid:
             return ExitCode.USAGE
+        if self.rejected:
+            return ExitCode.REJECTED
         if self.not_found:
             return ExitCode.NOT_FOUND
         return ExitCode.OK
@@ -177,6 +183,8 @@ class HarvestReport:
         )
         if self.invalid:
             line += f", invalid {len(self.invalid)}"
+        if self.rejected:
+            line += f" (rejected {len(self.rejected)}: kept raw in rejected_records)"
         if self.conflicts:
             line += f", conflicts {len(self.conflicts)}"
         return line
@@ -191,6 +199,7 @@ class HarvestReport:
             "failed": self.failed,
             "invalid": self.invalid,
             "conflicts": self.conflicts,
+            "rejected": self.rejected,
             "errors": self.errors,
             "enrichment": self.enrichment.as_dict() if self.enrichment else None,
             "exit_code": int(self.exit_code),
@@ -291,6 +300,8 @@ def harvest(
             report.unchanged.append(requested)
         elif pmid in failed_pmids:
             report.failed.append(requested)
+            if pmid in outcome.rejected:
+                report.rejected.append(requested)
         else:
             report.not_found.append(requested)
 
@@ -487,6 +498,7 @@ class _StoreOutcome:
     dois: dict[str, set[str]] = field(default_factory=dict)  # PMID -> every DOI its record states
     conflicts: list[str] = field(default_factory=list)  # PMIDs
     enriched_changed: set[int] = field(default_factory=set)  # article ids to merge again
+    rejected: set[str] = field(default_factory=set)  # PMIDs whose record did not parse or store
 
     def add(self, result: StoreResult) -> None:
         self.created.update(result.created)
@@ -540,21 +552,34 @@ def _fetch_round(
 def _store_batch(batch: EfetchBatch, engine: Engine, outcome: _StoreOutcome, run_id: int | None) -> list[str]:
     """Parse one efetch answer and store it in one transaction; returns the requested PMIDs it lacked."""
     wanted = set(batch.ids)
+    response = batch.response
     try:
-        records = [r for r in parse_pubmed(batch.response.body, keep_raw=True) if isinstance(r, Article)]
+        records = list(parse_pubmed(response.body, keep_raw=True))
     except ParseError as exc:
         outcome.failed.extend(batch.ids)
         outcome.errors.append(f"eutils: {exc} (PMIDs {', '.join(batch.ids)})")
         return []
-    articles = [a for a in records if a.pmid in wanted]
+    articles = [r for r in records if isinstance(r, Article) and r.pmid in wanted]
+    rejected = [r for r in records if isinstance(r, RejectedRecord) and r.pmid in wanted]
     for article in articles:
         outcome.dois[article.pmid] = _dois_of(article)
     if articles:
-        response = batch.response
-        outcome.add(
-            store_articles(engine, articles, url=response.url, fetched_at=response.fetched_at, run_id=run_id)
+        result, refused = store_articles_isolated(
+            engine, articles, url=response.url, fetched_at=response.fetched_at, run_id=run_id
         )
-    returned = {a.pmid for a in articles}
+        outcome.add(result)
+        rejected.extend(refused)
+    if rejected:
+        # One bad record fails itself, not its batch; it is kept raw, so a fixed release can parse it again.
+        record_rejected(engine, rejected, source=response.url, at=response.fetched_at, run_id=run_id)
+        for record in rejected:
+            assert record.pmid is not None  # in wanted
+            outcome.failed.append(record.pmid)
+            outcome.rejected.add(record.pmid)
+            outcome.errors.append(
+                f"pubmed PMID {record.pmid} rejected (kept raw in rejected_records): {record.reason}"
+            )
+    returned = {a.pmid for a in articles} | {r.pmid for r in rejected}
     return [pmid for pmid in batch.ids if pmid not in returned]
 
 

@@ -34,8 +34,11 @@ from typing import IO, Any, BinaryIO, cast
 
 from lxml import etree
 
+from harvester.bounds import bounded_int
 from harvester.errors import ParseError
 from harvester.ids import (
+    MAX_PMCID_DIGITS,
+    MAX_PMID_VERSION,
     normalize_orcid,
     pmcid_or_none,
 )
@@ -59,6 +62,7 @@ from harvester.records import (
     PartialDate,
     PublicationType,
     Reference,
+    RejectedRecord,
 )
 from harvester.xmlsafe import iterparse_safe
 from harvester.xmltext import (
@@ -122,15 +126,33 @@ def _text(elem: etree._Element) -> str | None:
     return raw.strip(" ") or None  # _collapse inlined for the common case: a short, clean leaf
 
 
-def _version(elem: etree._Element) -> int:
-    """The Version attribute of a PMID (1 when absent or not a number)."""
+def _version(elem: etree._Element, pmid: str | None) -> int:
+    """The Version attribute of a PMID: 1 when absent or blank.
+
+    Raises:
+        ParseError: a Version that is not a whole number from 1 to MAX_PMID_VERSION (the record is bad).
+    """
     value = elem.get("Version")
-    return int(value) if value and value.isascii() and value.isdigit() else 1
+    if value == "1" or value is None or not value.strip():  # "1": nearly every record
+        return 1
+    version = bounded_int(value, 1, MAX_PMID_VERSION)
+    if version is None:
+        shown = value if len(value) <= 20 else f"{value[:12]}... ({len(value)} characters)"
+        raise ParseError(
+            f"PMID {pmid or '(none)'}: Version {shown!r} is not a whole number from 1 to {MAX_PMID_VERSION}"
+        )
+    return version
 
 
 def _pmcid_or_none(value: str | None) -> str | None:
     """ids.pmcid_or_none, with a shortcut for the canonical "PMC" + digits form."""
-    if value and value.startswith("PMC") and _is_number(value[3:]) and value[3] != "0":
+    if (
+        value
+        and value.startswith("PMC")
+        and len(value) <= 3 + MAX_PMCID_DIGITS
+        and _is_number(value[3:])
+        and value[3] != "0"
+    ):
         return value
     return pmcid_or_none(value)
 
@@ -577,7 +599,7 @@ def _references(elem: etree._Element, out: list[Reference]) -> None:
 def _h_pmid(b: _Builder, elem: etree._Element) -> None:
     if b.pmid is None:
         b.pmid = _pmid_or_none(elem.text)
-        b.pmid_version = _version(elem)
+        b.pmid_version = _version(elem, b.pmid)
 
 
 def _h_date_completed(b: _Builder, elem: etree._Element) -> None:
@@ -892,12 +914,16 @@ def _pubmed_book_article(elem: etree._Element, raw_xml: bytes | None) -> Article
     return builder.build("book-article", raw_xml)
 
 
-def _deleted_citations(elem: etree._Element) -> Iterator[DeletedCitation]:
+def _deleted_citations(elem: etree._Element) -> Iterator[DeletedCitation | RejectedRecord]:
     for child in elem:
         if child.tag == "PMID":
             pmid = _pmid_or_none(child.text)
             if pmid is not None:
-                yield DeletedCitation(pmid, _version(child))
+                try:
+                    yield DeletedCitation(pmid, _version(child, pmid))
+                except ParseError as exc:
+                    raw = etree.tostring(child, encoding="utf-8", with_tail=False)
+                    yield RejectedRecord(pmid, f"DeleteCitation: {exc.message}", raw)
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -966,7 +992,26 @@ def _not_pubmed(root: Any) -> ParseError:
     return ParseError(f"not PubMed XML: the root element is {shown}, expected <PubmedArticleSet>")
 
 
-def parse_pubmed(source: PubmedSource, *, keep_raw: bool = False) -> Iterator[Article | DeletedCitation]:
+def _misplaced(elem: etree._Element, parent: etree._Element) -> ParseError:
+    """A record or set that is not where PubMed puts it, said as what is wrong."""
+    root = elem.getroottree().getroot()
+    where = f"<{parent.tag}>" + (f" (under <{root.tag}>)" if root is not parent else "")
+    if elem.tag in _SET_TAGS:
+        return ParseError(
+            f"not PubMed XML: a <{elem.tag}> is nested inside {where}; it must be the root element"
+        )
+    grandparent = parent.getparent()
+    if parent.tag in _SET_TAGS and grandparent is not None:
+        return _misplaced(parent, grandparent)  # a record of a nested set: the set is what is wrong
+    return ParseError(
+        f"not PubMed XML: a <{elem.tag}> is inside {where}; records belong directly under the root "
+        "<PubmedArticleSet>"
+    )
+
+
+def parse_pubmed(
+    source: PubmedSource, *, keep_raw: bool = False
+) -> Iterator[Article | DeletedCitation | RejectedRecord]:
     """Stream the records of a PubMed XML document, in document order.
 
     Args:
@@ -977,7 +1022,9 @@ def parse_pubmed(source: PubmedSource, *, keep_raw: bool = False) -> Iterator[Ar
     Returns:
         An iterator of :class:`Article` (PubmedArticle and PubmedBookArticle) and :class:`DeletedCitation`
         (one per PMID of a DeleteCitation). An empty PubmedArticleSet yields nothing; a record without a
-        PMID is skipped; elements the parser does not know are ignored.
+        PMID is skipped; elements the parser does not know are ignored. A record that is itself bad (a PMID
+        Version out of range) comes as a :class:`RejectedRecord` with the reason and its raw XML, and the
+        records after it follow.
 
     Raises:
         ParseError: the document is not well-formed (records before the break have already been yielded)
@@ -985,10 +1032,10 @@ def parse_pubmed(source: PubmedSource, *, keep_raw: bool = False) -> Iterator[Ar
         OSError: a path cannot be opened.
     """
     for record in _records(source, keep_raw=keep_raw, defer=False):
-        yield cast("Article | DeletedCitation", record)
+        yield cast("Article | DeletedCitation | RejectedRecord", record)
 
 
-def scan_pubmed(source: PubmedSource) -> Iterator[PendingArticle | DeletedCitation]:
+def scan_pubmed(source: PubmedSource) -> Iterator[PendingArticle | DeletedCitation | RejectedRecord]:
     """Like :func:`parse_pubmed` with raw kept, but each record is parsed only when asked to.
 
     A bulk load can then skip the records whose raw XML it already holds: :class:`PendingArticle` carries
@@ -999,12 +1046,12 @@ def scan_pubmed(source: PubmedSource) -> Iterator[PendingArticle | DeletedCitati
         ParseError, OSError: as :func:`parse_pubmed`.
     """
     for record in _records(source, keep_raw=True, defer=True):
-        yield cast("PendingArticle | DeletedCitation", record)
+        yield cast("PendingArticle | DeletedCitation | RejectedRecord", record)
 
 
 def _records(
     source: PubmedSource, *, keep_raw: bool, defer: bool
-) -> Iterator[Article | PendingArticle | DeletedCitation]:
+) -> Iterator[Article | PendingArticle | DeletedCitation | RejectedRecord]:
     """Open the source, stream its records, and turn libxml2's and gzip's errors into ParseError."""
     stream, owned = _open_source(source)
     try:
@@ -1027,13 +1074,20 @@ class PendingArticle:
     raw_xml: bytes
     _element: etree._Element = field(repr=False, compare=False)
     _tag: str = field(repr=False, compare=False)
+    problem: str | None = None  # why the record cannot be parsed (its PMID Version), found while scanning
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.raw_xml).hexdigest()
 
     def parse(self) -> Article | None:
-        """The record as an :class:`Article` (None when it has no usable PMID), raw XML attached."""
+        """The record as an :class:`Article` (None when it has no usable PMID), raw XML attached.
+
+        Raises:
+            ParseError: this record is bad (a PMID Version out of range); the others are not affected.
+        """
+        if self.problem is not None:
+            raise ParseError(self.problem)
         if self._tag == "PubmedArticle":
             return _pubmed_article(self._element, self.raw_xml)
         return _pubmed_book_article(self._element, self.raw_xml)
@@ -1045,12 +1099,27 @@ def _pending(elem: etree._Element, tag: str) -> PendingArticle | None:
     if pmid is None or pmid_elem is None:
         return None
     raw_xml = etree.tostring(elem, encoding="utf-8", with_tail=False)
-    return PendingArticle(pmid, _version(pmid_elem), raw_xml, elem, tag)
+    try:
+        version, problem = _version(pmid_elem, pmid), None
+    except ParseError as exc:
+        version, problem = 1, exc.message
+    return PendingArticle(pmid, version, raw_xml, elem, tag, problem)
+
+
+def _record_pmid(elem: etree._Element, tag: str) -> str | None:
+    pmid_elem = elem.find("MedlineCitation/PMID" if tag == "PubmedArticle" else "BookDocument/PMID")
+    return _pmid_or_none(pmid_elem.text) if pmid_elem is not None else None
+
+
+def _rejected(elem: etree._Element, tag: str, exc: ParseError, raw_xml: bytes | None) -> RejectedRecord:
+    """The stand-in for a record that does not parse: the others of the document go on."""
+    raw = raw_xml if raw_xml is not None else etree.tostring(elem, encoding="utf-8", with_tail=False)
+    return RejectedRecord(_record_pmid(elem, tag), exc.message, raw)
 
 
 def _iter_records(
     stream: IO[bytes], keep_raw: bool, *, defer: bool = False
-) -> Iterator[Article | PendingArticle | DeletedCitation]:
+) -> Iterator[Article | PendingArticle | DeletedCitation | RejectedRecord]:
     context = iterparse_safe(stream, tag=(*_RECORD_TAGS, *_SET_TAGS), events=("end",))
     checked = False
     for _event, elem in context:
@@ -1060,9 +1129,9 @@ def _iter_records(
             # Records must sit directly under a set root (or be the root); anything else is not PubMed.
             if tag in _SET_TAGS:
                 if parent is not None:
-                    raise _not_pubmed(elem.getroottree().getroot())
+                    raise _misplaced(elem, parent)
             elif parent is not None and (parent.tag not in _SET_TAGS or parent.getparent() is not None):
-                raise _not_pubmed(elem.getroottree().getroot())
+                raise _misplaced(elem, parent)
             checked = True
         if tag in _SET_TAGS:
             continue
@@ -1078,16 +1147,19 @@ def _iter_records(
             else:
                 yield pending
             continue
-        article: Article | None = None
-        deleted: tuple[DeletedCitation, ...] = ()
+        article: Article | RejectedRecord | None = None
+        deleted: tuple[DeletedCitation | RejectedRecord, ...] = ()
         if tag == "DeleteCitation":
             deleted = tuple(_deleted_citations(elem))
         else:
             raw_xml = etree.tostring(elem, encoding="utf-8", with_tail=False) if keep_raw else None
-            if tag == "PubmedArticle":
-                article = _pubmed_article(elem, raw_xml)
-            else:
-                article = _pubmed_book_article(elem, raw_xml)
+            try:
+                if tag == "PubmedArticle":
+                    article = _pubmed_article(elem, raw_xml)
+                else:
+                    article = _pubmed_book_article(elem, raw_xml)
+            except ParseError as exc:
+                article = _rejected(elem, tag, exc, raw_xml)
             if article is None:
                 log.warning("skipped a %s without a PMID", tag)
         elem.clear()

@@ -369,3 +369,16 @@ class DeletedCitation:
 
     pmid: str
     pmid_version: int = 1
+
+
+@_pickled_as_values
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """A record that could not be parsed (or stored): its PMID when known, why, and its raw XML.
+
+    Parsers yield it in place of the record, so one bad record never ends the stream of the others.
+    """
+
+    pmid: str | None
+    reason: str
+    raw_xml: bytes

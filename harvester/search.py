@@ -27,8 +27,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from db.bulk import record_rejected
 from db.reconcile import reconcile_articles
-from db.store import store_articles
+from db.store import StoreResult, store_articles_isolated
 from db.targets import article_ids_by_pmid, enrichment_targets
 from harvester.errors import (
     ExitCode,
@@ -42,7 +43,7 @@ from harvester.errors import (
 from harvester.eutils import PUBMED_MAX_RECORDS, EfetchBatch, EsearchResult
 from harvester.pipeline import EnrichReport, Services, enrich_articles
 from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
+from harvester.records import Article, RejectedRecord
 from harvester.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,9 @@ class SearchReport:
     warnings: list[str] = field(default_factory=list)  # esearch's own notes (PhraseNotFound, ...)
     query_translation: str | None = None
     conflicts: list[str] = field(default_factory=list)
+    # PMIDs whose record came but could not be parsed or stored: kept raw in rejected_records, and
+    # counted as fetched (the window is verified: nothing is lost, and asking again would not help)
+    rejected: list[str] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
@@ -263,6 +267,8 @@ class SearchReport:
             return ExitCode.UPSTREAM
         if self.conflicts or (self.enrich is not None and self.enrich.conflicts):
             return ExitCode.CONFLICT
+        if self.rejected:
+            return ExitCode.REJECTED
         return ExitCode.OK
 
     def summary_line(self) -> str:
@@ -278,6 +284,8 @@ class SearchReport:
             line += f"; failed {len(self.failed_ids)}"
         if self.conflicts:
             line += f"; conflicts {len(self.conflicts)}"
+        if self.rejected:
+            line += f"; rejected {len(self.rejected)} (kept raw in rejected_records)"
         return line + ("" if self.verified else "; NOT VERIFIED")
 
     def as_dict(self) -> dict[str, object]:
@@ -303,6 +311,7 @@ class SearchReport:
             "errors": self.errors,
             "warnings": self.warnings,
             "conflicts": self.conflicts,
+            "rejected": self.rejected,
             "enrichment": self.enrich.as_dict() if self.enrich else None,
             "verified": self.verified,
             "exit_code": int(self.exit_code()),
@@ -592,17 +601,36 @@ class _SearchRun:
 
     def _store(self, batch: EfetchBatch, errors: list[str]) -> set[str]:
         """Parse one efetch answer and store its articles in one transaction; returns their PMIDs."""
+        response = batch.response
         try:
-            articles = [r for r in parse_pubmed(batch.response.body, keep_raw=True) if isinstance(r, Article)]
+            records = list(parse_pubmed(response.body, keep_raw=True))
         except ParseError as exc:
             errors.append(f"eutils: {exc}")
             return set()
-        if not articles:
-            return set()
-        response = batch.response
-        result = store_articles(
-            self.engine, articles, url=response.url, fetched_at=response.fetched_at, run_id=self.run_id
+        articles = [r for r in records if isinstance(r, Article)]
+        rejected = [r for r in records if isinstance(r, RejectedRecord) and r.pmid is not None]
+        result, refused = (
+            store_articles_isolated(
+                self.engine, articles, url=response.url, fetched_at=response.fetched_at, run_id=self.run_id
+            )
+            if articles
+            else (StoreResult((), (), ()), [])
         )
+        rejected.extend(refused)
+        if rejected:
+            record_rejected(
+                self.engine, rejected, source=response.url, at=response.fetched_at, run_id=self.run_id
+            )
+            for record in rejected:
+                log.warning(
+                    "pubmed PMID %s rejected (kept raw in rejected_records): %s", record.pmid, record.reason
+                )
+                if record.pmid not in self.report.rejected:
+                    self.report.rejected.append(str(record.pmid))
+        refused_pmids = {r.pmid for r in refused}
+        articles = [a for a in articles if a.pmid not in refused_pmids]
+        if not articles:
+            return {str(r.pmid) for r in rejected}
         self.created.update(result.created)
         self.updated.update(result.updated)
         self.unchanged.update(result.unchanged)
@@ -610,7 +638,7 @@ class _SearchRun:
         self.conflict_pmids.update(dict.fromkeys(result.conflicts))
         pmids = {a.pmid for a in articles}
         self.stored.update(dict.fromkeys(a.pmid for a in articles))
-        return pmids
+        return pmids | {str(r.pmid) for r in rejected}
 
     def finish_counts(self) -> None:
         """Each PMID counted once, by what happened to it first (a record met in two slices is stored

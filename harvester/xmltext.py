@@ -12,6 +12,7 @@ import re
 
 from lxml import etree
 
+from harvester.bounds import bounded_int
 from harvester.errors import InvalidIdentifierError
 from harvester.ids import MAX_DOI_LENGTH, MAX_PMID_DIGITS, doi_or_none as _doi_or_none_slow, normalize_pmid
 from harvester.records import MONTHS
@@ -55,8 +56,7 @@ def month_number(value: str) -> int | None:
     """1-12 from "Mar", "March", "03" or "3"; None otherwise."""
     value = value.strip()
     if is_number(value):
-        number = int(value)
-        return number if 1 <= number <= 12 else None
+        return bounded_int(value, 1, 12)  # "13" or 5,000 digits: no month
     if len(value) >= 3 and value.isalpha():
         return MONTHS.get(value[:3].lower())
     return None
@@ -64,11 +64,8 @@ def month_number(value: str) -> int | None:
 
 def valid_day(year: int, month: int, value: str) -> int | None:
     """The day as a number when it exists in that month; None otherwise."""
-    if not is_number(value):
-        return None
-    day = int(value)
     last = 29 if month == 2 and calendar.isleap(year) else _DAYS_IN_MONTH[month - 1]
-    return day if 1 <= day <= last else None
+    return bounded_int(value, 1, last)
 
 
 def doi_or_none(value: str | None) -> str | None:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 import harvester.pipeline
-from db.store import store_articles
+from db.store import store_articles_isolated
 from harvester.cli import run
 from harvester.errors import ExitCode
 from tests import test_cli
@@ -159,9 +159,9 @@ def _ctrl_c_mid_harvest(ctx: Context) -> list[str]:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return store_articles(*args, **kwargs)
+        return store_articles_isolated(*args, **kwargs)
 
-    ctx.monkeypatch.setattr(harvester.pipeline, "store_articles", interrupted)
+    ctx.monkeypatch.setattr(harvester.pipeline, "store_articles_isolated", interrupted)
     config = ctx.config("[ncbi]\nefetch_batch_size = 2\n")
     return ["--config", config, "pmid", "--no-enrich", "900001", "900002", "900003", "900004"]
 

@@ -59,6 +59,7 @@ def test_scanned_records_parse_to_exactly_what_parse_pubmed_gives(
             assert got == want
             continue
         assert isinstance(got, PendingArticle)
+        assert isinstance(want, Article)
         assert (got.pmid, got.pmid_version, got.raw_xml) == (want.pmid, want.pmid_version, want.raw_xml)
         assert got.parse() == want
 

@@ -1034,3 +1034,20 @@ def test_the_client_against_the_stand_in_over_real_http() -> None:
         assert log[2].path == "/crossref/works/10.1371%2Fnotarealdoi"
         assert client.fetch_work("10.3389/fonc.2022.836548") == batch.works[0]
         assert limiter.rate == 2.0 and server.errors == []
+
+
+def test_one_work_of_a_list_that_does_not_parse_fails_alone_without_a_retry(
+    make: Callable[..., Harness],
+) -> None:
+    # Issue 13: a work nested past the bound (or otherwise unparsable) costs only its own DOI.
+    h = make()
+    deep: Any = []
+    for _ in range(100):
+        deep = [deep]
+    h.fake.add(work("10.5555/a"), {**work("10.5555/b"), "extra": deep}, work("10.5555/c"))
+    items = list(h.client.fetch_works(["10.5555/a", "10.5555/b", "10.5555/c"]))
+    batch, failure = items
+    assert isinstance(batch, CrossrefBatch) and isinstance(failure, FetchFailedError)
+    assert [w.doi for w in batch.works] == ["10.5555/a", "10.5555/c"]
+    assert failure.ids == ("10.5555/b",) and "nested deeper than 64 levels" in str(failure)
+    assert h.fake.singles() == [] and h.waits == []  # not asked again, not retried

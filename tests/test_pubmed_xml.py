@@ -681,6 +681,7 @@ def test_truncated_document_yields_what_came_before_then_raises_parse_error() ->
     got: list[str] = []
     with pytest.raises(ParseError) as caught:
         for record in parse_pubmed(cut):
+            assert record.pmid is not None
             got.append(record.pmid)
     assert got == ["90000001", "90000002", "90000003", "90000004"]
     assert str(caught.value).startswith("PubMed XML is not well-formed at line ")

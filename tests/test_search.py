@@ -721,3 +721,21 @@ def test_the_standin_serves_only_the_first_9999_records_of_a_history(
     )
     assert beyond.status_code == 400
     assert b"OUT OF RANGE" in beyond.content and b"History includes 9999 IDs" in beyond.content
+
+
+def test_a_bad_record_in_a_search_is_kept_raw_and_the_window_still_verifies(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Issue 13: a record that cannot be parsed would otherwise be "missing" from its slice every night.
+    records, entered = corpus({date(2024, 1, 1): 3})
+    bad = sorted(entered, key=int)[1]
+    records = records.replace(f'<PMID Version="1">{bad}'.encode(), f'<PMID Version="0">{bad}'.encode())
+    harness = make_harness(records)
+    report = harness.search(since=SINCE, until=UNTIL)
+    assert report.verified and report.rejected == [bad]
+    assert report.exit_code() == ExitCode.REJECTED
+    assert "rejected 1 (kept raw in rejected_records)" in report.summary_line()
+    assert sorted(stored_pmids(harness.engine)) == sorted(p for p in entered if p != bad)
+    with harness.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT pmid, reason FROM rejected_records")).all()
+    assert [(pmid, "from 1 to 999" in reason) for pmid, reason in rows] == [(bad, True)]
