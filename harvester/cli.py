@@ -264,11 +264,14 @@ def error_line(state: State | None, message: str) -> None:
 def report_errors(state: State, errors: Iterable[str], labelled: Sequence[tuple[str, Sequence[str]]]) -> None:
     """Each error once: the messages, then each labelled list of ids (``not found: ...``) whose ids no
     message already named."""
+    import re
+
     seen = list(dict.fromkeys(errors))
     for message in seen:
         error_line(state, message)
+    said = " ".join(seen)
     for label, items in labelled:
-        rest = [item for item in items if not any(item in message for message in seen)]
+        rest = [i for i in items if not re.search(rf"(?<![\w./-]){re.escape(i)}(?![\w/-])", said)]
         if rest:
             error_line(state, f"{label}: " + " ".join(rest))
 

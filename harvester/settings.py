@@ -246,9 +246,8 @@ def _coerce(value: Any, expected: type, where: str) -> Any:
         return float(value)
     if not isinstance(value, expected) or isinstance(value, bool):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise ConfigError(
-            f"config key {where} must be {_type_words(expected)}, not {_type_words(type(value))} ({shown})"
-        )
+        given = "a decimal number" if isinstance(value, float) else _type_words(type(value))
+        raise ConfigError(f"config key {where} must be {_type_words(expected)}, not {given} ({shown})")
     return value
 
 
