@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 import migrations
-from harvester.errors import SchemaVersionError, StorageError
+from harvester.errors import SchemaVersionError, StorageError, UsageError
 
 if TYPE_CHECKING:  # Alembic is imported where it is used: a reading process of harvest ingest never needs it
     from alembic.config import Config
@@ -132,13 +132,19 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     """Upgrade the schema to ``revision``, in one transaction.
 
     Raises:
+        UsageError: ``revision`` is unknown or not above the current one (exit 2).
         SchemaVersionError, StorageError: as :func:`open_database`.
     """
     _run_command(engine_or_url, "upgrade", revision)
 
 
 def downgrade(engine_or_url: Engine | str, revision: str) -> None:
-    """Downgrade the schema to ``revision`` ("base" drops every table), in one transaction."""
+    """Downgrade the schema to ``revision`` ("base" drops every table), in one transaction.
+
+    Raises:
+        UsageError: ``revision`` is unknown or not below the current one (exit 2).
+        SchemaVersionError, StorageError: as :func:`open_database`.
+    """
     _run_command(engine_or_url, "downgrade", revision)
 
 
@@ -387,7 +393,17 @@ def _run_command(engine_or_url: Engine | str, name: str, revision: str) -> None:
         with begin_write(engine) as conn:
             _known_heads(conn, _script_directory())
             getattr(command, name)(alembic_config(conn), revision)
-    except (DBAPIError, CommandError) as exc:
+    except CommandError as exc:
+        from alembic.script.revision import RevisionError
+
+        if isinstance(exc.__cause__, RevisionError) or "revision" in str(exc).lower():
+            known = ", ".join(sorted(rev.revision for rev in _script_directory().walk_revisions()))
+            raise UsageError(
+                f"cannot {name} the database to {revision!r}: {_reason(exc)} (known revisions: {known}, "
+                "head, base)"
+            ) from None
+        raise storage_error(exc, f"cannot {name} the database", engine) from exc
+    except DBAPIError as exc:
         raise storage_error(exc, f"cannot {name} the database", engine) from exc
     finally:
         if owned:
