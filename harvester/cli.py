@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO, cast
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperArgument, TyperCommand
 
 from harvester import __version__
 from harvester.errors import ExitCode, HarvestError, OutputError, StorageError, UsageError
@@ -86,6 +86,28 @@ def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"pubmed-harvester {__version__}")
         raise typer.Exit(0)
+
+
+class HelpCommand(TyperCommand):
+    """A command whose help shows no Python type names: typer would print ``<list[str]>`` beside an
+    argument, ``<str>`` beside an option without a metavar, and ``{ID}...`` in the usage line."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+            elif param.metavar is None and not getattr(param, "is_flag", False):
+                param.metavar = (param.name or "value").upper()
+        super().format_help(ctx, formatter)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or (param.name or "arg").upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
 
 
 app = typer.Typer(
@@ -306,7 +328,7 @@ _SHORT = {
 
 IdsArgument = Annotated[
     list[str] | None,
-    typer.Argument(help="Ids, separated by spaces.", show_default=False, metavar="[ID]..."),
+    typer.Argument(help="Ids, separated by spaces.", show_default=False, metavar="ID"),
 ]
 FromOption = Annotated[
     str | None,
@@ -416,7 +438,7 @@ def _progress(state: State, *, total: int, label: str) -> Iterator[Callable[[int
         yield lambda n: progress.advance(task, n)
 
 
-@app.command("pmid", short_help=_SHORT["pmid"])
+@app.command("pmid", short_help=_SHORT["pmid"], cls=HelpCommand)
 def pmid_command(
     ctx: typer.Context,
     ids: IdsArgument = None,
@@ -434,7 +456,7 @@ def pmid_command(
     return _harvest_command(ctx, "pmid", ids, from_file, no_enrich)
 
 
-@app.command("pmcid", short_help=_SHORT["pmcid"])
+@app.command("pmcid", short_help=_SHORT["pmcid"], cls=HelpCommand)
 def pmcid_command(
     ctx: typer.Context,
     ids: IdsArgument = None,
@@ -453,7 +475,7 @@ def pmcid_command(
     return _harvest_command(ctx, "pmcid", ids, from_file, no_enrich)
 
 
-@app.command("doi", short_help=_SHORT["doi"])
+@app.command("doi", short_help=_SHORT["doi"], cls=HelpCommand)
 def doi_command(
     ctx: typer.Context,
     ids: IdsArgument = None,
@@ -472,27 +494,33 @@ def doi_command(
     return _harvest_command(ctx, "doi", ids, from_file, no_enrich)
 
 
-@app.command("search", short_help=_SHORT["search"])
+@app.command("search", short_help=_SHORT["search"], cls=HelpCommand)
 def search_command(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="A PubMed query, as typed in PubMed (quote it).")],
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="First day, YYYY-MM-DD, inclusive (default: 1600-01-01, before any record)."
+            "--since",
+            metavar="DAY",
+            help="First day, YYYY-MM-DD, inclusive (default: 1600-01-01, before any record).",
         ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Last day, YYYY-MM-DD, inclusive (default: today, UTC).")
+        str | None,
+        typer.Option("--until", metavar="DAY", help="Last day, YYYY-MM-DD, inclusive (default: today, UTC)."),
     ] = None,
     datetype: Annotated[
         str,
         typer.Option(
-            "--datetype", help="The date --since/--until apply to: edat (entered), mdat (modified), pdat."
+            "--datetype",
+            metavar="edat|mdat|pdat",
+            help="The date --since/--until apply to: edat (entered), mdat (modified), pdat.",
         ),
     ] = "edat",
     max_results: Annotated[
-        int | None, typer.Option("--max", help="Fetch at most N records, newest first.", show_default=False)
+        int | None,
+        typer.Option("--max", metavar="N", help="Fetch at most N records, newest first.", show_default=False),
     ] = None,
     no_enrich: NoEnrichOption = False,
 ) -> int:
@@ -548,11 +576,12 @@ def search_command(
     return int(report.exit_code())
 
 
-@app.command("enrich", short_help=_SHORT["enrich"])
+@app.command("enrich", short_help=_SHORT["enrich"], cls=HelpCommand)
 def enrich_command(
     ctx: typer.Context,
     ids: Annotated[
-        list[str] | None, typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles (default: all due).")
+        list[str] | None,
+        typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles (default: all due).", metavar="ID"),
     ] = None,
     stale_days: Annotated[
         int,
@@ -614,7 +643,7 @@ def enrich_command(
     return int(report.exit_code)
 
 
-@app.command("nightly", short_help=_SHORT["nightly"])
+@app.command("nightly", short_help=_SHORT["nightly"], cls=HelpCommand)
 def nightly_command(
     ctx: typer.Context,
     search: Annotated[
@@ -655,7 +684,7 @@ def nightly_command(
     return int(report.exit_code)
 
 
-@app.command("runs", short_help=_SHORT["runs"])
+@app.command("runs", short_help=_SHORT["runs"], cls=HelpCommand)
 def runs_command(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
@@ -664,7 +693,13 @@ def runs_command(
         typer.Option("--status", help="Only runs with this status: running, ok, partial, failed, abandoned."),
     ] = None,
 ) -> int:
-    """List recorded runs, newest first: status, times, and per search its window, counts and watermark."""
+    """List recorded runs, newest first: status, times, and per search its window, counts and watermark.
+
+    \b
+    Examples:
+      harvest runs -n 5
+      harvest --json runs --status failed
+    """
     from db.runs import RUN_STATUSES, list_runs
 
     if status is not None and status not in RUN_STATUSES:
@@ -694,12 +729,18 @@ def runs_command(
     return int(ExitCode.OK)
 
 
-@app.command("history", short_help=_SHORT["history"])
+@app.command("history", short_help=_SHORT["history"], cls=HelpCommand)
 def history_command(
     ctx: typer.Context,
     article: Annotated[str, typer.Argument(help="PMID, PMCID or DOI of a stored article.")],
 ) -> int:
-    """List the recorded changes of a stored article: field, old and new value, source, run and time."""
+    """List the recorded changes of a stored article: field, old and new value, source, run and time.
+
+    \b
+    Examples:
+      harvest history 35350566
+      harvest --json history PMC8958025
+    """
     from db.documents import resolve_identifiers
     from db.reconcile import list_history
 
@@ -722,12 +763,18 @@ def history_command(
     return int(ExitCode.OK)
 
 
-@app.command("conflicts", short_help=_SHORT["conflicts"])
+@app.command("conflicts", short_help=_SHORT["conflicts"], cls=HelpCommand)
 def conflicts_command(
     ctx: typer.Context,
     status: Annotated[str, typer.Option("--status", help="open, resolved or all.")] = "open",
 ) -> int:
-    """List records whose identifiers point at two different stored articles (never merged)."""
+    """List records whose identifiers point at two different stored articles (never merged).
+
+    \b
+    Examples:
+      harvest conflicts
+      harvest --json conflicts --status all
+    """
     from db.reconcile import list_conflicts
 
     if status not in {"open", "resolved", "all"}:
@@ -747,7 +794,7 @@ def conflicts_command(
     return int(ExitCode.OK)
 
 
-@app.command("ingest", short_help=_SHORT["ingest"])
+@app.command("ingest", short_help=_SHORT["ingest"], cls=HelpCommand)
 def ingest_command(
     ctx: typer.Context,
     files: Annotated[
@@ -856,12 +903,10 @@ def ingest_command(
 # ---- reading back --------------------------------------------------------------------------------
 
 
-@app.command("show", short_help=_SHORT["show"])
+@app.command("show", short_help=_SHORT["show"], cls=HelpCommand)
 def show_command(
     ctx: typer.Context,
-    ids: Annotated[
-        list[str], typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles.", metavar="ID...")
-    ],
+    ids: Annotated[list[str], typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles.", metavar="ID")],
     output_format: Annotated[
         str,
         typer.Option("--format", "-f", metavar="FORMAT", help="text, or json (a JSON array of documents)."),
@@ -969,7 +1014,7 @@ def _views_epilog() -> str:
     )
 
 
-class _ViewsEpilogCommand(TyperCommand):
+class _ViewsEpilogCommand(HelpCommand):
     """`harvest export --help` lists the reporting views: read from db.reporting only when help is shown,
     so that importing the CLI does not import SQLAlchemy."""
 
@@ -1185,10 +1230,10 @@ def _umask() -> int:
 # ---- db ------------------------------------------------------------------------------------------
 
 
-@db_app.command("upgrade", short_help=_SHORT["upgrade"])
+@db_app.command("upgrade", short_help=_SHORT["upgrade"], cls=HelpCommand)
 def db_upgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision.", metavar="[REVISION]")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision.", metavar="REVISION")] = "head",
 ) -> int:
     """Migrate the database schema up to REVISION (default: head); a new database is created.
 
@@ -1207,7 +1252,7 @@ def db_upgrade(
     return int(ExitCode.OK)
 
 
-@db_app.command("downgrade", short_help=_SHORT["downgrade"])
+@db_app.command("downgrade", short_help=_SHORT["downgrade"], cls=HelpCommand)
 def db_downgrade(
     ctx: typer.Context,
     revision: Annotated[
@@ -1258,7 +1303,7 @@ def _print_revision(state: State, engine: Engine, before: str | None) -> None:
         say(state, state.summary)
 
 
-@db_app.command("current", short_help=_SHORT["current"])
+@db_app.command("current", short_help=_SHORT["current"], cls=HelpCommand)
 def db_current(ctx: typer.Context) -> int:
     """Print which database is used, its schema revision and the newest one this version knows.
 
