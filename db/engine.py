@@ -8,6 +8,8 @@ its password.
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 import migrations
-from harvester.errors import SchemaVersionError, StorageError
+from harvester.errors import SchemaVersionError, StorageError, UsageError
 
 if TYPE_CHECKING:  # Alembic is imported where it is used: a reading process of harvest ingest never needs it
     from alembic.config import Config
@@ -66,12 +67,52 @@ def open_database(url: str, *, migrate: bool = True, busy_timeout: float = DEFAU
     return engine
 
 
-def connect(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
-    """An engine for ``url`` set up as :func:`open_database` sets it up, without looking at the schema:
-    for a second process working on a database its first process opened (``harvest ingest``'s reader).
+def open_existing_database(
+    url: str, *, at_head: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+) -> Engine:
+    """An engine on a database that exists, for commands that only read: nothing is created or migrated.
+
+    Args:
+        url: as :func:`open_database`.
+        at_head: also refuse a database whose schema is behind this version's head (``harvest db
+            current`` and the migration commands look at any revision).
 
     Raises:
-        StorageError: the URL is not valid, or names a database other than SQLite or PostgreSQL.
+        StorageError: "no database at ...": the SQLite file does not exist (no file or folder is made), or
+            the database holds no harvest schema; or the schema is behind head (``at_head``).
+        SchemaVersionError: the database was migrated by a newer version of pubmed-harvester.
+    """
+    engine = connect(url, busy_timeout=busy_timeout, create=False)
+    try:
+        revisions = _stored_revisions(engine)
+        if not revisions:
+            raise StorageError(f"no database at {_where(engine)}: it holds no harvest schema")
+        if revisions != (fast_head_revision(),):
+            script = _script_directory()
+            with begin_read(engine) as conn:
+                heads = _known_heads(conn, script)
+            if at_head and heads != (script.get_current_head(),):
+                raise StorageError(
+                    f"the database {_where(engine)} is at revision {', '.join(heads)}, older than this "
+                    f"version's {script.get_current_head()}: run 'harvest db upgrade'"
+                )
+    except DBAPIError as exc:
+        engine.dispose()
+        raise storage_error(exc, "cannot open the database", engine) from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def connect(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, create: bool = True) -> Engine:
+    """An engine for ``url`` set up as :func:`open_database` sets it up, without looking at the schema:
+    for a second process working on a database its first process opened (``harvest ingest``'s reader).
+    Unless ``create``, a SQLite file that does not exist is refused (and no folder is made for it).
+
+    Raises:
+        StorageError: the URL is not valid, or names a database other than SQLite or PostgreSQL; or
+            (not ``create``) "no database at PATH".
     """
     try:
         parsed = make_url(url)
@@ -79,23 +120,31 @@ def connect(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
         raise StorageError("the database URL is not a valid SQLAlchemy URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(parsed, busy_timeout)
+        return _sqlite_engine(parsed, busy_timeout, create=create)
     if backend == "postgresql":
         return _postgresql_engine(parsed, busy_timeout)
-    raise StorageError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    if backend.startswith(("postgres", "pg", "psql")):
+        raise StorageError(f"unsupported database {backend!r}: did you mean postgresql://USER@HOST/DB?")
+    raise StorageError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://USER@HOST/DB")
 
 
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     """Upgrade the schema to ``revision``, in one transaction.
 
     Raises:
+        UsageError: ``revision`` is unknown or not above the current one (exit 2).
         SchemaVersionError, StorageError: as :func:`open_database`.
     """
     _run_command(engine_or_url, "upgrade", revision)
 
 
 def downgrade(engine_or_url: Engine | str, revision: str) -> None:
-    """Downgrade the schema to ``revision`` ("base" drops every table), in one transaction."""
+    """Downgrade the schema to ``revision`` ("base" drops every table), in one transaction.
+
+    Raises:
+        UsageError: ``revision`` is unknown or not below the current one (exit 2).
+        SchemaVersionError, StorageError: as :func:`open_database`.
+    """
     _run_command(engine_or_url, "downgrade", revision)
 
 
@@ -170,7 +219,7 @@ def _script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
-def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout: float, *, create: bool = True) -> Engine:
     database = url.database or ""
     uri = str(url.query.get("uri", "")).lower() in {"true", "1"}
     memory = database in {"", ":memory:"} or (uri and "mode=memory" in database)
@@ -182,6 +231,10 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         connect_args["check_same_thread"] = False
     elif not uri:
         path = Path(database).expanduser()
+        if not create and not path.exists():
+            raise StorageError(
+                f"no database at {path}: a command that stores, or 'harvest db upgrade', creates it"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -217,6 +270,8 @@ def _use_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
     """
     if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
         return
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
     for attempt in Retrying(
         retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
         wait=wait_random(0.01, 0.1),
@@ -257,6 +312,11 @@ def _check_and_migrate(engine: Engine, *, migrate: bool) -> None:
     from alembic import command
     from alembic.util import CommandError
 
+    try:
+        if _stored_revisions(engine) == (fast_head_revision(),):
+            return  # at head: no need to load Alembic and every migration script
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot open the database", engine) from exc
     script = _script_directory()
     head = script.get_current_head()
     try:
@@ -272,6 +332,41 @@ def _check_and_migrate(engine: Engine, *, migrate: bool) -> None:
         raise storage_error(exc, "cannot open the database", engine) from exc
     except CommandError as exc:
         raise storage_error(exc, "cannot migrate the database", engine) from exc
+
+
+def _where(engine: Engine) -> str:
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database:
+        return str(Path(url.database).expanduser())
+    return url.render_as_string(hide_password=True)
+
+
+def _stored_revisions(engine: Engine) -> tuple[str, ...]:
+    """The revisions in the database's alembic_version table, read with plain SQL; () without the table."""
+    with begin_read(engine) as conn:
+        names = sa.inspect(conn).get_table_names()
+        if "alembic_version" not in names:
+            return ()
+        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        return tuple(sorted(str(r) for r in rows))
+
+
+_REVISION_LINE = re.compile(r"""^(down_revision|revision)\b[^=\n]*=\s*(?:["']([^"']+)["']|None)\s*$""", re.M)
+
+
+@functools.cache
+def fast_head_revision() -> str | None:
+    """The head revision read from the migration files' ``revision``/``down_revision`` lines, without
+    importing Alembic (0.2 s a process that only reads); None where the files do not make it plain (then
+    the callers ask Alembic)."""
+    revisions: dict[str, str | None] = {}
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = dict((m[0], m[1] or None) for m in _REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in found or "down_revision" not in found or found["revision"] is None:
+            return None
+        revisions[found["revision"]] = found["down_revision"]
+    heads = set(revisions) - {down for down in revisions.values() if down}
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _known_heads(conn: Connection, script: ScriptDirectory) -> tuple[str, ...]:
@@ -298,7 +393,17 @@ def _run_command(engine_or_url: Engine | str, name: str, revision: str) -> None:
         with begin_write(engine) as conn:
             _known_heads(conn, _script_directory())
             getattr(command, name)(alembic_config(conn), revision)
-    except (DBAPIError, CommandError) as exc:
+    except CommandError as exc:
+        from alembic.script.revision import RevisionError
+
+        if isinstance(exc.__cause__, RevisionError) or "revision" in str(exc).lower():
+            known = ", ".join(sorted(rev.revision for rev in _script_directory().walk_revisions()))
+            raise UsageError(
+                f"cannot {name} the database to {revision!r}: {_reason(exc)} (known revisions: {known}, "
+                "head, base)"
+            ) from None
+        raise storage_error(exc, f"cannot {name} the database", engine) from exc
+    except DBAPIError as exc:
         raise storage_error(exc, f"cannot {name} the database", engine) from exc
     finally:
         if owned:

@@ -1,7 +1,12 @@
 """The ``harvest`` command: parse arguments, build settings, call one pipeline function, print a summary.
 
-Errors from the one exception tree become a one-line message on stderr and a documented exit code
-(:class:`harvester.errors.ExitCode`); a traceback is written only to the log at -vv.
+The command line is a contract (README, "Commands"): every error is one line on stderr starting
+``harvest: error:`` and a documented exit code (:class:`harvester.errors.ExitCode`); ``-q`` prints nothing
+on success; ``--json`` prints exactly one JSON object on stdout. A traceback goes only to the log at -vv.
+
+Start-up is kept short (``harvest --help`` and ``harvest show`` in well under half a second): this module
+imports only the standard library, typer and the error tree; each command imports what it needs
+(SQLAlchemy, requests, lxml, rich, Alembic) when it runs.
 """
 
 from __future__ import annotations
@@ -11,38 +16,100 @@ import json
 import logging
 import os
 import select
+import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TextIO, cast
+from typing import TYPE_CHECKING, Annotated, Any, TextIO, cast
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.engine import Engine
+from typer.core import TyperArgument, TyperCommand
 
 from harvester import __version__
-from harvester.errors import ExitCode, HarvestError, StorageError, UsageError
-from harvester.http import redact
-from harvester.logsetup import setup_logging
-from harvester.pipeline import HarvestReport, IdKind, build_services, harvest, read_id_file
-from harvester.settings import Settings, load_settings
+from harvester.errors import ExitCode, HarvestError, OutputError, StorageError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy.engine import Engine
+
+    from harvester.pipeline import HarvestReport, IdKind
+    from harvester.settings import Settings
 
 log = logging.getLogger("harvester")
 
-HELP = """Keep a local database of PubMed article metadata true to its sources.
+FILE_ONLY = {"file_only": True}  # `extra=` for records the log file gets but the console does not
 
-Exit codes: 0 all stored; 1 internal error; 2 usage error (bad arguments, malformed ids, broken
-config); 3 some ids not found upstream (the rest stored); 4 upstream failure (some ids could not be
-fetched after retries; the rest stored); 5 database error; 6 a record matched two stored articles
-(recorded in conflicts, not merged); 7 another run (nightly, ingest) holds the lock, nothing done;
-8 applied with rejected records (records that could not be parsed or stored are named and kept raw in
-rejected_records; the rest stored); 130 interrupted; 141 the reader of the output closed it
-(`harvest export | head`).
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "all stored",
+    ExitCode.INTERNAL: "internal error (a bug)",
+    ExitCode.USAGE: "usage error (bad arguments, malformed ids, broken config, refused confirmation)",
+    ExitCode.NOT_FOUND: "some ids not found upstream (the rest stored)",
+    ExitCode.UPSTREAM: "upstream failure (some ids could not be fetched after retries; the rest stored)",
+    ExitCode.STORAGE: "database error (also: no database at the path a reading command was given)",
+    ExitCode.CONFLICT: "a record matched two stored articles (recorded in conflicts, not merged)",
+    ExitCode.BUSY: "another run (nightly, ingest) holds the lock, nothing done",
+    ExitCode.REJECTED: "applied with rejected records (named, kept raw in rejected_records; the rest stored)",
+    ExitCode.OUTPUT_FAILED: "output could not be written (disk full, I/O error on stdout or the export file)",
+    ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.OUTPUT_CLOSED: "the reader of the output closed it (`harvest export | head`)",
+}
+
+HELP = (
+    """Keep a local database of PubMed article metadata true to its sources.
+
+\b
+Global options go before the command:
+  harvest [--config FILE] [--db URL] [-q | -v | -vv] [--json] COMMAND [ARGS]...
+The database is ~/.local/share/pubmed-harvester/harvest.sqlite (under $XDG_DATA_HOME if set) unless
+--db, HARVEST_DATABASE_URL or the config file's [database] url names another; 'harvest db current'
+says which one is used.
+
+\b
+Examples:
+  harvest pmid 35350566                 fetch, enrich and store one article
+  harvest show 35350566                 what is stored about it
+  harvest --json show 35350566          the same as one JSON object
+  harvest -q nightly                    for cron: prints nothing unless something failed
+  harvest export -f csv -o all.csv      every stored article as CSV
+
+\b
+Exit codes:
 """
+    + "\n".join(f"  {int(code):>3}  {meaning}" for code, meaning in sorted(EXIT_MEANINGS.items()))
+    + "\n"
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pubmed-harvester {__version__}")
+        raise typer.Exit(0)
+
+
+class HelpCommand(TyperCommand):
+    """A command whose help shows no Python type names: typer would print ``<list[str]>`` beside an
+    argument, ``<str>`` beside an option without a metavar, and ``{ID}...`` in the usage line."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+            elif param.metavar is None and not getattr(param, "is_flag", False):
+                param.metavar = (param.name or "value").upper()
+        super().format_help(ctx, formatter)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or (param.name or "arg").upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
 
 app = typer.Typer(
     help=HELP,
@@ -50,28 +117,42 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 db_app = typer.Typer(
-    help="Inspect and migrate the database schema (Alembic migrations).", no_args_is_help=True
+    help="Inspect and migrate the database schema (Alembic migrations).\n\n"
+    "\b\nExamples:\n  harvest db current\n  harvest db upgrade\n  harvest db downgrade 0004 --yes",
+    short_help="Inspect and migrate the database schema (Alembic migrations).",
+    no_args_is_help=True,
 )
 app.add_typer(db_app, name="db")
 
 
 @dataclass
 class State:
-    """Global options; settings, logging and the database are set up on first use, once."""
+    """Global options; settings, logging and the database are set up on first use, once.
 
-    config: Path | None
-    db: str | None
-    verbosity: int
-    json_output: bool
+    ``summary`` is the run's one-line outcome, which the log file's run line carries.
+    """
+
+    config: Path | None = None
+    db: str | None = None
+    verbosity: int = 0
+    json_output: bool = False
+    summary: str | None = None
     _settings: Settings | None = None
     _engine: Engine | None = None
     _secrets: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def quiet(self) -> bool:
+        return self.verbosity < 0
+
     def settings(self) -> Settings:
         if self._settings is None:
+            from harvester.logsetup import setup_logging
+            from harvester.settings import load_settings
+
             self._settings = load_settings(self.config, database_url=self.db)
             self._secrets = self._settings.secrets
             setup_logging(verbosity=self.verbosity, log_file=self._settings.log_file, secrets=self._secrets)
@@ -79,11 +160,24 @@ class State:
         return self._settings
 
     def engine(self, *, migrate: bool = True) -> Engine:
+        """The database for a command that stores: created and migrated to head if need be."""
         from db.engine import open_database
 
         if self._engine is None:
             self._engine = open_database(self.settings().database_url, migrate=migrate)
         return self._engine
+
+    def read_engine(self, *, at_head: bool = True) -> Engine:
+        """The database for a command that only reads: never created or migrated ("no database at ...")."""
+        from db.engine import open_existing_database
+
+        if self._engine is None:
+            self._engine = open_existing_database(self.settings().database_url, at_head=at_head)
+        return self._engine
+
+    @property
+    def logging_ready(self) -> bool:
+        return self._settings is not None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -91,6 +185,8 @@ class State:
 
     @property
     def console(self) -> Console:
+        from rich.console import Console
+
         return Console(stderr=True, quiet=self.verbosity < 0)
 
 
@@ -106,42 +202,140 @@ def _global_options(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", help="TOML config file (default: $HARVEST_CONFIG if set; none otherwise)."
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="TOML config file (default: $HARVEST_CONFIG if set; none otherwise).",
         ),
     ] = None,
     db: Annotated[
         str | None,
         typer.Option(
             "--db",
-            help="Database: a SQLAlchemy URL (sqlite:///path, postgresql+psycopg://...) or a SQLite file "
+            metavar="URL",
+            help="Database: a SQLAlchemy URL (sqlite:///path, postgresql://user@host/db) or a SQLite file "
             "path. Overrides HARVEST_DATABASE_URL and the config file. "
             "Default: ~/.local/share/pubmed-harvester/harvest.sqlite.",
         ),
     ] = None,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="More log output: -v the harvest's steps (batches, counts), -vv debug.",
+        ),
     ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the run's summary as one JSON object on stdout.")
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print nothing on success (errors still go to stderr); for cron."),
     ] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the command's result as one JSON object on stdout.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
-    if version:
-        typer.echo(f"pubmed-harvester {__version__}")
-        raise typer.Exit(0)
-    ctx.obj = State(config=config, db=db, verbosity=-1 if quiet else verbose, json_output=json_output)
+    state = ctx.obj if isinstance(ctx.obj, State) else State()
+    state.config, state.db, state.json_output = config, db, json_output
+    state.verbosity = -1 if quiet else verbose
+    ctx.obj = state
+
+
+# ---- output: every command prints through these ------------------------------------------------
+
+
+def echo(text: str = "", *, err: bool = False) -> None:
+    """Print one line. A failure to write (disk full, I/O error) is an OutputError (exit 9); EPIPE is left
+    to :func:`run`, which tells a reader that left (exit 141) from a broken pipe of our own."""
+    try:
+        typer.echo(text, err=err)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise OutputError(
+            f"cannot write to standard {'error' if err else 'output'}: {_os_reason(exc)}"
+        ) from None
+
+
+def say(state: State, text: str, *, err: bool = False) -> None:
+    """A summary or notice: printed unless -q."""
+    if not state.quiet:
+        echo(text, err=err)
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """The command's one JSON object on stdout (--json)."""
+    echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def error_line(state: State | None, message: str) -> None:
+    """One error: one line on stderr, ``harvest: error: ...``, secrets removed; the log file gets it too."""
+    from harvester.http import redact
+
+    secrets = state.secrets if state is not None and state.secrets else _known_secrets()
+    text = redact(" ".join(str(message).split()), secrets)
+    echo(f"harvest: error: {text}", err=True)
+    if state is not None and state.logging_ready:
+        log.error("%s", text, extra=FILE_ONLY)
+
+
+def report_errors(state: State, errors: Iterable[str], labelled: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Each error once: the messages, then each labelled list of ids (``not found: ...``) whose ids no
+    message already named."""
+    import re
+
+    seen = list(dict.fromkeys(errors))
+    for message in seen:
+        error_line(state, message)
+    said = " ".join(seen)
+    for label, items in labelled:
+        rest = [i for i in items if not re.search(rf"(?<![\w./-]){re.escape(i)}(?![\w/-])", said)]
+        if rest:
+            error_line(state, f"{label}: " + " ".join(rest))
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError in words: "No space left on device", with the file when it names one."""
+    reason = exc.strerror or os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    return f"{exc.filename}: {reason}" if exc.filename else str(reason)
+
+
+# One-line summaries for `harvest --help` (click would cut a docstring's first sentence at "e.g.").
+_SHORT = {
+    "pmid": "Fetch, enrich and store articles by PMID.",
+    "pmcid": "Fetch, enrich and store articles by PMCID (mapped to PMIDs by the ID Converter).",
+    "doi": "Fetch, enrich and store articles by DOI.",
+    "search": "Harvest every record a PubMed query finds, beyond esearch's 9,999 cap.",
+    "enrich": "Fetch PMC and Crossref again for stored articles and merge what changed.",
+    "nightly": "Run the configured searches from their watermarks, then re-enrich stale articles (cron).",
+    "runs": "List recorded runs, newest first.",
+    "history": "List the recorded changes of a stored article.",
+    "conflicts": "List records whose identifiers point at two different stored articles.",
+    "ingest": "Load PubMed baseline and update files, each once, in NLM's order.",
+    "show": "Show stored articles (by PMID, PMCID or DOI) as text or JSON.",
+    "export": "Export stored articles, a reporting view, or a query's rows (JSON Lines, CSV, Solr).",
+    "upgrade": "Migrate the database schema up to a revision (default: head).",
+    "downgrade": "Migrate the database schema down to a revision (asks first: it drops data).",
+    "current": "Print which database is used, its schema revision and the newest one known.",
+}
 
 
 # ---- harvest by id -------------------------------------------------------------------------------
 
 IdsArgument = Annotated[
-    list[str] | None, typer.Argument(help="Ids, separated by spaces.", show_default=False)
+    list[str] | None,
+    typer.Argument(help="Ids, separated by spaces.", show_default=False, metavar="ID"),
 ]
 FromOption = Annotated[
     str | None,
     typer.Option(
         "--from",
+        metavar="FILE",
         help="Read ids from FILE, one per line ('-' = standard input); blank lines and # comments skipped.",
     ),
 ]
@@ -156,6 +350,7 @@ def _harvest_command(
     ctx: typer.Context, kind: IdKind, ids: list[str] | None, from_file: str | None, no_enrich: bool
 ) -> int:
     from db.reconcile import start_run
+    from harvester.pipeline import build_services, harvest, read_id_file
 
     state = _state(ctx)
     values = list(ids or [])
@@ -190,6 +385,7 @@ def _recorded_run(
 ) -> Iterator[Callable[[ExitCode, dict[str, object]], None]]:
     """Closes the harvest_runs row: with the summary on success, as failed or interrupted otherwise."""
     from db.reconcile import finish_run
+    from harvester.http import redact
 
     def finish(code: ExitCode, summary: dict[str, object]) -> None:
         finish_run(engine, run_id, "ok" if code in {ExitCode.OK, ExitCode.NOT_FOUND} else "partial", summary)
@@ -208,29 +404,25 @@ def _recorded_run(
 
 
 def _print_report(state: State, report: HarvestReport) -> None:
-    errors = [*report.errors, *(report.enrichment.errors if report.enrichment else [])]
-    for message in errors:
-        log.error("%s", message)
+    state.summary = report.summary_line()
     if state.json_output:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
-        return
-    typer.echo(report.summary_line())
-    if report.enrichment is not None:
-        typer.echo(report.enrichment.summary_line())
-    lines = [
+        emit_json(report.as_dict())
+    else:
+        say(state, report.summary_line())
+        if report.enrichment is not None:
+            say(state, report.enrichment.summary_line())
+    lines: list[tuple[str, Sequence[str]]] = [
         ("not found", report.not_found),
         ("failed", report.failed),
         ("rejected (kept raw in rejected_records)", report.rejected),
-        ("invalid", [repr(v) for v in report.invalid]),
         ("conflict", [*report.conflicts, *(report.enrichment.conflicts if report.enrichment else [])]),
     ]
     if report.enrichment is not None:
         lines.append(
             ("enrichment failed", [*report.enrichment.pmc.failed, *report.enrichment.crossref.failed])
         )
-    for label, items in lines:
-        if items:
-            typer.echo(f"{label}: " + " ".join(items), err=True)
+    # an invalid id's own message names it: no second "invalid: ..." line
+    report_errors(state, [*report.errors, *(report.enrichment.errors if report.enrichment else [])], lines)
 
 
 @contextmanager
@@ -240,71 +432,109 @@ def _progress(state: State, *, total: int, label: str) -> Iterator[Callable[[int
     if not interactive or total <= state.settings().efetch_batch_size:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=state.console, transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
 
 
-@app.command("pmid")
+@app.command("pmid", short_help=_SHORT["pmid"], cls=HelpCommand)
 def pmid_command(
     ctx: typer.Context,
     ids: IdsArgument = None,
     from_file: FromOption = None,
     no_enrich: NoEnrichOption = False,
 ) -> int:
-    """Harvest articles by PMID (e.g. 35350566)."""
+    """Fetch, enrich and store articles by PMID.
+
+    \b
+    Examples:
+      harvest pmid 35350566 35081612
+      harvest pmid --from ids.txt          one id per line; '--from -' reads standard input
+      harvest --json pmid 35350566         the report as one JSON object
+    """
     return _harvest_command(ctx, "pmid", ids, from_file, no_enrich)
 
 
-@app.command("pmcid")
+@app.command("pmcid", short_help=_SHORT["pmcid"], cls=HelpCommand)
 def pmcid_command(
     ctx: typer.Context,
     ids: IdsArgument = None,
     from_file: FromOption = None,
     no_enrich: NoEnrichOption = False,
 ) -> int:
-    """Harvest articles by PMCID (PMC8958025, pmc8958025 or 8958025), mapped through the PMC ID Converter."""
+    """Fetch, enrich and store articles by PMCID, mapped to PMIDs by the PMC ID Converter.
+
+    PMC8958025, pmc8958025, 8958025 and PMC8958025.1 name the same article.
+
+    \b
+    Examples:
+      harvest pmcid PMC8958025
+      harvest pmcid --from pmcids.txt --no-enrich
+    """
     return _harvest_command(ctx, "pmcid", ids, from_file, no_enrich)
 
 
-@app.command("doi")
+@app.command("doi", short_help=_SHORT["doi"], cls=HelpCommand)
 def doi_command(
     ctx: typer.Context,
     ids: IdsArgument = None,
     from_file: FromOption = None,
     no_enrich: NoEnrichOption = False,
 ) -> int:
-    """Harvest articles by DOI (10.x/y, doi:10.x/y or https://doi.org/10.x/y; case does not matter)."""
+    """Fetch, enrich and store articles by DOI (10.x/y, doi:10.x/y, https://doi.org/10.x/y).
+
+    Case does not matter. DOIs the ID Converter does not know are looked up with esearch.
+
+    \b
+    Examples:
+      harvest doi 10.3389/fonc.2022.836548
+      harvest doi https://doi.org/10.3389/fonc.2022.836548
+    """
     return _harvest_command(ctx, "doi", ids, from_file, no_enrich)
 
 
-@app.command("search")
+@app.command("search", short_help=_SHORT["search"], cls=HelpCommand)
 def search_command(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="A PubMed query, as typed in PubMed (quote it).")],
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="First day, YYYY-MM-DD, inclusive (default: 1600-01-01, before any record)."
+            "--since",
+            metavar="DAY",
+            help="First day, YYYY-MM-DD, inclusive (default: 1600-01-01, before any record).",
         ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Last day, YYYY-MM-DD, inclusive (default: today, UTC).")
+        str | None,
+        typer.Option("--until", metavar="DAY", help="Last day, YYYY-MM-DD, inclusive (default: today, UTC)."),
     ] = None,
     datetype: Annotated[
         str,
         typer.Option(
-            "--datetype", help="The date --since/--until apply to: edat (entered), mdat (modified), pdat."
+            "--datetype",
+            metavar="edat|mdat|pdat",
+            help="The date --since/--until apply to: edat (entered), mdat (modified), pdat.",
         ),
     ] = "edat",
     max_results: Annotated[
-        int | None, typer.Option("--max", help="Fetch at most N records, newest first.", show_default=False)
+        int | None,
+        typer.Option("--max", metavar="N", help="Fetch at most N records, newest first.", show_default=False),
     ] = None,
     no_enrich: NoEnrichOption = False,
 ) -> int:
-    """Harvest every record a PubMed query finds, beyond esearch's 9,999 cap, each slice verified."""
+    """Harvest every record a PubMed query finds, beyond esearch's 9,999 cap, each slice verified.
+
+    \b
+    Examples:
+      harvest search '"exosomes"[mh] AND cancer[tiab]' --since 2024-01-01 --datetype mdat
+      harvest search 'crispr[tiab]' --max 100 --no-enrich
+    """
     from db.reconcile import start_run
+    from harvester.pipeline import build_services
     from harvester.search import check_search_arguments, parse_day, run_search
 
     state = _state(ctx)
@@ -328,35 +558,32 @@ def search_command(
             enrich=not no_enrich,
         )
         finish(report.exit_code(), report.as_dict())
-    for message in [*report.errors, *(report.enrich.errors if report.enrich else [])]:
-        log.error("%s", message)
+    state.summary = report.summary_line()
     if state.json_output:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
-        return int(report.exit_code())
-    typer.echo(report.summary_line())
-    if report.enrich is not None:
-        typer.echo(report.enrich.summary_line())
+        emit_json(report.as_dict())
+    else:
+        say(state, report.summary_line())
+        if report.enrich is not None:
+            say(state, report.enrich.summary_line())
     for warning in report.warnings:
-        typer.echo(f"esearch: {warning}", err=True)
-    for failed in report.failed_slices:
-        typer.echo(f"failed slice: {failed.error}", err=True)
-    lines = [
+        log.warning("esearch: %s", warning)
+    lines: list[tuple[str, Sequence[str]]] = [
         ("failed", report.failed_ids),
         ("conflict", [*report.conflicts, *(report.enrich.conflicts if report.enrich else [])]),
     ]
     if report.enrich is not None:
         lines.append(("enrichment failed", [*report.enrich.pmc.failed, *report.enrich.crossref.failed]))
-    for label, items in lines:
-        if items:
-            typer.echo(f"{label}: " + " ".join(items), err=True)
+    errors = [*report.errors, *(f.error for f in report.failed_slices if f.error)]
+    report_errors(state, [*errors, *(report.enrich.errors if report.enrich else [])], lines)
     return int(report.exit_code())
 
 
-@app.command("enrich")
+@app.command("enrich", short_help=_SHORT["enrich"], cls=HelpCommand)
 def enrich_command(
     ctx: typer.Context,
     ids: Annotated[
-        list[str] | None, typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles (default: all due).")
+        list[str] | None,
+        typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles (default: all due).", metavar="ID"),
     ] = None,
     stale_days: Annotated[
         int,
@@ -367,13 +594,19 @@ def enrich_command(
         ),
     ] = 30,
 ) -> int:
-    """Fetch PMC front matter and Crossref works again for stored articles and merge what changed."""
+    """Fetch PMC front matter and Crossref works again for stored articles and merge what changed.
+
+    \b
+    Examples:
+      harvest enrich                       every article whose PMC or Crossref record is due
+      harvest enrich 35350566 10.3389/fonc.2022.836548
+    """
     from datetime import UTC, datetime, timedelta
 
     from db.documents import resolve_identifiers
     from db.reconcile import start_run
     from db.targets import enrichment_targets, stale_article_ids
-    from harvester.pipeline import enrich_articles
+    from harvester.pipeline import HarvestReport, build_services, enrich_articles
 
     state = _state(ctx)
     settings = state.settings()
@@ -398,24 +631,21 @@ def enrich_command(
             requested=len(article_ids) + len(missing), not_found=missing, enrichment=enrichment
         )
         finish(report.exit_code, report.as_dict())
-    for message in enrichment.errors:
-        log.error("%s", message)
+    state.summary = f"articles {len(article_ids)}; " + enrichment.summary_line()
     if state.json_output:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        emit_json(report.as_dict())
     else:
-        typer.echo(f"articles {len(article_ids)}; " + enrichment.summary_line())
-        if missing:
-            typer.echo("not stored: " + " ".join(missing), err=True)
-        for label, items in (
-            ("conflict", enrichment.conflicts),
-            ("enrichment failed", [*enrichment.pmc.failed, *enrichment.crossref.failed]),
-        ):
-            if items:
-                typer.echo(f"{label}: " + " ".join(items), err=True)
+        say(state, state.summary)
+    lines: list[tuple[str, Sequence[str]]] = [
+        ("not stored", missing),
+        ("conflict", enrichment.conflicts),
+        ("enrichment failed", [*enrichment.pmc.failed, *enrichment.crossref.failed]),
+    ]
+    report_errors(state, enrichment.errors, lines)
     return int(report.exit_code)
 
 
-@app.command("nightly")
+@app.command("nightly", short_help=_SHORT["nightly"], cls=HelpCommand)
 def nightly_command(
     ctx: typer.Context,
     search: Annotated[
@@ -429,32 +659,35 @@ def nightly_command(
     Exit 0: every window verified; 4: some window not verified (it is redone next run) or enrichment
     failed; 7: another run is active (nothing done); 2: config problem; 5: database problem; 8: records
     that could not be parsed or stored were kept raw in rejected_records (the windows are verified).
+
+    \b
+    Examples:
+      harvest -q nightly                   for cron: silent unless something failed
+      harvest nightly --search exosomes --no-enrich
     """
     from harvester.nightly import run_nightly, select_searches
+    from harvester.pipeline import build_services
 
     state = _state(ctx)
     settings = state.settings()
     select_searches(settings.searches, search or [])  # a config problem is reported before any work
     engine = state.engine()
     report = run_nightly(settings, build_services(settings), engine, only=search or [], enrich=not no_enrich)
-    for outcome in report.searches:
-        for message in outcome.as_search_run().errors:
-            log.error("%s", message)
-    if report.enrichment is not None:
-        for message in report.enrichment.errors:
-            log.error("%s", message)
+    state.summary = report.summary_line()
     if state.json_output:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        emit_json(report.as_dict())
     else:
-        typer.echo(report.summary_line())
+        say(state, report.summary_line())
         for outcome in report.searches:
-            typer.echo("  " + outcome.summary_line())
+            say(state, "  " + outcome.summary_line())
         if report.enrichment is not None:
-            typer.echo("  " + report.enrichment.summary_line())
+            say(state, "  " + report.enrichment.summary_line())
+    errors = [message for outcome in report.searches for message in outcome.as_search_run().errors]
+    report_errors(state, [*errors, *(report.enrichment.errors if report.enrichment else [])], [])
     return int(report.exit_code)
 
 
-@app.command("runs")
+@app.command("runs", short_help=_SHORT["runs"], cls=HelpCommand)
 def runs_command(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
@@ -463,13 +696,19 @@ def runs_command(
         typer.Option("--status", help="Only runs with this status: running, ok, partial, failed, abandoned."),
     ] = None,
 ) -> int:
-    """List recorded runs, newest first: status, times, and per search its window, counts and watermark."""
+    """List recorded runs, newest first: status, times, and per search its window, counts and watermark.
+
+    \b
+    Examples:
+      harvest runs -n 5
+      harvest --json runs --status failed
+    """
     from db.runs import RUN_STATUSES, list_runs
 
     if status is not None and status not in RUN_STATUSES:
         raise UsageError(f"--status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
     state = _state(ctx)
-    runs = list_runs(state.engine(), limit=limit, status=status)
+    runs = list_runs(state.read_engine(), limit=limit, status=status)
     if state.json_output:
         typer.echo(json.dumps([run.as_dict() for run in runs], ensure_ascii=False))
         return int(ExitCode.OK)
@@ -493,21 +732,27 @@ def runs_command(
     return int(ExitCode.OK)
 
 
-@app.command("history")
+@app.command("history", short_help=_SHORT["history"], cls=HelpCommand)
 def history_command(
     ctx: typer.Context,
     article: Annotated[str, typer.Argument(help="PMID, PMCID or DOI of a stored article.")],
 ) -> int:
-    """List the recorded changes of a stored article: field, old and new value, source, run and time."""
+    """List the recorded changes of a stored article: field, old and new value, source, run and time.
+
+    \b
+    Examples:
+      harvest history 35350566
+      harvest --json history PMC8958025
+    """
     from db.documents import resolve_identifiers
     from db.reconcile import list_history
 
     state = _state(ctx)
-    article_id = resolve_identifiers(state.engine(), [article])[article]
+    article_id = resolve_identifiers(state.read_engine(), [article])[article]
     if article_id is None:
         typer.echo(f"not stored: {article}", err=True)
         return int(ExitCode.NOT_FOUND)
-    changes = list_history(state.engine(), article_id)
+    changes = list_history(state.read_engine(), article_id)
     if state.json_output:
         typer.echo(json.dumps(changes, ensure_ascii=False, default=str))
     elif not changes:
@@ -521,18 +766,24 @@ def history_command(
     return int(ExitCode.OK)
 
 
-@app.command("conflicts")
+@app.command("conflicts", short_help=_SHORT["conflicts"], cls=HelpCommand)
 def conflicts_command(
     ctx: typer.Context,
     status: Annotated[str, typer.Option("--status", help="open, resolved or all.")] = "open",
 ) -> int:
-    """List records whose identifiers point at two different stored articles (never merged)."""
+    """List records whose identifiers point at two different stored articles (never merged).
+
+    \b
+    Examples:
+      harvest conflicts
+      harvest --json conflicts --status all
+    """
     from db.reconcile import list_conflicts
 
     if status not in {"open", "resolved", "all"}:
         raise UsageError(f"--status must be open, resolved or all, not {status!r}")
     state = _state(ctx)
-    conflicts = list_conflicts(state.engine(), status=status)
+    conflicts = list_conflicts(state.read_engine(), status=status)
     if state.json_output:
         typer.echo(json.dumps(conflicts, ensure_ascii=False, default=str))
     elif not conflicts:
@@ -546,7 +797,7 @@ def conflicts_command(
     return int(ExitCode.OK)
 
 
-@app.command("ingest")
+@app.command("ingest", short_help=_SHORT["ingest"], cls=HelpCommand)
 def ingest_command(
     ctx: typer.Context,
     files: Annotated[
@@ -584,12 +835,19 @@ def ingest_command(
 
     Exit 0: every file applied or already applied; 2: a path is missing, or a file was refused (out of
     order) or failed (truncated, not PubMed XML; not recorded, rerun it); 4: enrichment failed; 5: database
-    problem; 7: another run is active (nothing done); 8: applied, but some records could not be parsed or
-    stored: they are named and kept raw in the rejected_records table. Conflicts are counted, listed by
-    'harvest conflicts'.
+    problem; 7: another run is active (nothing done); 8: applied, but some records could not be
+    parsed or stored: they are named and kept raw in the rejected_records table.
+    Conflicts are counted, listed by 'harvest conflicts'.
+
+    \b
+    Examples:
+      harvest ingest ~/pubmed/updatefiles/pubmed25n1275.xml.gz
+      harvest ingest --baseline ~/pubmed/baseline/*.xml.gz
     """
     from db.runs import FAILED, exclusive_run, finish_locked_run, start_locked_run
+    from harvester.http import redact
     from harvester.ingest import check_paths, ingest_files
+    from harvester.pipeline import build_services
 
     state = _state(ctx)
     paths = check_paths(files)  # a missing or unreadable path is reported before any work
@@ -621,59 +879,79 @@ def ingest_command(
         finish_locked_run(
             engine, run_id, "ok" if report.exit_code == ExitCode.OK else "partial", report.as_dict()
         )
-    for file in report.files:
-        for message in file.enrichment.errors if file.enrichment else []:
-            log.error("%s", message)
+    state.summary = report.summary_line()
     if state.json_output:
-        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
-        return int(report.exit_code)
-    for file in report.files:
-        typer.echo(file.summary_line())
-        if file.enrichment is not None:
-            typer.echo("  " + file.enrichment.summary_line())
-        for conflict in file.conflicts[:10]:
-            typer.echo(f"  conflict: {conflict}", err=True)
-        if file.conflict_count > 10:
-            typer.echo(f"  and {file.conflict_count - 10} more conflicts: see 'harvest conflicts'", err=True)
-        if file.rejected_count and file.outcome == "applied":
-            typer.echo(
-                f"  {file.rejected_count} records rejected, kept raw: see the table rejected_records, "
-                f"file_sha256 {file.sha256}",
-                err=True,
+        emit_json(report.as_dict())
+    else:
+        for file in report.files:
+            if file.outcome not in {"refused", "failed"}:
+                say(state, file.summary_line())
+            if file.enrichment is not None:
+                say(state, "  " + file.enrichment.summary_line())
+        say(state, report.summary_line())
+        if not enrich and any(f.created or f.updated for f in report.files):
+            say(
+                state,
+                "enrichment deferred: run 'harvest enrich' to fetch PMC and Crossref for the new articles",
             )
-    typer.echo(report.summary_line())
-    if not enrich and any(f.created or f.updated for f in report.files):
-        typer.echo("enrichment deferred: run 'harvest enrich' to fetch PMC and Crossref for the new articles")
+    for file in report.files:
+        if file.outcome in {"refused", "failed"}:
+            error_line(state, file.summary_line())
+        report_errors(state, file.enrichment.errors if file.enrichment else [], [])
+        for conflict in file.conflicts[:10]:
+            say(state, f"  conflict: {conflict}", err=True)
+        if file.conflict_count > 10:
+            say(state, f"  and {file.conflict_count - 10} more conflicts: see 'harvest conflicts'", err=True)
+        if file.rejected_count and file.outcome == "applied":
+            error_line(
+                state,
+                f"{file.path}: {file.rejected_count} record(s) rejected, kept raw in rejected_records "
+                f"(file_sha256 {file.sha256})",
+            )
     return int(report.exit_code)
 
 
 # ---- reading back --------------------------------------------------------------------------------
 
 
-@app.command("show")
+@app.command("show", short_help=_SHORT["show"], cls=HelpCommand)
 def show_command(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles.")],
+    ids: Annotated[list[str], typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles.", metavar="ID")],
     output_format: Annotated[
-        str, typer.Option("--format", "-f", help="text, or json (a JSON array of documents).")
+        str,
+        typer.Option("--format", "-f", metavar="FORMAT", help="text, or json (a JSON array of documents)."),
     ] = "text",
 ) -> int:
-    """Show stored articles (by PMID, PMCID or DOI) as text or JSON."""
+    """Show stored articles (by PMID, PMCID or DOI) as text or JSON; exit 3 if one is not stored.
+
+    With the global --json, one object: {"articles": [documents], "not_stored": [ids]}.
+
+    \b
+    Examples:
+      harvest show 35350566 PMC8958025
+      harvest show -f json 10.3389/fonc.2022.836548
+      harvest --json show 35350566
+    """
     from db.documents import load_documents, resolve_identifiers
 
     if output_format not in {"text", "json"}:
         raise UsageError(f"--format must be text or json, not {output_format!r}")
     state = _state(ctx)
-    found = resolve_identifiers(state.engine(), ids)
+    engine = state.read_engine()
+    found = resolve_identifiers(engine, ids)
     missing = [given for given, article_id in found.items() if article_id is None]
     article_ids = list(dict.fromkeys(a for a in found.values() if a is not None))
-    documents = list(load_documents(state.engine(), article_ids, include_deleted=True))
-    if output_format == "json":
-        typer.echo(json.dumps(documents, ensure_ascii=False, indent=2))
-    else:
-        typer.echo("\n\n".join(_as_text(doc) for doc in documents))
+    documents = list(load_documents(engine, article_ids, include_deleted=True))
+    if state.json_output:
+        emit_json({"articles": documents, "not_stored": missing})
+    elif output_format == "json":
+        echo(json.dumps(documents, ensure_ascii=False, indent=2))
+    elif documents:
+        echo("\n\n".join(_as_text(doc) for doc in documents))
+    state.summary = f"shown {len(documents)}, not stored {len(missing)}"
     if missing:
-        typer.echo("not stored: " + " ".join(missing), err=True)
+        error_line(state, "not stored: " + " ".join(missing))
         return int(ExitCode.NOT_FOUND)
     return int(ExitCode.OK)
 
@@ -748,7 +1026,16 @@ def _views_epilog() -> str:
     )
 
 
-@app.command("export", epilog=_views_epilog())
+class _ViewsEpilogCommand(HelpCommand):
+    """`harvest export --help` lists the reporting views: read from db.reporting only when help is shown,
+    so that importing the CLI does not import SQLAlchemy."""
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        self.epilog = _views_epilog()
+        super().format_epilog(ctx, formatter)
+
+
+@app.command("export", short_help=_SHORT["export"], cls=_ViewsEpilogCommand)
 def export_command(
     ctx: typer.Context,
     output_format: Annotated[
@@ -756,22 +1043,33 @@ def export_command(
         typer.Option(
             "--format",
             "-f",
+            metavar="FORMAT",
             help="jsonl, csv, or solr (a JSON array of VuFind/Solr documents; articles only).",
         ),
     ] = "jsonl",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Write to PATH instead of stdout: a regular file (or a new one) is replaced atomically, "
+            "a symlink's target likewise; a FIFO or device is written to; '-' is stdout.",
+        ),
     ] = None,
     view: Annotated[
         str | None,
         typer.Option(
-            "--view", help="Export the rows of a reporting view (listed below) instead of articles."
+            "--view",
+            metavar="NAME",
+            help="Export the rows of a reporting view (listed below) instead of articles.",
         ),
     ] = None,
     query: Annotated[
         str | None,
         typer.Option(
             "--query",
+            metavar="SQL",
             help="Export the rows of one SQL SELECT instead of articles; it runs read-only and cannot change "
             "the database.",
         ),
@@ -780,7 +1078,15 @@ def export_command(
     """Export every stored article (deleted ones excluded), a reporting view, or a query's rows.
 
     Articles go out as JSON Lines, CSV or Solr documents; a view's or query's rows as JSON Lines (one
-    object per row) or CSV (a header row), streamed as the database returns them.
+    object per row) or CSV (a header row), streamed as the database returns them. With the global
+    --json, the summary ({"exported": N, "output": PATH, ...}) is the one object on stdout, so the data
+    must go to a file (-o PATH).
+
+    \b
+    Examples:
+      harvest export -o articles.jsonl
+      harvest export -f csv --view report_retractions -o retractions.csv
+      harvest export --query "SELECT pmid, title FROM articles LIMIT 5" | head
     """
     if output_format not in {"jsonl", "csv", "solr"}:
         raise UsageError(f"--format must be jsonl, csv or solr, not {output_format!r}")
@@ -788,19 +1094,29 @@ def export_command(
         raise UsageError("give --view or --query, not both")
     if (view is not None or query is not None) and output_format == "solr":
         raise UsageError("--format solr exports articles only: use jsonl or csv with --view or --query")
+    state = _state(ctx)
+    to_stdout = output is None or output == "-"
+    if state.json_output and to_stdout:
+        raise UsageError("with --json, stdout carries the summary object: write the data with -o PATH")
     if view is not None:
         from db.reporting import get_view
 
         get_view(view)  # an unknown name fails before the database is opened
-    state = _state(ctx)
-    engine = state.engine()
-    if output is None:
-        count = _export(engine, output_format, sys.stdout, view=view, query=query)
+    engine = state.read_engine()
+    what = "articles" if view is None and query is None else "rows"
+    if to_stdout:
+        stdout = cast(TextIO, _GuardedOutput(sys.stdout, "standard output"))
+        count = _export(engine, output_format, stdout, view=view, query=query)
     else:
-        count = _export_to_file(engine, output_format, output, view=view, query=query)
-    log.info("exported %d %s", count, "article(s)" if view is None and query is None else "row(s)")
+        with open_output(Path(cast(str, output))) as out:
+            count = _export(engine, output_format, out, view=view, query=query)
+    state.summary = f"exported {count} {what}" + ("" if to_stdout else f" to {output}")
     if state.json_output:
-        typer.echo(json.dumps({"exported": count, "output": str(output) if output else None}), err=True)
+        emit_json({"exported": count, "what": what, "format": output_format, "output": output})
+    elif not to_stdout:
+        say(state, state.summary)
+    else:
+        log.info("%s", state.summary)
     return int(ExitCode.OK)
 
 
@@ -821,67 +1137,203 @@ def _export(
     return export_documents(engine, "csv" if output_format == "csv" else "jsonl", out)
 
 
-def _export_to_file(
-    engine: Engine, output_format: str, output: Path, *, view: str | None = None, query: str | None = None
-) -> int:
-    directory = output.resolve().parent
+class _GuardedOutput:
+    """A text stream whose write failures (disk full, I/O error) become OutputError, naming the output.
+
+    EPIPE passes through unchanged: :func:`run` decides whether the reader left (exit 141) or not.
+    """
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self._stream = stream
+        self._name = name
+
+    def _failed(self, exc: OSError) -> OutputError:
+        return OutputError(f"cannot write {self._name}: {exc.strerror or exc}")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise self._failed(exc) from None
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise self._failed(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def open_output(path: Path) -> Iterator[TextIO]:
+    """A text stream to write an output to, without destroying what is at ``path``.
+
+    A new path or a regular file is written atomically: into a temporary file beside it, renamed over it
+    when complete (a new file gets the mode the umask gives, 0666 less the umask; a replaced one keeps its
+    mode). A symlink is followed: its target is replaced so, and the link stays. A FIFO, a character
+    device (/dev/stdout, /dev/null) or a socket is opened and written to, never replaced.
+
+    Raises:
+        UsageError: the path is a directory, or its folder cannot be written (exit 2).
+        OutputError: writing failed (disk full, I/O error; exit 9); a temporary file is removed.
+    """
+    try:
+        mode = os.stat(path).st_mode  # follows a symlink to what it points at
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"cannot write {path}: it is a directory")
+    if mode is not None and not stat.S_ISREG(mode):
+        try:
+            stream = path.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        guarded = _GuardedOutput(stream, str(path))
+        try:
+            yield cast(TextIO, guarded)
+            guarded.flush()
+        finally:
+            try:
+                stream.close()
+            except OSError:
+                pass
+        return
+    target = Path(os.path.realpath(path))  # a symlink (even a dangling one) is written through
     try:
         handle = tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", newline="", dir=directory, prefix=f".{output.name}.", delete=False
+            "w", encoding="utf-8", newline="", dir=target.parent, prefix=f".{target.name}.", delete=False
         )
     except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
     try:
+        guarded = _GuardedOutput(cast(TextIO, handle), str(path))
         with handle:
-            count = _export(engine, output_format, cast(TextIO, handle), view=view, query=query)
-        os.replace(handle.name, output)
+            yield cast(TextIO, guarded)
+            guarded.flush()
+            try:
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                raise guarded._failed(exc) from None
+        os.chmod(handle.name, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
+        os.replace(handle.name, target)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
-    return count
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 # ---- db ------------------------------------------------------------------------------------------
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", short_help=_SHORT["upgrade"], cls=HelpCommand)
 def db_upgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision.", metavar="REVISION")] = "head",
 ) -> int:
-    """Migrate the database schema up to REVISION (default: head)."""
+    """Migrate the database schema up to REVISION (default: head); a new database is created.
+
+    \b
+    Examples:
+      harvest db upgrade
+      harvest --db postgresql://harvest@db.example.org/harvest db upgrade
+    """
     from db.engine import current_revision, upgrade
 
     state = _state(ctx)
     engine = state.engine(migrate=False)
+    before = current_revision(engine)
     upgrade(engine, revision)
-    typer.echo(f"database {state.settings().database_url_display} at revision {current_revision(engine)}")
+    _print_revision(state, engine, before)
     return int(ExitCode.OK)
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", short_help=_SHORT["downgrade"], cls=HelpCommand)
 def db_downgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision ('base' removes every table).")],
+    revision: Annotated[
+        str, typer.Argument(help="Target revision ('base' removes every table).", metavar="REVISION")
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask: the data of the removed tables is lost.")
+    ] = False,
 ) -> int:
-    """Migrate the database schema down to REVISION."""
+    """Migrate the database schema down to REVISION, dropping what later revisions added, with its data.
+
+    On a terminal it asks first; otherwise it refuses without --yes (exit 2).
+
+    \b
+    Examples:
+      harvest db downgrade 0004
+      harvest db downgrade base --yes      removes every table
+    """
     from db.engine import current_revision, downgrade
 
     state = _state(ctx)
-    engine = state.engine(migrate=False)
+    engine = state.read_engine(at_head=False)
+    before = current_revision(engine)
+    if before is not None and revision != before and not yes:
+        where = state.settings().database_url_display
+        question = (
+            f"downgrade {where} from revision {before} to {revision}? Tables and columns added after "
+            f"{revision} are dropped with their data"
+        )
+        if not sys.stdin.isatty():
+            raise UsageError(f"{question}: refused without --yes (no terminal to ask)")
+        if not typer.confirm(question[0].upper() + question[1:], default=False, err=True):
+            raise UsageError("downgrade not confirmed: nothing changed")
     downgrade(engine, revision)
-    typer.echo(f"database {state.settings().database_url_display} at revision {current_revision(engine)}")
+    _print_revision(state, engine, before)
     return int(ExitCode.OK)
 
 
-@db_app.command("current")
+def _print_revision(state: State, engine: Engine, before: str | None) -> None:
+    from db.engine import current_revision
+
+    now = current_revision(engine)
+    where = state.settings().database_url_display
+    state.summary = f"database {where} at revision {now or '(empty)'}, was {before or '(empty)'}"
+    if state.json_output:
+        emit_json({"database": where, "revision": now, "previous": before})
+    else:
+        say(state, state.summary)
+
+
+@db_app.command("current", short_help=_SHORT["current"], cls=HelpCommand)
 def db_current(ctx: typer.Context) -> int:
-    """Print the database's schema revision and the newest one this version knows."""
+    """Print which database is used, its schema revision and the newest one this version knows.
+
+    \b
+    Examples:
+      harvest db current
+      harvest --json db current
+    """
     from db.engine import current_revision, head_revision
 
     state = _state(ctx)
-    engine = state.engine(migrate=False)
-    typer.echo(f"current {current_revision(engine) or '(empty database)'}; head {head_revision()}")
+    engine = state.read_engine(at_head=False)
+    current, head = current_revision(engine), head_revision()
+    where = state.settings().database_url_display
+    if state.json_output:
+        emit_json({"database": where, "current": current, "head": head})
+    else:
+        echo(f"database {where}: revision {current or '(empty database)'}; head {head}")
     return int(ExitCode.OK)
 
 
@@ -889,18 +1341,39 @@ def db_current(ctx: typer.Context) -> int:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code; never raises, never prints a traceback to the console."""
-    secrets: tuple[str, ...] = ()
-    try:
-        result = app(
-            args=list(argv) if argv is not None else None, prog_name="harvest", standalone_mode=False
+    """Run the CLI and return its exit code; never raises, never prints a traceback to the console.
+
+    The log file (HARVEST_LOG_FILE), once settings are read, gets one line per run: the command, its
+    summary and its exit code.
+    """
+    from typer._click.exceptions import NoArgsIsHelpError  # typer's own copy of click
+
+    args = list(argv) if argv is not None else sys.argv[1:]
+    state = State()
+    code = _run(args, state, NoArgsIsHelpError)
+    code = _flush_stdout(state, code)
+    if state.logging_ready:
+        shown = " ".join(["harvest", *args])
+        log.info(
+            "run: %s: exit %d%s", shown, code, f"; {state.summary}" if state.summary else "", extra=FILE_ONLY
         )
-    except typer.TyperException as exc:  # usage errors found by the argument parser (it prints them)
+    return code
+
+
+def _run(args: list[str], state: State, no_args_error: type[Exception]) -> int:
+    try:
+        result = app(args=args, prog_name="harvest", standalone_mode=False, obj=state)
+    except no_args_error as exc:  # `harvest` or `harvest db` alone: the help, as click gives it
         show = getattr(exc, "show", None)
         if callable(show):
             show()
-        else:
-            typer.echo(f"harvest: error: {exc}", err=True)
+        return int(ExitCode.USAGE)
+    except typer.TyperException as exc:  # an argument error found by the parser: one line
+        context = getattr(exc, "ctx", None)
+        where = context.command_path if context is not None else "harvest"
+        format_message = getattr(exc, "format_message", None)
+        message = str(format_message() if callable(format_message) else exc).strip().rstrip(".")
+        error_line(None, f"{message[:1].lower()}{message[1:]} (see '{where} --help')")
         return int(ExitCode.USAGE)
     except (typer.Abort, KeyboardInterrupt):
         result = int(ExitCode.INTERRUPTED)
@@ -912,31 +1385,45 @@ def run(argv: Sequence[str] | None = None) -> int:
         if _stdout_reader_gone():  # `harvest export | head`: the reader has all it wanted
             _discard_stdout()
             return int(ExitCode.OUTPUT_CLOSED)
-        secrets = _known_secrets()  # a pipe of our own broke (a child process, a socket)
-        typer.echo(f"harvest: error: {redact(f'{type(broken).__name__}: {broken}', secrets)}", err=True)
+        error_line(state, f"a pipe was closed early: {broken.strerror or broken}")  # a pipe of our own
         return int(StorageError.exit_code)
     except HarvestError as exc:
-        secrets = _known_secrets()
         log.debug("error detail", exc_info=True)
-        typer.echo(f"harvest: error: {redact(str(exc), secrets)}", err=True)
+        error_line(state, str(exc))
         return int(exc.exit_code)
-    except (OSError, MemoryError) as exc:
-        secrets = _known_secrets()
+    except OSError as exc:
         log.debug("error detail", exc_info=True)
-        typer.echo(f"harvest: error: {redact(f'{type(exc).__name__}: {exc}', secrets)}", err=True)
-        return int(StorageError.exit_code if isinstance(exc, OSError) else ExitCode.INTERNAL)
+        error_line(state, _os_reason(exc))
+        return int(StorageError.exit_code)
+    except MemoryError:
+        error_line(state, "out of memory")
+        return int(ExitCode.INTERNAL)
     except Exception as exc:  # a bug: keep the console to one line, the log file has the traceback
-        secrets = _known_secrets()
         log.info("internal error", exc_info=True)
-        typer.echo(
-            f"harvest: internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)} "
+        error_line(
+            state,
+            f"internal error (a bug): {exc or 'no message'} "
             "(run with -vv or set HARVEST_LOG_FILE for the traceback)",
-            err=True,
         )
         return int(ExitCode.INTERNAL)
     if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into exit 130
-        typer.echo("harvest: interrupted; every batch stored before stays stored", err=True)
+        error_line(state, "interrupted; every batch stored before stays stored")
     return int(result) if isinstance(result, int) else 0
+
+
+def _flush_stdout(state: State, code: int) -> int:
+    """Flush standard output now, so that a full disk is reported (exit 9) rather than lost at exit."""
+    if code == ExitCode.OUTPUT_CLOSED:
+        return code
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _discard_stdout()
+        if exc.errno == errno.EPIPE and _stdout_reader_gone():
+            return int(ExitCode.OUTPUT_CLOSED)
+        error_line(state, f"cannot write to standard output: {exc.strerror or exc}")
+        return int(ExitCode.OUTPUT_FAILED)
+    return code
 
 
 def _stdout_reader_gone() -> bool:

@@ -18,6 +18,7 @@
     ├── BulkFileError                 a baseline/update file is unreadable, truncated, not PubMed XML,
     │   └── FileOrderError            or (this one) applied out of order; nothing of it is recorded (exit 2)
     ├── BusyError                     another run holds the lock; this one did nothing       (exit 7)
+    ├── OutputError                   stdout or an export file could not be written          (exit 9)
     └── StorageError                  the database cannot be opened, migrated or written    (exit 5)
         └── SchemaVersionError        the database was migrated by a newer version of this tool
 
@@ -45,6 +46,7 @@ class ExitCode(IntEnum):
     CONFLICT = 6  # reserved: an incoming record matched two stored articles
     BUSY = 7  # another run holds the lock (harvest nightly, harvest ingest): nothing was done
     REJECTED = 8  # applied, but some records could not be parsed or stored: named, and kept raw
+    OUTPUT_FAILED = 9  # standard output or an export file could not be written (disk full, I/O error)
     OUTPUT_CLOSED = 141  # the reader of standard output closed it (`harvest export | head`), as SIGPIPE would
     INTERRUPTED = 130  # Ctrl-C / SIGINT
 
@@ -181,3 +183,10 @@ class BusyError(HarvestError):
     """Another run holds the lock (nightly or ingest); this run did nothing."""
 
     exit_code = ExitCode.BUSY
+
+
+class OutputError(HarvestError):
+    """Standard output or an export file could not be written (disk full, I/O error); what was stored
+    stays stored."""
+
+    exit_code = ExitCode.OUTPUT_FAILED

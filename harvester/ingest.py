@@ -372,7 +372,7 @@ def ingest_files(
             file_report.outcome = "failed"
             file_report.message = exc.message
         if file_report.outcome in {"refused", "failed"}:
-            log.error("%s: %s", name.name, file_report.message)
+            log.info("%s: %s", name.name, file_report.message)  # the CLI prints it, once
     return report
 
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harvester.errors import ConfigError
-from harvester.http import redact
 
 CONSOLE_FORMAT = "%(levelname)s %(name)s: %(message)s"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"
@@ -43,6 +42,8 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
+        from harvester.http import redact  # here, not at import: the CLI starts without requests
+
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not leak its arguments either
@@ -57,6 +58,12 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info, self.secrets)
         return True
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    """Records logged with ``extra={"file_only": True}`` (the CLI's error lines, which it prints itself,
+    and its run line) go to the log file only."""
+    return not getattr(record, "file_only", False)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -95,6 +102,7 @@ def setup_logging(*, verbosity: int, log_file: Path | None, secrets: Sequence[st
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(level)
     console.setFormatter(ConsoleFormatter(CONSOLE_FORMAT, show_tracebacks=level <= logging.DEBUG))
+    console.addFilter(_not_file_only)
     handlers: list[logging.Handler] = [console]
 
     if log_file is not None:
@@ -112,3 +120,6 @@ def setup_logging(*, verbosity: int, log_file: Path | None, secrets: Sequence[st
         setattr(handler, _MARK, True)
         root.addHandler(handler)
     root.setLevel(min(h.level for h in handlers))
+    # -v is for the harvest's own steps; Alembic's INFO lines ("Will assume transactional DDL", its
+    # plugin setup) only at -vv.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)

@@ -313,7 +313,7 @@ def _run_search(
     except HarvestError as exc:  # the search could not run; the others still do
         outcome.error = f"{spec.name}: {exc}"
         outcome.usage_error = isinstance(exc, UsageError)
-        log.error("%s", outcome.error)
+        log.info("%s", outcome.error)  # the CLI prints it, once
     return outcome
 
 

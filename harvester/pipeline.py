@@ -368,6 +368,7 @@ def enrich_articles(
             report.errors.append(str(batch))
             continue
         result = _store_crossref_batch(batch, engine, run_id=run_id, policy=policy, create=create)
+        log.info("crossref batch: %d DOIs, %d not found", len(batch.requested), len(batch.not_found))
         report.crossref.add(result)
         report.conflicts.extend(_describe_conflicts(result))
     return report
@@ -561,6 +562,7 @@ def _store_batch(batch: EfetchBatch, engine: Engine, outcome: _StoreOutcome, run
         return []
     articles = [r for r in records if isinstance(r, Article) and r.pmid in wanted]
     rejected = [r for r in records if isinstance(r, RejectedRecord) and r.pmid in wanted]
+    log.info("efetch batch: %d PMIDs asked, %d records to store", len(batch.ids), len(articles))
     for article in articles:
         outcome.dois[article.pmid] = _dois_of(article)
     if articles:

@@ -528,7 +528,7 @@ class _SearchRun:
         def failed(
             message: str, expected: int, fetched: int = 0, missing: tuple[str, ...] = ()
         ) -> SliceReport:
-            log.error("%s", message)
+            log.info("%s", message)  # the CLI prints it, once
             self.report.errors.append(message)
             return SliceReport(
                 part.mindate, part.maxdate, part.pmid_range, expected, fetched, missing, message

@@ -221,11 +221,33 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file is not valid TOML: {path}: {exc}") from None
 
 
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: 'a string in quotes ("...")',
+    list: "a list",
+    dict: "a table",
+    date: "a date",
+    datetime: "a date and time",
+}
+
+
+def _type_words(kind: type) -> str:
+    """A TOML reader's word for a type ("a whole number"), never Python's name for it."""
+    for known, words in _TYPE_WORDS.items():
+        if issubclass(kind, known):
+            return words
+    return "a value of another kind"  # pragma: no cover - TOML has no other kinds
+
+
 def _coerce(value: Any, expected: type, where: str) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, expected) or isinstance(value, bool):
-        raise ConfigError(f"config key {where} must be a {expected.__name__}, not {type(value).__name__}")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        given = "a decimal number" if isinstance(value, float) else _type_words(type(value))
+        raise ConfigError(f"config key {where} must be {_type_words(expected)}, not {given} ({shown})")
     return value
 
 
@@ -340,7 +362,12 @@ def normalize_database_url(value: str) -> str:
     except ArgumentError:
         raise ConfigError("the database URL is not a valid SQLAlchemy URL") from None
     if url.get_backend_name() not in {"sqlite", "postgresql"}:
-        raise ConfigError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
+        backend = url.get_backend_name()
+        hint = "did you mean postgresql://USER@HOST/DB?" if backend.startswith(("postgres", "pg")) else ""
+        raise ConfigError(
+            f"unsupported database {backend!r}: "
+            + (hint or "use sqlite:///PATH, a file path, or postgresql://USER@HOST/DB")
+        )
     if url.drivername in {"postgresql", "postgres", "postgresql+psycopg2"}:
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
@@ -374,7 +401,12 @@ def load_settings(
     chosen = config_path if config_path is not None else env.get("HARVEST_CONFIG") or None
     if chosen is not None:
         path = Path(chosen).expanduser()
-        values.update(_values_from_file(_read_toml(path), path))
+        try:
+            values.update(_values_from_file(_read_toml(path), path))
+        except ConfigError as exc:  # every message about the file names it
+            if str(path) in exc.message:
+                raise
+            raise ConfigError(f"{path}: {exc.message}") from None
     for name, attribute in _ENV.items():
         if env.get(name):
             values[attribute] = env[name]

@@ -503,8 +503,8 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(
     def broken(*args: object, **kwargs: object) -> int:
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
+    assert run(["db", "upgrade"]) == ExitCode.OK
+    capsys.readouterr()
     monkeypatch.setattr(harvester.cli, "_export", broken)
     assert run(["export", "--format", "jsonl"]) == ExitCode.STORAGE
-    assert (
-        _one_line_error(capsys.readouterr().err) == "harvest: error: BrokenPipeError: [Errno 32] Broken pipe"
-    )
+    assert _one_line_error(capsys.readouterr().err) == "harvest: error: a pipe was closed early: Broken pipe"

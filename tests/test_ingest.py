@@ -571,12 +571,12 @@ def test_cli_ingest_applies_skips_refuses_and_records_each_run(
     stale = place(FIVE, updates, "pubmed25n1299.xml")
     code, out, err = cli("--db", db_url, "ingest", str(stale))
     assert code == ExitCode.USAGE
-    assert out.splitlines()[0].startswith(
-        "refused  pubmed25n1299.xml update 2025/1299: pubmed25n1299.xml comes"
+    assert out.splitlines()[0].startswith("files 1: applied 0, skipped (already applied) 0, refused 1")
+    errors = [line for line in err.splitlines() if line]  # said once, on stderr (issue 14)
+    assert len(errors) == 1, err
+    assert errors[0].startswith(
+        "harvest: error: refused pubmed25n1299.xml update 2025/1299: pubmed25n1299.xml comes"
     )
-    assert [line for line in err.splitlines() if line] == [
-        "ERROR harvester.ingest: pubmed25n1299.xml: " + out.splitlines()[0].split(": ", 1)[1]
-    ]
 
     engine = open_database(db_url)
     try:
@@ -630,7 +630,8 @@ def test_cli_ingest_of_a_truncated_file_exits_2_and_a_fixed_rerun_exits_0(
     code, out, err = cli("--db", db_url, "ingest", str(path))
 
     assert code == ExitCode.USAGE
-    assert out.startswith("failed   pubmed25n1300.xml.gz update 2025/1300: ")
+    assert out.startswith("files 1: applied 0, skipped (already applied) 0, refused 0, failed 1")
+    assert err.startswith("harvest: error: failed pubmed25n1300.xml.gz update 2025/1300: ")
     assert err.count("\n") == 1 and "is not a complete gzip file" in err
     path.write_bytes(data)
     assert cli("--db", db_url, "ingest", str(path))[0] == ExitCode.OK

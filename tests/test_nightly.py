@@ -128,7 +128,7 @@ def test_without_searches_or_nightly_the_defaults_hold(tmp_path: Path) -> None:
         ('[[searches]]\nname = "a b"\nquery = "x"\n', "must be letters, digits"),
         ('[[searches]]\nname = "a"\nquery = "  "\n', "is empty"),
         ('[[searches]]\nname = "a"\nquery = "x"\ndatetype = "crdt"\n', "must be one of mdat, edat, pdat"),
-        ('[[searches]]\nname = "a"\nquery = 3\n', "must be a str, not int"),
+        ('[[searches]]\nname = "a"\nquery = 3\n', "must be a string in quotes .*, not a whole number"),
         ('[[searches]]\nname = "a"\nquery = "x"\nsince = 2024-01-01T00:00:00\n', "since must be a date"),
         ('[[searches]]\nname = "a"\nquery = "x"\nsince = "last week"\n', "since must be a date"),
         (
@@ -137,7 +137,7 @@ def test_without_searches_or_nightly_the_defaults_hold(tmp_path: Path) -> None:
         ),
         ('searches = "exo"\n', "searches must be an array of tables"),
         ("[nightly]\nlookback_days = -1\n", "must be >= 0"),
-        ("[nightly]\nlookback_days = 1.5\n", "nightly.lookback_days must be a int"),
+        ("[nightly]\nlookback_days = 1.5\n", "lookback_days must be a whole number, not a decimal"),
         ("[nightly]\nwindow = 3\n", "unknown key nightly.window"),
     ],
 )
