@@ -334,10 +334,14 @@ class RawPayload(Base):
 
 
 class SourceRecord(Base):
-    """The current raw record of each source for an article; the next issue merges sources from here."""
+    """The current raw record of each source for an article; the merge reads the sources from here.
+
+    One record may be the current one of several articles (migration 0006): a Crossref work or PMC
+    record whose DOI / PMCID several PubMed articles share enriches each of them.
+    """
 
     __tablename__ = "source_records"
-    __table_args__ = (sa.UniqueConstraint("source", "source_id"),)
+    __table_args__ = (sa.UniqueConstraint("source", "source_id", "article_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     article_id: Mapped[int] = mapped_column(_article_fk(), index=True)

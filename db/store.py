@@ -411,7 +411,7 @@ def _write(
     upsert = dialect_insert(conn, sr)
     conn.execute(
         upsert.on_conflict_do_update(
-            index_elements=[sr.c.source, sr.c.source_id],
+            index_elements=[sr.c.source, sr.c.source_id, sr.c.article_id],
             set_={
                 "article_id": upsert.excluded.article_id,
                 "payload_id": upsert.excluded.payload_id,

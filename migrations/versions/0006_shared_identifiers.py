@@ -1,5 +1,5 @@
 """Shared identifiers: articles.doi and articles.pmcid indexed, not unique; each article's own journal facts;
-conflicts settled by hand; view report_shared_identifiers.
+conflicts settled by hand; a source record current for several articles; view report_shared_identifiers.
 
 Revision ID: 0006
 Revises: 0005
@@ -16,8 +16,12 @@ SQLite rebuilds ``articles`` (batch mode) to drop the unique constraints: db.eng
 with foreign keys off (else dropping the old table would cascade to every child row) and
 legacy_alter_table on (the views that read articles stay as they are), and checks the keys before commit.
 
-Downgrade: the lowest article id keeps a shared value in the column (the others keep it in
-article_identifiers), then the unique constraints come back; "ignored" conflicts become "resolved".
+``source_records`` is unique on (source, source_id, article_id): a Crossref work or PMC record whose DOI
+or PMCID several PubMed articles share is the current record of each.
+
+Downgrade: the lowest article id keeps a source record current for several, and a shared value in the
+column (the others keep it in article_identifiers), then the unique constraints come back; "ignored"
+conflicts become "resolved".
 """
 
 from __future__ import annotations
@@ -97,6 +101,11 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+    with op.batch_alter_table("source_records") as batch:
+        batch.drop_constraint(op.f("uq_source_records_source_source_id"), type_="unique")
+        batch.create_unique_constraint(
+            op.f("uq_source_records_source_source_id_article_id"), ["source", "source_id", "article_id"]
+        )
     op.execute(_FILL_DOI)
     op.execute(_FILL_PMCID)
     op.execute(
@@ -114,6 +123,15 @@ def downgrade() -> None:
         batch.drop_column("resolved_at")
         batch.drop_column("kept_article_id")
         batch.drop_column("resolution")
+    # A record current for several articles stays with the lowest article id.
+    op.execute(
+        "DELETE FROM source_records WHERE EXISTS (SELECT 1 FROM source_records o WHERE o.source = "
+        "source_records.source AND o.source_id = source_records.source_id "
+        "AND o.article_id < source_records.article_id)"
+    )
+    with op.batch_alter_table("source_records") as batch:
+        batch.drop_constraint(op.f("uq_source_records_source_source_id_article_id"), type_="unique")
+        batch.create_unique_constraint(op.f("uq_source_records_source_source_id"), ["source", "source_id"])
     op.execute(_UNSHARE.format(column="doi"))
     op.execute(_UNSHARE.format(column="pmcid"))
     with op.batch_alter_table("articles") as batch:
