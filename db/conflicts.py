@@ -154,6 +154,8 @@ def resolve_conflict(
             kept = _kept_article(conn, keep, named) if keep is not None else None
             if kept is not None:
                 merge_again = _apply_keep(conn, row, kept, named)
+                if row.source == "pubmed" and merge_again:  # the kept article was merged into the record's
+                    kept = merge_again[0]
             values = {
                 "status": "ignored" if ignore else "resolved",
                 "resolution": "ignored" if ignore else "kept",

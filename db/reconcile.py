@@ -100,6 +100,7 @@ __all__ = ["list_conflicts"]  # kept here for callers; db.conflicts has it
 
 PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
+ALIAS = "crossref:alias"  # article_identifiers id_type of a DOI Crossref answers with another (primary) DOI
 FOUND, NOT_FOUND = "found", "not_found"
 RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")
 
@@ -235,6 +236,7 @@ class _Record:
     raw: bytes
     sha256: str
     claims: tuple[tuple[str, str], ...]  # (id_type, value): "pmid", "pmcid", "doi"
+    aliases: tuple[str, ...] = ()  # Crossref: DOIs asked for that Crossref answered with this work
 
 
 @dataclass(slots=True)
@@ -315,6 +317,7 @@ def store_crossref(
     policy: Mapping[str, Sequence[str]] = DEFAULT_POLICY,
     not_found: Sequence[str] = (),
     create_missing: Collection[str] = (),
+    aliases: Sequence[tuple[str, str]] = (),
 ) -> EnrichResult:
     """Match, keep and merge a batch of Crossref works, in one transaction.
 
@@ -325,18 +328,38 @@ def store_crossref(
             "not_found" (a status, not a failure; a later "found" clears it).
         create_missing: DOIs for which an article may be created from Crossref alone when none matches
             (``in_pubmed`` false; title, authors, journal, dates from Crossref).
+        aliases: (DOI asked for, DOI of the work Crossref answered with) for aliased DOIs
+            (:attr:`enrich.crossref.CrossrefBatch.aliases`): the work matches the article holding the
+            alias too, and the alias is recorded as that article's identifier (id_type "crossref:alias").
 
     Raises:
         StorageError: the database could not be written; nothing of the batch was stored.
         ValueError: a work without ``raw_json``, or a naive ``fetched_at``.
     """
+    alias_of: dict[str, list[str]] = defaultdict(list)
+    for asked, primary in aliases:
+        alias = doi_or_none(asked) or asked.lower()
+        primary_doi = doi_or_none(primary) or primary.lower()
+        if alias != primary_doi:
+            alias_of[primary_doi].append(alias)
     records = []
     for work in works:
         if work.raw_json is None:
             raise ValueError(f"{work.doi}: the work has no raw_json to keep")
         doi = doi_or_none(work.doi) or work.doi.lower()
-        claims = [("doi", doi)] + ([("pmid", work.pmid)] if work.pmid else [])
-        records.append(_record(CROSSREF, doi, work.raw_json, claims))
+        own = tuple(dict.fromkeys(alias_of.get(doi, ())))
+        claims = (
+            [("doi", doi)] + [("doi", alias) for alias in own] + ([("pmid", work.pmid)] if work.pmid else [])
+        )
+        record = _record(CROSSREF, doi, work.raw_json, claims)
+        record.aliases = own
+        records.append(record)
+    # An aliased DOI the caller may create an article for: the article is created for the work's DOI.
+    creatable = {doi_or_none(value) or value.lower() for value in create_missing}
+    create_missing = [
+        *create_missing,
+        *(primary for primary, found in alias_of.items() if any(alias in creatable for alias in found)),
+    ]
     return _store(
         engine,
         CROSSREF,
@@ -502,6 +525,7 @@ def _store_batch(
             to_merge.add(former)
     _resolve_conflicts(conn, source, list(targets_of), now=now)
 
+    _record_aliases(conn, [(record, article_id) for record, article_id in matched if record.aliases])
     if moved:
         _drop_records(conn, source, moved)
     if to_keep:
@@ -598,7 +622,7 @@ def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[st
     lookups: list[tuple[str, sa.ColumnElement[Any], tuple[str, ...]]] = [
         ("pmid", a.c.pmid, ()),
         ("pmcid", a.c.pmcid, ("pmc",)),
-        ("doi", a.c.doi, ("doi", "eloc:doi")),
+        ("doi", a.c.doi, ("doi", "eloc:doi", ALIAS)),
     ]
     for id_type, column, identifier_types in lookups:
         for chunk in chunks(sorted(by_type[id_type])):
@@ -706,6 +730,35 @@ def _current_records(conn: Connection, source: str, source_ids: Sequence[str]) -
         for source_id, article_id, sha in conn.execute(query):
             found[source_id][article_id] = sha
     return found
+
+
+def _record_aliases(conn: Connection, matched: Sequence[tuple[_Record, int]]) -> None:
+    """Each alias a Crossref work was asked by becomes an identifier of the articles it matched."""
+    if not matched:
+        return
+    i = IDENTIFIERS
+    positions: dict[int, int] = {}
+    for chunk in chunks(sorted({article_id for _, article_id in matched})):
+        query = sa.select(i.c.article_id, sa.func.max(i.c.position)).where(i.c.article_id.in_(chunk))
+        positions.update({a: int(n or 0) for a, n in conn.execute(query.group_by(i.c.article_id))})
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for record, article_id in matched:
+        for alias in record.aliases:
+            if (article_id, alias) not in rows:
+                positions[article_id] = positions.get(article_id, 0) + 1
+                rows[(article_id, alias)] = {
+                    "article_id": article_id,
+                    "id_type": ALIAS,
+                    "value": alias,
+                    "position": positions[article_id],
+                    "valid": True,
+                }
+    conn.execute(
+        dialect_insert(conn, i).on_conflict_do_nothing(
+            index_elements=[i.c.article_id, i.c.id_type, i.c.value]
+        ),
+        list(rows.values()),
+    )
 
 
 def _drop_records(conn: Connection, source: str, records: Sequence[tuple[str, int]]) -> None:

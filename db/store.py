@@ -602,7 +602,10 @@ def _write_articles(
         for table in reversed(CHILD_TABLES):
             kept = kept_tables.get(table.name, set())
             for chunk in chunks([i for i in changed_ids if i not in kept]):
-                conn.execute(sa.delete(table).where(table.c.article_id.in_(chunk)))
+                query = sa.delete(table).where(table.c.article_id.in_(chunk))
+                if table.name == "article_identifiers":  # ids other sources gave (Crossref aliases) stay
+                    query = query.where(~table.c.id_type.like("crossref:%"))
+                conn.execute(query)
         rs = RETRACTIONS
         for chunk in chunks(changed_ids):
             conn.execute(sa.delete(rs).where(rs.c.source == SOURCE, rs.c.article_id.in_(chunk)))

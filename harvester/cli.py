@@ -37,8 +37,9 @@ HELP = """Keep a local database of PubMed article metadata true to its sources.
 
 Exit codes: 0 all stored; 1 internal error; 2 usage error (bad arguments, malformed ids, broken
 config); 3 some ids not found upstream (the rest stored); 4 upstream failure (some ids could not be
-fetched after retries; the rest stored); 5 database error; 6 a record matched two stored articles
-(recorded in conflicts, not merged); 7 another run (nightly, ingest) holds the lock, nothing done;
+fetched after retries; the rest stored); 5 database error; 6 a record names two stored articles it
+would merge into one (recorded in conflicts, not merged; a DOI two PMIDs share is not one); 7 another
+run (nightly, ingest) holds the lock, nothing done;
 130 interrupted; 141 the reader of the output closed it (`harvest export | head`).
 """
 
@@ -517,28 +518,75 @@ def history_command(
     return int(ExitCode.OK)
 
 
-@app.command("conflicts")
+conflicts_app = typer.Typer(
+    help="List records whose identifiers name two stored articles they would merge into one (never merged),"
+    " and settle them: 'harvest conflicts resolve ID --keep PMID | --ignore'.",
+    invoke_without_command=True,
+)
+app.add_typer(conflicts_app, name="conflicts")
+
+
+@conflicts_app.callback()
 def conflicts_command(
     ctx: typer.Context,
-    status: Annotated[str, typer.Option("--status", help="open, resolved or all.")] = "open",
+    status: Annotated[str, typer.Option("--status", help="open, resolved, ignored or all.")] = "open",
 ) -> int:
-    """List records whose identifiers point at two different stored articles (never merged)."""
-    from db.reconcile import list_conflicts
+    """List records whose identifiers name two stored articles they would merge into one (never merged).
 
-    if status not in {"open", "resolved", "all"}:
-        raise UsageError(f"--status must be open, resolved or all, not {status!r}")
+    A DOI or PMCID that two PubMed records share is not a conflict: see 'harvest report
+    report_shared_identifiers'. --json prints one object {"conflicts": [...]}.
+    """
+    if ctx.invoked_subcommand is not None:
+        return int(ExitCode.OK)
+    from db.conflicts import STATUSES, list_conflicts
+
+    if status not in {*STATUSES, "all"}:
+        raise UsageError(f"--status must be open, resolved, ignored or all, not {status!r}")
     state = _state(ctx)
     conflicts = list_conflicts(state.engine(), status=status)
     if state.json_output:
-        typer.echo(json.dumps(conflicts, ensure_ascii=False, default=str))
+        typer.echo(json.dumps({"conflicts": conflicts}, ensure_ascii=False, default=str))
     elif not conflicts:
         typer.echo(f"no {status if status != 'all' else ''} conflicts".replace("  ", " "))
     else:
         for c in conflicts:
+            settled = f" ({c['resolution']}{', PMID ' + c['kept_pmid'] if c['kept_pmid'] else ''})"
             typer.echo(
-                f"#{c['id']}  {c['detected_at']}  {c['source']} {c['source_id']} matches articles "
-                f"{c['article_ids']}: {c['claims']}  [{c['status']}]"
+                f"#{c['id']}  {c['detected_at'][:19]}  [{c['status']}{settled if c['resolution'] else ''}]"
+                f"  {c['description']}"
             )
+    return int(ExitCode.OK)
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve_command(
+    ctx: typer.Context,
+    conflict_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The conflict's number (#ID in the list).")
+    ],
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            "--keep",
+            metavar="ARTICLE",
+            help="The article the record belongs to: a PMID, or article:ID for one not in PubMed.",
+        ),
+    ] = None,
+    ignore: Annotated[
+        bool, typer.Option("--ignore", help="Leave the record unmerged and stop reporting it.")
+    ] = False,
+) -> int:
+    """Settle a conflict by hand; recorded in the conflict row and in each article's history."""
+    from db.conflicts import resolve_conflict
+
+    state = _state(ctx)
+    settled = resolve_conflict(state.engine(), conflict_id, keep=keep, ignore=ignore)
+    if state.json_output:
+        typer.echo(json.dumps({"conflict": settled}, ensure_ascii=False, default=str))
+    else:
+        kept = f", PMID {settled['kept_pmid']}" if settled["kept_pmid"] else ""
+        article = f" article {settled['kept_article_id']}" if settled["kept_article_id"] and not kept else ""
+        typer.echo(f"#{conflict_id} {settled['status']} ({settled['resolution']}{kept}{article})")
     return int(ExitCode.OK)
 
 
@@ -580,7 +628,8 @@ def ingest_command(
 
     Exit 0: every file applied or already applied; 2: a path is missing, or a file was refused (out of
     order) or failed (truncated, not PubMed XML; not recorded, rerun it); 4: enrichment failed; 5: database
-    problem; 7: another run is active (nothing done). Conflicts are counted, listed by 'harvest conflicts'.
+    problem; 6: a record names two stored articles it would merge (listed by 'harvest conflicts'); 7:
+    another run is active (nothing done).
     """
     from db.runs import FAILED, exclusive_run, finish_locked_run, start_locked_run
     from harvester.ingest import check_paths, ingest_files
