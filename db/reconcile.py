@@ -634,6 +634,14 @@ def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[st
                 )
                 for value, article_id in conn.execute(query):
                     hits[(id_type, value)].add(article_id)
+        if id_type == "doi":  # a Crossref work already current for an article (asked by an alias) matches it
+            sr = SOURCE_RECORDS
+            for chunk in chunks(sorted(by_type[id_type])):
+                query = sa.select(sr.c.source_id, sr.c.article_id).where(
+                    sr.c.source == CROSSREF, sr.c.source_id.in_(chunk)
+                )
+                for value, article_id in conn.execute(query):
+                    hits[(id_type, value)].add(article_id)
     return hits
 
 

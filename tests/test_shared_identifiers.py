@@ -151,12 +151,15 @@ def test_an_aliased_doi_matches_the_article_holding_it_and_is_recorded(engine: E
         ("10.1002/14651858.cd002020.pub2",)
     ]
     # the alias survives a changed PubMed record, and the work keeps matching without being told again
-    changed = parse_pubmed(
-        records[0].raw_xml.replace(b"first version", b"first version, corrected"), keep_raw=True
-    )  # type: ignore[union-attr]
+    raw = records[0].raw_xml
+    assert raw is not None
+    changed = parse_pubmed(raw.replace(b"first version", b"first version, corrected"), keep_raw=True)
     store_articles(engine, [r for r in changed if isinstance(r, Article)], url=None, fetched_at=AT)
     assert rows(
         engine,
         "SELECT count(*) FROM article_identifiers WHERE article_id = :a AND id_type = 'crossref:alias'",
         a=article,
     ) == [(1,)]
+    again = crossref_work("10.1002/14651858.CD002020.PUB2", **{"is-referenced-by-count": 6})
+    result = store_crossref(engine, [again], url=None, fetched_at=AT, run_id=None)
+    assert result.updated == (article,) and result.unmatched == ()
