@@ -340,3 +340,61 @@ def test_unknown_merge_field_or_source_in_the_config_is_a_usage_error(
         config.write_text(f"[merge]\n{body}\n")
         assert run(["--config", str(config), "pmid", "35350566"]) == ExitCode.USAGE
         assert needle in capsys.readouterr().err
+
+
+COCHRANE = Path(__file__).parent / "fixtures" / "efetch_pubmed_cochrane_versions_shared_doi.xml"
+COCHRANE_DOI = "10.1002/14651858.cd002020"
+
+
+def _cochrane_state(home: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    with sqlite3.connect(default_db(home)) as conn:
+        dois = conn.execute("SELECT pmid, doi, citation_count FROM articles ORDER BY pmid").fetchall()
+        shared = conn.execute("SELECT pmid FROM report_shared_identifiers ORDER BY pmid").fetchall()
+        conflicts = conn.execute("SELECT count(*) FROM conflicts").fetchone()[0]
+    return dois, shared, int(conflicts)
+
+
+@pytest.mark.parametrize("path", ["pmid", "ingest"])
+def test_the_cochrane_pair_sharing_a_doi_exits_0_through_pmid_and_ingest_and_crossref_enriches_both(
+    standin: StandIn, home: Path, path: str
+) -> None:
+    """Issue 13: `harvest pmid` exited 6 and `harvest ingest` 0 for the same two records."""
+    standin.add_records(COCHRANE.read_bytes())
+    standin.add_crossref_works(
+        json.dumps(clone_work("10.1002/14651858.CD002020", **{"is-referenced-by-count": 31})).encode()
+    )
+    if path == "pmid":
+        assert run(["pmid", "11034741", "11406024"]) == ExitCode.OK
+    else:
+        assert run(["ingest", str(COCHRANE)]) == ExitCode.OK
+        assert run(["enrich"]) == ExitCode.OK  # ingest defers enrichment
+    dois, shared, conflicts = _cochrane_state(home)
+    assert dois == [("11034741", COCHRANE_DOI, 31), ("11406024", COCHRANE_DOI, 31)]
+    assert shared == [("11034741",), ("11406024",)]
+    assert conflicts == 0
+
+
+def test_a_crossref_work_naming_an_article_not_in_pubmed_and_a_pubmed_article_exits_6_in_each_path(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Crossref-only article and a PubMed article that later names its DOI would have to be merged."""
+    standin.add_crossref_works(json.dumps(clone_work("10.9999/orphan.a")).encode())
+    assert run(["doi", "10.9999/orphan.a"]) == ExitCode.OK
+    assert run(["pmid", "900001"]) == ExitCode.OK
+    standin.add_records(clone_record(SEED, "900001").replace(b"10.5555/test.900001", b"10.9999/orphan.a"))
+    assert run(["pmid", "900001"]) == ExitCode.CONFLICT  # its changed record names the orphan's DOI
+    assert run(["doi", "10.9999/orphan.a"]) == ExitCode.CONFLICT
+    # the same situation through pmcid: its PMC record is fine, but enriching it asks Crossref for that DOI
+    assert run(["pmcid", "PMC9900001"]) == ExitCode.CONFLICT
+    capsys.readouterr()
+    assert run(["--json", "conflicts"]) == ExitCode.OK
+    [conflict] = json.loads(capsys.readouterr().out)["conflicts"]
+    assert conflict["source"] == "crossref" and conflict["source_id"] == "10.9999/orphan.a"
+    kept = next(c for c in conflict["claims"] if c["pmid"] == "900001")
+    assert run(["conflicts", "resolve", str(conflict["id"]), "--keep", "900001"]) == ExitCode.OK
+    assert run(["doi", "10.9999/orphan.a"]) == ExitCode.OK  # settled: the work goes to PMID 900001
+    with sqlite3.connect(default_db(home)) as conn:
+        holders = conn.execute(
+            "SELECT article_id FROM source_records WHERE source = 'crossref' AND source_id = '10.9999/orphan.a'"
+        ).fetchall()
+    assert holders == [(kept["article_id"],)]
