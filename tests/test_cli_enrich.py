@@ -395,6 +395,7 @@ def test_a_crossref_work_naming_an_article_not_in_pubmed_and_a_pubmed_article_ex
     assert run(["doi", "10.9999/orphan.a"]) == ExitCode.OK  # settled: the work goes to PMID 900001
     with sqlite3.connect(default_db(home)) as conn:
         holders = conn.execute(
-            "SELECT article_id FROM source_records WHERE source = 'crossref' AND source_id = '10.9999/orphan.a'"
+            "SELECT article_id FROM source_records WHERE source = 'crossref' AND source_id = ?",
+            ("10.9999/orphan.a",),
         ).fetchall()
     assert holders == [(kept["article_id"],)]
