@@ -159,7 +159,9 @@ def resolve_identifiers(engine: Engine, identifiers: Sequence[str]) -> dict[str,
 
     Digits alone (or "PMID:" digits) are a PMID; "PMC" digits in any case a PMCID; anything else must be a
     DOI, bare, "doi:"-prefixed or a doi.org URL, in any case. A DOI or PMCID that an article carries only
-    in its identifiers (its record lost the unique column to another article) is found too.
+    in its identifiers (an ELocationID, or a record stored before migration 0006 lost it to another
+    article) is found too. A DOI or PMCID several articles hold names the first one stored (lowest id);
+    report_shared_identifiers lists them all.
 
     Raises:
         InvalidIdentifierError: an identifier is none of these.
@@ -180,9 +182,9 @@ def resolve_identifiers(engine: Engine, identifiers: Sequence[str]) -> dict[str,
                 values = sorted(by_kind[kind])
                 for chunk in _chunks(values):
                     for value, article_id in conn.execute(
-                        sa.select(column, ARTICLES.c.id).where(column.in_(chunk))
+                        sa.select(column, ARTICLES.c.id).where(column.in_(chunk)).order_by(ARTICLES.c.id)
                     ):
-                        found[(kind, value)] = article_id
+                        found.setdefault((kind, value), article_id)  # shared (issue 13): the first stored
                 missing = [v for v in values if (kind, v) not in found]
                 for chunk in _chunks(missing):
                     rows = conn.execute(
