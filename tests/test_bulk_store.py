@@ -34,7 +34,7 @@ def _pending(source: Any) -> list[PendingArticle]:
 
 
 def _update_file() -> Path:
-    """177 PubmedArticle records of a MEDLINE sample file (two share a DOI: shared, not a conflict since issue 13)."""
+    """177 PubmedArticle records of a MEDLINE sample file (two share a DOI: not a conflict, issue 13)."""
     return shared_fixture("medline-updatefiles/costosys-pubmedsample18n0001.xml.gz")
 
 
