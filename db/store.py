@@ -190,8 +190,10 @@ def store_articles(
             plan = _plan(conn, incoming, revive_deleted)
             if plan.new or plan.changed:
                 _write(conn, plan, url=url, fetched_at=fetched_at, now=datetime.now(UTC), run_id=run_id)
-            if plan.unchanged:
-                plan.conflicts.extend(_open_conflicts(conn, plan.unchanged))
+            reported = set(plan.conflicts)
+            again = [*plan.unchanged, *(inc.article.pmid for _, inc in plan.changed)]
+            if again:  # reported while open, whether the record changed or not
+                plan.conflicts.extend(p for p in _open_conflicts(conn, again) if p not in reported)
     except DBAPIError as exc:
         raise storage_error(exc, "cannot store articles in", engine) from exc
     created = {inc.article.pmid for inc in plan.new}

@@ -536,6 +536,8 @@ def test_the_pubmed_store_records_a_record_naming_two_articles_not_in_pubmed_as_
     before = snapshot(engine)
     assert pubmed(engine, record, at=LATER) == StoreResult((), (), ("7",), conflicts=("7",))
     assert snapshot(engine) == before
+    changed = pubmed_record("7", doi="10.5555/c", pmcid="PMC9", title="Changed")
+    assert pubmed(engine, changed, at=LATER).conflicts == ("7",)  # still open: still reported
 
 
 # ---------------------------------------------------------------------------------------------- statuses
