@@ -36,7 +36,8 @@ down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_SHARED_IDENTIFIERS = """
+_CREATE_SHARED_IDENTIFIERS = """
+CREATE VIEW report_shared_identifiers AS
 SELECT s.id_type AS id_type,
        s.value AS value,
        s.articles AS articles,
@@ -76,10 +77,15 @@ WHERE pmcid IS NULL AND pmid IS NOT NULL
               WHERE i.article_id = articles.id AND i.id_type = 'pmc' AND UPPER(i.value) LIKE 'PMC%')
 """
 # Downgrade: a value held by several articles stays with the lowest id.
-_UNSHARE = """
-UPDATE articles SET {column} = NULL
-WHERE {column} IS NOT NULL
-  AND EXISTS (SELECT 1 FROM articles o WHERE o.{column} = articles.{column} AND o.id < articles.id)
+_UNSHARE_DOI = """
+UPDATE articles SET doi = NULL
+WHERE doi IS NOT NULL
+  AND EXISTS (SELECT 1 FROM articles o WHERE o.doi = articles.doi AND o.id < articles.id)
+"""
+_UNSHARE_PMCID = """
+UPDATE articles SET pmcid = NULL
+WHERE pmcid IS NOT NULL
+  AND EXISTS (SELECT 1 FROM articles o WHERE o.pmcid = articles.pmcid AND o.id < articles.id)
 """
 
 
@@ -112,7 +118,7 @@ def upgrade() -> None:
         "UPDATE conflicts SET status = 'resolved', resolution = 'shared' "
         "WHERE source = 'pubmed' AND status = 'open'"
     )
-    op.execute(f"CREATE VIEW report_shared_identifiers AS {_SHARED_IDENTIFIERS.strip()}")
+    op.execute(_CREATE_SHARED_IDENTIFIERS.strip())
 
 
 def downgrade() -> None:
@@ -132,8 +138,8 @@ def downgrade() -> None:
     with op.batch_alter_table("source_records") as batch:
         batch.drop_constraint(op.f("uq_source_records_source_source_id_article_id"), type_="unique")
         batch.create_unique_constraint(op.f("uq_source_records_source_source_id"), ["source", "source_id"])
-    op.execute(_UNSHARE.format(column="doi"))
-    op.execute(_UNSHARE.format(column="pmcid"))
+    op.execute(_UNSHARE_DOI)
+    op.execute(_UNSHARE_PMCID)
     with op.batch_alter_table("articles") as batch:
         batch.drop_index(op.f("ix_articles_pmcid"))
         batch.drop_index(op.f("ix_articles_doi"))
