@@ -3,9 +3,12 @@
     python bench/make_corpus.py --records 30000 --out bench/out/corpus-30000.xml [--fixtures DIR]
 
 Every PubmedArticle of ``$HARVEST_FIXTURES/eutils-pubmed-xml/*.xml`` and ``medline-updatefiles/**/*.xml[.gz]``
-is used in turn; each copy gets a unique PMID (in MedlineCitation/PMID and in the ArticleIdList's pubmed id)
-and is otherwise unchanged. The output is written as it is produced, one PubmedArticleSet declaring the
-2025 DTD. Files that declare a DTD older than 2015 are left out (see :func:`older_dtd`).
+is used in turn; each copy gets a unique PMID (in MedlineCitation/PMID and in the ArticleIdList's pubmed id),
+and from the second cycle on its own DOI (the template's with ".copyN" appended, in the ArticleIdList and
+the ELocationID) and PMCID ("PMC" + its PMID), where the template has them: real baseline files rarely
+repeat one (issue 13), so the corpus does not either (the recorded files share a few among themselves,
+as real ones do). It is otherwise unchanged. The output is written as it is produced, one PubmedArticleSet
+declaring the 2025 DTD. Files that declare a DTD older than 2015 are left out (see :func:`older_dtd`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ DOCTYPE = (
     b'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">'
 )
 _PLACEHOLDER = "@@PMID@@"
+_DOI_SUFFIX = b"@@DOISUFFIX@@"
+_PMCID = b"@@PMCID@@"
 _DTD_YEAR = re.compile(rb"/pubmed_(\d\d)\d{4}\.dtd")
 
 
@@ -55,9 +60,10 @@ def older_dtd(data: bytes) -> bool:
     return match is not None and int(match.group(1)) < 15
 
 
-def article_templates(files: list[Path]) -> list[list[bytes]]:
-    """Each PubmedArticle serialised and split where its own PMIDs go, ready to be joined with a new one."""
-    templates: list[list[bytes]] = []
+def article_templates(files: list[Path]) -> list[tuple[list[bytes], bytes]]:
+    """Each PubmedArticle serialised and split where its own PMIDs go, ready to be joined with a new one,
+    with its PMCID (b"" for none); its DOIs and PMCID are marked for :func:`corpus_chunks` to vary."""
+    templates: list[tuple[list[bytes], bytes]] = []
     for path in files:
         data = _read(path)
         if older_dtd(data):
@@ -70,20 +76,35 @@ def article_templates(files: list[Path]) -> list[list[bytes]]:
             if pmid is None:
                 continue
             pmid.text = _PLACEHOLDER
+            pmcid = b""
             for article_id in article.iterfind("PubmedData/ArticleIdList/ArticleId"):
-                if article_id.get("IdType") == "pubmed":
+                kind = article_id.get("IdType")
+                if kind == "pubmed":
                     article_id.text = _PLACEHOLDER
+                elif kind == "doi" and article_id.text:
+                    article_id.text += _DOI_SUFFIX.decode()
+                elif kind == "pmc" and article_id.text:
+                    pmcid = article_id.text.encode()
+                    article_id.text = _PMCID.decode()
+            for eloc in article.iterfind("MedlineCitation/Article/ELocationID"):
+                if eloc.get("EIdType") == "doi" and eloc.text:
+                    eloc.text += _DOI_SUFFIX.decode()
             fragment = etree.tostring(article, encoding="utf-8", with_tail=False)
-            templates.append(fragment.split(_PLACEHOLDER.encode()))
+            templates.append((fragment.split(_PLACEHOLDER.encode()), pmcid))
     return templates
 
 
-def corpus_chunks(templates: list[list[bytes]], records: int) -> Iterator[bytes]:
-    """The corpus file, piece by piece."""
+def corpus_chunks(templates: list[tuple[list[bytes], bytes]], records: int) -> Iterator[bytes]:
+    """The corpus file, piece by piece: the first cycle keeps the templates' DOIs and PMCIDs."""
     yield b'<?xml version="1.0" encoding="utf-8"?>\n' + DOCTYPE + b"\n<PubmedArticleSet>\n"
     for index in range(records):
-        parts = templates[index % len(templates)]
-        yield str(FIRST_PMID + index).encode().join(parts) + b"\n"
+        parts, pmcid = templates[index % len(templates)]
+        cycle = index // len(templates)
+        pmid = str(FIRST_PMID + index).encode()
+        record = pmid.join(parts)
+        record = record.replace(_DOI_SUFFIX, f".copy{cycle}".encode() if cycle else b"")
+        record = record.replace(_PMCID, b"PMC" + pmid if cycle else pmcid)
+        yield record + b"\n"
     yield b"</PubmedArticleSet>\n"
 
 

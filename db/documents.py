@@ -9,7 +9,9 @@ CSV export has one row per article and these columns (lists joined with "; ", bo
 missing values empty):
 
 - pmid, pmid_version, pmcid, doi, record_type, title, abstract
-- journal (title), journal_iso_abbrev, issn (print, else electronic, else linking), volume, issue, pages
+- journal (title), journal_iso_abbrev, issn (print, else electronic, else linking): as the article's
+  own record gives them (articles.journal_facts), not the journal row merged from other records
+- volume, issue, pages
 - pub_date (ISO partial), pub_year, epub_date
 - authors ("Last, Fore" or the collective name), orcids (in author order, those known)
 - language (codes), publication_types, mesh (descriptor names), keywords, grants ("agency grant_id")
@@ -157,7 +159,9 @@ def resolve_identifiers(engine: Engine, identifiers: Sequence[str]) -> dict[str,
 
     Digits alone (or "PMID:" digits) are a PMID; "PMC" digits in any case a PMCID; anything else must be a
     DOI, bare, "doi:"-prefixed or a doi.org URL, in any case. A DOI or PMCID that an article carries only
-    in its identifiers (its record lost the unique column to another article) is found too.
+    in its identifiers (an ELocationID, or a record stored before migration 0006 lost it to another
+    article) is found too. A DOI or PMCID several articles hold names the first one stored (lowest id);
+    report_shared_identifiers lists them all.
 
     Raises:
         InvalidIdentifierError: an identifier is none of these.
@@ -178,9 +182,9 @@ def resolve_identifiers(engine: Engine, identifiers: Sequence[str]) -> dict[str,
                 values = sorted(by_kind[kind])
                 for chunk in _chunks(values):
                     for value, article_id in conn.execute(
-                        sa.select(column, ARTICLES.c.id).where(column.in_(chunk))
+                        sa.select(column, ARTICLES.c.id).where(column.in_(chunk)).order_by(ARTICLES.c.id)
                     ):
-                        found[(kind, value)] = article_id
+                        found.setdefault((kind, value), article_id)  # shared (issue 13): the first stored
                 missing = [v for v in values if (kind, v) not in found]
                 for chunk in _chunks(missing):
                     rows = conn.execute(
@@ -311,6 +315,24 @@ def _classify(text: str) -> tuple[str, str]:
         raise InvalidIdentifierError(
             "identifier", text, "expected a PMID (digits), a PMCID (PMC + digits) or a DOI (10.…/…)"
         ) from None
+
+
+_JOURNAL_KEYS = ("title", "iso_abbrev", "medline_ta", "issn_print", "issn_electronic", "issn_linking")
+
+
+def _own_journal(row: Any) -> dict[str, Any]:
+    """The journal as the article's own record gives it (``articles.journal_facts``), not the values the
+    journals row merged from other articles' records (issue 13); an article stored before migration
+    0006 has none yet, and shows its journal row until its record is stored again."""
+    if row.journal_facts:
+        own = json.loads(row.journal_facts)
+    else:
+        own = {name: getattr(row, f"journal_{name}") for name in (*_JOURNAL_KEYS, "nlm_unique_id", "country")}
+    facts = {name: own.get(name) for name in ("title", "iso_abbrev", "medline_ta")}
+    facts["issn"] = own.get("issn_print") or own.get("issn_electronic") or own.get("issn_linking")
+    facts.update({name: own.get(name) for name in ("issn_print", "issn_electronic", "issn_linking")})
+    facts.update({name: own.get(name) for name in ("nlm_unique_id", "country")})
+    return facts
 
 
 def _documents(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -445,15 +467,7 @@ def _document(
             if index > 0
         ],
         "journal": {
-            "title": row.journal_title,
-            "iso_abbrev": row.journal_iso_abbrev,
-            "medline_ta": row.journal_medline_ta,
-            "issn": row.journal_issn_print or row.journal_issn_electronic or row.journal_issn_linking,
-            "issn_print": row.journal_issn_print,
-            "issn_electronic": row.journal_issn_electronic,
-            "issn_linking": row.journal_issn_linking,
-            "nlm_unique_id": row.journal_nlm_unique_id,
-            "country": row.journal_country,
+            **_own_journal(row),
             "volume": row.volume,
             "issue": row.issue,
             "pages": row.pages,

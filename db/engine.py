@@ -324,7 +324,7 @@ def _check_and_migrate(engine: Engine, *, migrate: bool) -> None:
             heads = _known_heads(conn, script)
         if not migrate or heads == (head,):
             return
-        with begin_write(engine) as conn:
+        with _begin_migration(engine) as conn:
             # Checked again under the lock: another process may have upgraded meanwhile.
             if _known_heads(conn, script) != (head,):
                 command.upgrade(alembic_config(conn), "head")
@@ -369,6 +369,36 @@ def fast_head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
+@contextmanager
+def _begin_migration(engine: Engine) -> Iterator[Connection]:
+    """A write transaction for migrations; on SQLite with foreign keys off and legacy_alter_table on.
+
+    SQLite changes a constraint by rebuilding the table: with foreign keys on, dropping the old table
+    would delete (cascade) every row that references it, and renaming the new one would check the views
+    that read it. Foreign keys can only be switched off outside a transaction, so it is done on the
+    driver's connection before BEGIN, and the keys are checked before commit.
+    """
+    if engine.dialect.name != "sqlite":
+        with begin_write(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                conn.exec_driver_sql("PRAGMA legacy_alter_table=ON")
+                yield conn
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StorageError(f"the migration left {len(broken)} broken foreign keys: rolled back")
+                conn.exec_driver_sql("PRAGMA legacy_alter_table=OFF")
+        finally:
+            raw.execute("PRAGMA legacy_alter_table=OFF")
+            raw.execute("PRAGMA foreign_keys=ON")
+
+
 def _known_heads(conn: Connection, script: ScriptDirectory) -> tuple[str, ...]:
     from alembic.runtime.migration import MigrationContext
 
@@ -390,7 +420,7 @@ def _run_command(engine_or_url: Engine | str, name: str, revision: str) -> None:
     owned = isinstance(engine_or_url, str)
     engine = open_database(engine_or_url, migrate=False) if isinstance(engine_or_url, str) else engine_or_url
     try:
-        with begin_write(engine) as conn:
+        with _begin_migration(engine) as conn:
             _known_heads(conn, _script_directory())
             getattr(command, name)(alembic_config(conn), revision)
     except CommandError as exc:

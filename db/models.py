@@ -12,8 +12,11 @@ Design notes:
   "pii", "mid", ...) and every ELocationID (id_type "eloc:doi", "eloc:pii"; ``valid`` false for
   ValidYN="N"), so one indexed (id_type, value) lookup finds an article by any id. DOI values are stored
   lower-case there as in ``articles.doi``.
-- ``articles.doi`` and ``articles.pmcid`` are unique: when two records claim the same one, the article
-  that holds it keeps it and the other keeps it only in ``article_identifiers`` (see db.store).
+- ``articles.doi`` and ``articles.pmcid`` are indexed, not unique (migration 0006): each article holds its
+  own record's DOI and PMCID, and two PubMed records (two PMIDs) may name the same one, as the versions of
+  a Cochrane review do. View ``report_shared_identifiers`` lists them.
+- ``articles.journal_facts`` is JSON: the journal as the article's own record gave it (title, ISSNs, ...),
+  while the ``journals`` row it points at may hold values merged from other articles' records.
 - Timestamps are timezone-aware UTC on both dialects (:class:`UtcDateTime`).
 """
 
@@ -94,14 +97,15 @@ class Article(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     pmid: Mapped[str | None] = mapped_column(unique=True)  # None for an article known only elsewhere
     pmid_version: Mapped[int | None]
-    pmcid: Mapped[str | None] = mapped_column(unique=True)
-    doi: Mapped[str | None] = mapped_column(unique=True)  # lower-case
+    pmcid: Mapped[str | None] = mapped_column(index=True)  # not unique: see the module docstring
+    doi: Mapped[str | None] = mapped_column(index=True)  # lower-case; not unique
     record_type: Mapped[str | None]  # "journal-article" or "book-article"
     title: Mapped[str | None]
     vernacular_title: Mapped[str | None]
     abstract: Mapped[str | None]  # the main abstract's sections joined as plain text
     abstract_copyright: Mapped[str | None]
     journal_id: Mapped[int | None] = mapped_column(sa.ForeignKey("journals.id"), index=True)
+    journal_facts: Mapped[str | None]  # JSON: the journal as this article's own record gives it
     volume: Mapped[str | None]
     issue: Mapped[str | None]
     pages: Mapped[str | None]
@@ -330,10 +334,14 @@ class RawPayload(Base):
 
 
 class SourceRecord(Base):
-    """The current raw record of each source for an article; the next issue merges sources from here."""
+    """The current raw record of each source for an article; the merge reads the sources from here.
+
+    One record may be the current one of several articles (migration 0006): a Crossref work or PMC
+    record whose DOI / PMCID several PubMed articles share enriches each of them.
+    """
 
     __tablename__ = "source_records"
-    __table_args__ = (sa.UniqueConstraint("source", "source_id"),)
+    __table_args__ = (sa.UniqueConstraint("source", "source_id", "article_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     article_id: Mapped[int] = mapped_column(_article_fk(), index=True)
@@ -480,9 +488,11 @@ class ArticleHistory(Base):
 
 
 class Conflict(Base):
-    """An incoming record whose identifiers name two or more stored articles; it was merged into none.
+    """An incoming record whose identifiers name two or more stored articles that it would merge into one.
 
     ``claims`` is JSON: [{"id_type", "value", "article_id"}]; ``article_ids`` the sorted ids joined with ",".
+    ``status``: "open"; "resolved" (by hand with a kept article, or the record later matched one article:
+    ``resolution`` says which); "ignored" (by hand: the record stays unmerged and is not reported again).
     """
 
     __tablename__ = "conflicts"
@@ -493,9 +503,12 @@ class Conflict(Base):
     source_id: Mapped[str]
     claims: Mapped[str]
     article_ids: Mapped[str]
-    status: Mapped[str] = mapped_column(server_default="open")  # "open" | "resolved"
+    status: Mapped[str] = mapped_column(server_default="open")  # "open" | "resolved" | "ignored"
     detected_at: Mapped[datetime]
     run_id: Mapped[int | None] = mapped_column(_run_fk())
+    resolution: Mapped[str | None]  # "kept", "ignored", "matched" (one article later), "shared" (0006)
+    kept_article_id: Mapped[int | None] = mapped_column(sa.ForeignKey("articles.id", ondelete="SET NULL"))
+    resolved_at: Mapped[datetime | None]
 
 
 class ArticleSubject(Base):

@@ -2,13 +2,19 @@
 
 :func:`store_pmc` and :func:`store_crossref` take one batch each, in one transaction:
 
-1. Match. Every id of a record (PMC: PMCID, PMID, DOI; Crossref: DOI, and a PMID if it gives one) is
-   looked up at once for the whole batch, in the articles columns and in article_identifiers (PMCIDs,
-   DOIs, valid ELocationID DOIs). Ids that all point at one article match it. Ids that point at two or
-   more articles make a conflicts row (once: a rerun finds it there) and the record is merged into none of
-   them; it counts in :attr:`EnrichResult.conflicts`. A record that matches nothing is unmatched, unless
-   it is a Crossref work whose DOI is in ``create_missing``: then an article is created from it alone
-   (no PMID, ``in_pubmed`` false). A conflict of a record that later matches one article is resolved.
+1. Match. Every id of a record (PMC: PMCID, PMID, DOI; Crossref: DOI, the DOIs Crossref answered as
+   aliases of it, and a PMID if it gives one) is looked up at once for the whole batch, in the articles
+   columns and in article_identifiers (PMCIDs, DOIs, valid ELocationID DOIs, Crossref aliases). Which
+   articles it enriches (:func:`_targets`; the README's "Identity" section): a person's choice first
+   (``harvest conflicts resolve --keep``); else the article of the PMID it names; else every PubMed
+   article holding one of its ids (a DOI or PMCID several PubMed records share enriches each of them,
+   each with its own provenance); else the one article not in PubMed (stored from Crossref alone) that
+   holds it. An article not in PubMed beside any other match would have to be merged into it: that makes
+   a conflicts row (once: a rerun finds it there; its payload is kept for the person who settles it) and
+   the record is merged into none; it counts in :attr:`EnrichResult.conflicts`, unless a person chose
+   to ignore it. A record that matches nothing is unmatched, unless it is a Crossref work whose DOI is
+   in ``create_missing``: then an article is created from it alone (no PMID, ``in_pubmed`` false). An
+   open conflict of a record that later matches is resolved (resolution "matched").
 2. Skip. A record whose raw bytes hash (SHA-256) to the payload its source record already points at, on
    the same article, writes nothing at all (the article's status is already "found").
 3. Keep. The payload is added to raw_payloads (gzip; earlier payloads stay, for re-parsing), the source
@@ -34,8 +40,9 @@ their own tables. The journal fields (journal_title, journal_iso_abbrev, issn) c
 group: the source that decides journal_title (else issn) decides the journal, keyed as db.store keys
 journals; its change is recorded in history as field "journal" (old and new journal keys).
 
-``doi`` and ``pmcid`` are unique columns: a merged value that another article holds is not written (the
-stored one stays) and makes a conflicts row.
+``doi`` and ``pmcid`` are not unique: several articles may hold one (migration 0006), so a merge writes
+them as any other field. A source record (source, source_id) may be the current record of several
+articles: one source_records row each.
 
 :func:`reconcile_articles` runs steps 4 and 5 for articles whose PubMed record changed.
 """
@@ -56,9 +63,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from db.conflicts import list_conflicts
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
-from db.store import CONTENT_ENCODING, chunks, compress_payload, dialect_insert, journal_key, resolve_journals
+from db.store import (
+    CONTENT_ENCODING,
+    chunks,
+    compress_payload,
+    dialect_insert,
+    journal_facts,
+    journal_key,
+    resolve_journals,
+)
 from enrich.crossref import parse_crossref_response
 from enrich.merge import (
     DEFAULT_POLICY,
@@ -80,8 +96,11 @@ from harvester.records import Article, Journal
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["list_conflicts"]  # kept here for callers; db.conflicts has it
+
 PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
+ALIAS = "crossref:alias"  # article_identifiers id_type of a DOI Crossref answers with another (primary) DOI
 FOUND, NOT_FOUND = "found", "not_found"
 RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")
 
@@ -217,6 +236,7 @@ class _Record:
     raw: bytes
     sha256: str
     claims: tuple[tuple[str, str], ...]  # (id_type, value): "pmid", "pmcid", "doi"
+    aliases: tuple[str, ...] = ()  # Crossref: DOIs asked for that Crossref answered with this work
 
 
 @dataclass(slots=True)
@@ -297,6 +317,7 @@ def store_crossref(
     policy: Mapping[str, Sequence[str]] = DEFAULT_POLICY,
     not_found: Sequence[str] = (),
     create_missing: Collection[str] = (),
+    aliases: Sequence[tuple[str, str]] = (),
 ) -> EnrichResult:
     """Match, keep and merge a batch of Crossref works, in one transaction.
 
@@ -307,18 +328,38 @@ def store_crossref(
             "not_found" (a status, not a failure; a later "found" clears it).
         create_missing: DOIs for which an article may be created from Crossref alone when none matches
             (``in_pubmed`` false; title, authors, journal, dates from Crossref).
+        aliases: (DOI asked for, DOI of the work Crossref answered with) for aliased DOIs
+            (:attr:`enrich.crossref.CrossrefBatch.aliases`): the work matches the article holding the
+            alias too, and the alias is recorded as that article's identifier (id_type "crossref:alias").
 
     Raises:
         StorageError: the database could not be written; nothing of the batch was stored.
         ValueError: a work without ``raw_json``, or a naive ``fetched_at``.
     """
+    alias_of: dict[str, list[str]] = defaultdict(list)
+    for asked, primary in aliases:
+        alias = doi_or_none(asked) or asked.lower()
+        primary_doi = doi_or_none(primary) or primary.lower()
+        if alias != primary_doi:
+            alias_of[primary_doi].append(alias)
     records = []
     for work in works:
         if work.raw_json is None:
             raise ValueError(f"{work.doi}: the work has no raw_json to keep")
         doi = doi_or_none(work.doi) or work.doi.lower()
-        claims = [("doi", doi)] + ([("pmid", work.pmid)] if work.pmid else [])
-        records.append(_record(CROSSREF, doi, work.raw_json, claims))
+        own = tuple(dict.fromkeys(alias_of.get(doi, ())))
+        claims = (
+            [("doi", doi)] + [("doi", alias) for alias in own] + ([("pmid", work.pmid)] if work.pmid else [])
+        )
+        record = _record(CROSSREF, doi, work.raw_json, claims)
+        record.aliases = own
+        records.append(record)
+    # An aliased DOI the caller may create an article for: the article is created for the work's DOI.
+    creatable = {doi_or_none(value) or value.lower() for value in create_missing}
+    create_missing = [
+        *create_missing,
+        *(primary for primary, found in alias_of.items() if any(alias in creatable for alias in found)),
+    ]
     return _store(
         engine,
         CROSSREF,
@@ -423,6 +464,8 @@ def _store_batch(
     now = datetime.now(UTC)
     missing_claims = [("pmcid" if source == PMC else "doi", value) for value in not_found]
     hits = _match(conn, [c for r in records for c in r.claims] + missing_claims)
+    pmids = _pmids_of(conn, {a for found in hits.values() for a in found})
+    decisions = _decisions(conn, source, [r.source_id for r in records])
     matched: list[tuple[_Record, int]] = []
     to_create: list[_Record] = []
     conflicting: list[tuple[_Record, dict[int, list[tuple[str, str]]]]] = []
@@ -431,10 +474,15 @@ def _store_batch(
         for claim in record.claims:
             for article_id in hits.get(claim, ()):
                 by_article[article_id].append(claim)
-        if len(by_article) > 1:
-            conflicting.append((record, by_article))
-        elif by_article:
-            matched.append((record, next(iter(by_article))))
+        targets = _targets(record, by_article, pmids, decisions.get(record.source_id, []))
+        if targets is None:
+            key = ",".join(map(str, sorted(by_article)))
+            if not any(
+                d.status == "ignored" and d.article_ids == key for d in decisions.get(record.source_id, [])
+            ):
+                conflicting.append((record, by_article))
+        elif targets:
+            matched.extend((record, article_id) for article_id in targets)
         elif source == CROSSREF and record.source_id in create_missing:
             to_create.append(record)
         else:
@@ -444,6 +492,8 @@ def _store_batch(
         claims = tuple(sorted((t, v, a) for a, found in by_article.items() for t, v in found))
         outcome.conflicts.append(ConflictInfo(source, record.source_id, ids, claims))
     _record_conflicts(conn, outcome.conflicts, now=now, run_id=run_id)
+    if conflicting:  # kept, so that a person who settles the conflict need not fetch the record again
+        _payload_ids(conn, source, [record for record, _ in conflicting], url=url, fetched_at=fetched_at)
 
     created = _create_articles(conn, to_create, now=now)
     outcome.created.extend(created.values())
@@ -452,24 +502,32 @@ def _store_batch(
     current = _current_records(conn, source, [record.source_id for record, _ in matched])
     wanted_status: dict[int, str] = {}
     for value in not_found:
-        holders = hits.get(("pmcid" if source == PMC else "doi", value), set())
-        if len(holders) == 1:
-            wanted_status[next(iter(holders))] = NOT_FOUND
+        for holder in hits.get(("pmcid" if source == PMC else "doi", value), set()):
+            wanted_status[holder] = NOT_FOUND
     wanted_status.update({article_id: FOUND for _, article_id in matched})  # found wins
     old_status = _statuses(conn, source, set(wanted_status))
     status_changes = {a: s for a, s in wanted_status.items() if old_status.get(a) != s}
     to_merge: set[int] = set()
     to_keep: list[tuple[_Record, int]] = []
+    targets_of: dict[str, set[int]] = defaultdict(set)
+    for record, article_id in matched:
+        targets_of[record.source_id].add(article_id)
+    moved: list[tuple[str, int]] = []
     for record, article_id in matched:
         outcome.matched.append(article_id)
-        now_at = current.get(record.source_id)
-        if now_at != (article_id, record.sha256):
+        now_at = current.get(record.source_id, {})
+        if now_at.get(article_id) != record.sha256:
             to_keep.append((record, article_id))
             to_merge.add(article_id)
-            if now_at is not None and now_at[0] != article_id:
-                to_merge.add(now_at[0])  # the record moved: merge its former article without it
-    _resolve_conflicts(conn, source, [record.source_id for record, _ in matched])
+    for source_id, wanted in targets_of.items():
+        for former in current.get(source_id, {}).keys() - wanted:
+            moved.append((source_id, former))  # the record moved: merge its former article without it
+            to_merge.add(former)
+    _resolve_conflicts(conn, source, list(targets_of), now=now)
 
+    _record_aliases(conn, [(record, article_id) for record, article_id in matched if record.aliases])
+    if moved:
+        _drop_records(conn, source, moved)
     if to_keep:
         _keep_payloads(conn, source, to_keep, url=url, fetched_at=fetched_at)
     if status_changes:
@@ -490,6 +548,70 @@ def _store_batch(
     outcome.written.update(a for a in status_changes if a in wanted_status and wanted_status[a] == FOUND)
 
 
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """A conflict recorded for a source record, as it stands: a person may have settled it."""
+
+    status: str
+    article_ids: str
+    kept_article_id: int | None
+
+
+def _decisions(conn: Connection, source: str, source_ids: Sequence[str]) -> dict[str, list[_Decision]]:
+    """Conflicts settled by hand (kept or ignored) of these source records."""
+    c = CONFLICTS
+    found: dict[str, list[_Decision]] = defaultdict(list)
+    for chunk in chunks(sorted(set(source_ids))):
+        query = sa.select(c.c.source_id, c.c.status, c.c.article_ids, c.c.kept_article_id).where(
+            c.c.source == source,
+            c.c.source_id.in_(chunk),
+            sa.or_(c.c.status == "ignored", c.c.kept_article_id.is_not(None)),
+        )
+        for source_id, status, article_ids, kept in conn.execute(query):
+            found[source_id].append(_Decision(status, article_ids, kept))
+    return found
+
+
+def _pmids_of(conn: Connection, article_ids: Collection[int]) -> dict[int, str | None]:
+    found: dict[int, str | None] = {}
+    for chunk in chunks(sorted(article_ids)):
+        query = sa.select(ARTICLES.c.id, ARTICLES.c.pmid).where(ARTICLES.c.id.in_(chunk))
+        found.update({article_id: pmid for article_id, pmid in conn.execute(query)})
+    return found
+
+
+def _targets(
+    record: _Record,
+    by_article: Mapping[int, list[tuple[str, str]]],
+    pmids: Mapping[int, str | None],
+    decisions: Sequence[_Decision],
+) -> list[int] | None:
+    """The articles a record enriches ([] none), or None for a conflict. See the README, "Identity".
+
+    A person's choice (``harvest conflicts resolve --keep``) decides first. Else a PMID the record names
+    picks its article. Else every PubMed article holding one of its ids gets it (a DOI several PubMed
+    records share: each version of a Cochrane review is the same work at Crossref), and one article not
+    in PubMed (stored from Crossref alone) gets it when nothing else matches. An article not in PubMed
+    beside any other match would have to be merged into it: a conflict.
+    """
+    kept = next((d.kept_article_id for d in decisions if d.kept_article_id in pmids), None)
+    if kept is not None:
+        return [kept]
+    if not by_article:
+        return []
+    pmid = next((value for id_type, value in record.claims if id_type == "pmid"), None)
+    orphans = {a for a in by_article if pmids.get(a) is None}
+    named = [a for a in by_article if pmid is not None and pmids.get(a) == pmid]
+    if named:
+        return None if orphans else named
+    in_pubmed = sorted(a for a in by_article if a not in orphans)
+    if not orphans:
+        return in_pubmed
+    if len(orphans) == 1 and not in_pubmed:
+        return sorted(orphans)
+    return None
+
+
 def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[int]]:
     """(id_type, value) -> the articles that hold it, in a column or in article_identifiers."""
     a, i = ARTICLES, IDENTIFIERS
@@ -500,7 +622,7 @@ def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[st
     lookups: list[tuple[str, sa.ColumnElement[Any], tuple[str, ...]]] = [
         ("pmid", a.c.pmid, ()),
         ("pmcid", a.c.pmcid, ("pmc",)),
-        ("doi", a.c.doi, ("doi", "eloc:doi")),
+        ("doi", a.c.doi, ("doi", "eloc:doi", ALIAS)),
     ]
     for id_type, column, identifier_types in lookups:
         for chunk in chunks(sorted(by_type[id_type])):
@@ -509,6 +631,14 @@ def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[st
             if identifier_types:
                 query = sa.select(i.c.value, i.c.article_id).where(
                     i.c.id_type.in_(identifier_types), i.c.value.in_(chunk), i.c.valid.is_(True)
+                )
+                for value, article_id in conn.execute(query):
+                    hits[(id_type, value)].add(article_id)
+        if id_type == "doi":  # a Crossref work already current for an article (asked by an alias) matches it
+            sr = SOURCE_RECORDS
+            for chunk in chunks(sorted(by_type[id_type])):
+                query = sa.select(sr.c.source_id, sr.c.article_id).where(
+                    sr.c.source == CROSSREF, sr.c.source_id.in_(chunk)
                 )
                 for value, article_id in conn.execute(query):
                     hits[(id_type, value)].add(article_id)
@@ -534,7 +664,7 @@ def _record_conflicts(
     for info in conflicts:
         key = (info.source_id, ",".join(map(str, info.article_ids)))
         if key in known:
-            if known[key][1] != "open":
+            if known[key][1] == "resolved":  # resolved by a later match; settled by hand is never reopened
                 reopened.append(known[key][0])
             continue
         known[key] = (0, "open")
@@ -553,18 +683,24 @@ def _record_conflicts(
     if rows:
         conn.execute(sa.insert(c), rows)
     for chunk in chunks(reopened):
-        conn.execute(sa.update(c).where(c.c.id.in_(chunk)).values(status="open"))
+        conn.execute(
+            sa.update(c).where(c.c.id.in_(chunk)).values(status="open", resolution=None, resolved_at=None)
+        )
 
 
-def _resolve_conflicts(conn: Connection, source: str, source_ids: Sequence[str]) -> None:
-    """Open conflicts of records that now match one article are resolved (read first: usually none)."""
+def _resolve_conflicts(conn: Connection, source: str, source_ids: Sequence[str], *, now: datetime) -> None:
+    """Open conflicts of records that now match their articles are resolved (read first: usually none)."""
     c = CONFLICTS
     ids: list[int] = []
     for chunk in chunks(sorted(set(source_ids))):
         query = sa.select(c.c.id).where(c.c.source == source, c.c.status == "open", c.c.source_id.in_(chunk))
         ids.extend(conn.execute(query).scalars())
     for chunk in chunks(ids):
-        conn.execute(sa.update(c).where(c.c.id.in_(chunk)).values(status="resolved"))
+        conn.execute(
+            sa.update(c)
+            .where(c.c.id.in_(chunk))
+            .values(status="resolved", resolution="matched", resolved_at=now)
+        )
 
 
 def _create_articles(conn: Connection, records: Sequence[_Record], *, now: datetime) -> dict[str, int]:
@@ -589,18 +725,61 @@ def _create_articles(conn: Connection, records: Sequence[_Record], *, now: datet
     return {doi: article_id for doi, article_id in rows}
 
 
-def _current_records(conn: Connection, source: str, source_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-    """source_id -> (article id, payload sha256) of the source records there are."""
+def _current_records(conn: Connection, source: str, source_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+    """source_id -> {article id: payload sha256} of the source records there are."""
     sr, p = SOURCE_RECORDS, RAW_PAYLOADS
-    found: dict[str, tuple[int, str]] = {}
+    found: dict[str, dict[int, str]] = defaultdict(dict)
     for chunk in chunks(sorted(set(source_ids))):
         query = (
             sa.select(sr.c.source_id, sr.c.article_id, p.c.sha256)
             .select_from(sr.join(p, p.c.id == sr.c.payload_id))
             .where(sr.c.source == source, sr.c.source_id.in_(chunk))
         )
-        found.update({source_id: (article_id, sha) for source_id, article_id, sha in conn.execute(query)})
+        for source_id, article_id, sha in conn.execute(query):
+            found[source_id][article_id] = sha
     return found
+
+
+def _record_aliases(conn: Connection, matched: Sequence[tuple[_Record, int]]) -> None:
+    """Each alias a Crossref work was asked by becomes an identifier of the articles it matched."""
+    if not matched:
+        return
+    i = IDENTIFIERS
+    positions: dict[int, int] = {}
+    for chunk in chunks(sorted({article_id for _, article_id in matched})):
+        query = sa.select(i.c.article_id, sa.func.max(i.c.position)).where(i.c.article_id.in_(chunk))
+        positions.update({a: int(n or 0) for a, n in conn.execute(query.group_by(i.c.article_id))})
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for record, article_id in matched:
+        for alias in record.aliases:
+            if (article_id, alias) not in rows:
+                positions[article_id] = positions.get(article_id, 0) + 1
+                rows[(article_id, alias)] = {
+                    "article_id": article_id,
+                    "id_type": ALIAS,
+                    "value": alias,
+                    "position": positions[article_id],
+                    "valid": True,
+                }
+    conn.execute(
+        dialect_insert(conn, i).on_conflict_do_nothing(
+            index_elements=[i.c.article_id, i.c.id_type, i.c.value]
+        ),
+        list(rows.values()),
+    )
+
+
+def _drop_records(conn: Connection, source: str, records: Sequence[tuple[str, int]]) -> None:
+    """Source records that are no longer the current record of these articles (their payloads stay)."""
+    sr = SOURCE_RECORDS
+    conn.execute(
+        sa.delete(sr).where(
+            sr.c.source == source,
+            sr.c.source_id == sa.bindparam("b_source_id"),
+            sr.c.article_id == sa.bindparam("b_article_id"),
+        ),
+        [{"b_source_id": source_id, "b_article_id": article_id} for source_id, article_id in records],
+    )
 
 
 def _statuses(conn: Connection, source: str, article_ids: Collection[int]) -> dict[int, str | None]:
@@ -635,21 +814,16 @@ def _write_statuses(
     )
 
 
-def _keep_payloads(
-    conn: Connection,
-    source: str,
-    records: Sequence[tuple[_Record, int]],
-    *,
-    url: str | None,
-    fetched_at: datetime,
-) -> None:
-    """Add the payloads not kept before and point each source record at its payload and article."""
-    p, sr = RAW_PAYLOADS, SOURCE_RECORDS
+def _payload_ids(
+    conn: Connection, source: str, records: Sequence[_Record], *, url: str | None, fetched_at: datetime
+) -> dict[str, int]:
+    """Keep the payloads not kept before; returns the payload id of every record's hash."""
+    p = RAW_PAYLOADS
     payload_ids: dict[str, int] = {}
-    for chunk in chunks(sorted({record.sha256 for record, _ in records})):
+    for chunk in chunks(sorted({record.sha256 for record in records})):
         query = sa.select(p.c.sha256, p.c.id).where(p.c.source == source, p.c.sha256.in_(chunk))
         payload_ids.update({sha: payload_id for sha, payload_id in conn.execute(query)})
-    unseen = list({r.sha256: r for r, _ in records if r.sha256 not in payload_ids}.values())
+    unseen = list({r.sha256: r for r in records if r.sha256 not in payload_ids}.values())
     if unseen:
         rows = conn.execute(
             sa.insert(p).returning(p.c.sha256, p.c.id),
@@ -668,15 +842,25 @@ def _keep_payloads(
             ],
         )
         payload_ids.update({sha: payload_id for sha, payload_id in rows})
+    return payload_ids
+
+
+def _keep_payloads(
+    conn: Connection,
+    source: str,
+    records: Sequence[tuple[_Record, int]],
+    *,
+    url: str | None,
+    fetched_at: datetime,
+) -> None:
+    """Add the payloads not kept before and point each source record at its payload and article."""
+    sr = SOURCE_RECORDS
+    payload_ids = _payload_ids(conn, source, [r for r, _ in records], url=url, fetched_at=fetched_at)
     upsert = dialect_insert(conn, sr)
     conn.execute(
         upsert.on_conflict_do_update(
-            index_elements=[sr.c.source, sr.c.source_id],
-            set_={
-                "article_id": upsert.excluded.article_id,
-                "payload_id": upsert.excluded.payload_id,
-                "fetched_at": upsert.excluded.fetched_at,
-            },
+            index_elements=[sr.c.source, sr.c.source_id, sr.c.article_id],
+            set_={"payload_id": upsert.excluded.payload_id, "fetched_at": upsert.excluded.fetched_at},
         ),
         [
             {
@@ -826,9 +1010,15 @@ def _stored_values(row: Mapping[str, Any], children: Mapping[str, list[dict[str,
     values: dict[str, Any] = {name: row[name] for name in _COLUMN_FIELDS}
     values["pub_date"] = row["pub_date"]
     values["license"] = {"url": row["license_url"], "type": row["license_type"]}
-    values["journal_title"] = row["j_title"]
-    values["journal_iso_abbrev"] = row["j_iso_abbrev"]
-    values["issn"] = row["j_issn_print"] or row["j_issn_electronic"] or row["j_issn_linking"]
+    own = json.loads(row["journal_facts"]) if row["journal_facts"] else None  # the article's own (0006)
+    if own is not None:
+        values["journal_title"] = own.get("title")
+        values["journal_iso_abbrev"] = own.get("iso_abbrev")
+        values["issn"] = own.get("issn_print") or own.get("issn_electronic") or own.get("issn_linking")
+    else:  # stored before 0006: the journal row stands in
+        values["journal_title"] = row["j_title"]
+        values["journal_iso_abbrev"] = row["j_iso_abbrev"]
+        values["issn"] = row["j_issn_print"] or row["j_issn_electronic"] or row["j_issn_linking"]
     affiliations: dict[int, list[str]] = defaultdict(list)
     for aff in children["author_affiliations"]:
         affiliations[aff["author_position"]].append(aff["affiliation"])
@@ -900,7 +1090,7 @@ def _remerge(
     """Merge these articles from their sources' current payloads and write what differs.
 
     ``raws`` are payloads just kept, by (source, source_id), so they need not be read back. Returns the
-    ids of the articles written and the conflicts met (a unique DOI or PMCID another article holds).
+    ids of the articles written and the conflicts met (none since DOIs and PMCIDs may be shared).
     """
     if not ids:
         return set(), []
@@ -912,9 +1102,9 @@ def _remerge(
         views, parsed = _views(state, raws)
         records[article_id] = parsed
         merged[article_id] = merge(views, policy, state.stored())
-    conflicts = _keep_unique_ids(conn, states, merged, now=now, run_id=run_id)
+    conflicts: list[ConflictInfo] = []  # DOI and PMCID are not unique: a merge meets no conflict
     journals = _journal_targets(states, merged, records)
-    journal_ids = resolve_journals(conn, [target for target, _ in journals.values() if target is not None])
+    journal_ids = resolve_journals(conn, [target for target, _, _ in journals.values() if target is not None])
     writes = _Writes()
     for article_id in ids:
         history = article_id not in created
@@ -971,66 +1161,17 @@ def _parse(source: str, raw: bytes) -> Article | PmcFront | CrossrefWork | None:
     return None
 
 
-def _keep_unique_ids(
-    conn: Connection,
-    states: Mapping[int, _State],
-    merged: dict[int, Merged],
-    *,
-    now: datetime,
-    run_id: int | None,
-) -> list[ConflictInfo]:
-    """A merged DOI or PMCID another article holds is not taken: the stored value stays, and a conflict
-    names the source record that brought it."""
-    conflicts: list[ConflictInfo] = []
-    for column in ("doi", "pmcid"):
-        wanted: dict[int, str] = {}
-        for article_id, result in merged.items():
-            value = result.values.get(column)
-            if value and value != states[article_id].row[column]:
-                wanted[article_id] = value
-        if not wanted:
-            continue
-        holders: dict[str, int] = {}
-        col = ARTICLES.c[column]
-        for chunk in chunks(sorted(set(wanted.values()))):
-            holders.update(
-                {v: a for v, a in conn.execute(sa.select(col, ARTICLES.c.id).where(col.in_(chunk)))}
-            )
-        taken: dict[str, int] = {}
-        for article_id, value in sorted(wanted.items()):
-            holder = holders.get(value, taken.get(value))
-            if holder is None:
-                taken[value] = article_id
-                continue
-            result = merged[article_id]
-            origin = result.provenance[column]
-            state = states[article_id]
-            values = dict(result.values)
-            provenance = dict(result.provenance)
-            if column in state.values:
-                values[column] = state.values[column]
-                provenance[column] = state.provenance(column)
-            else:
-                del values[column], provenance[column]
-            merged[article_id] = Merged(values, provenance, result.disagreements, result.retraction_sources)
-            claims = ((column, value, holder), (column, value, article_id))
-            conflicts.append(
-                ConflictInfo(origin.source, origin.source_id, tuple(sorted({holder, article_id})), claims)
-            )
-    for source in {c.source for c in conflicts}:
-        _record_conflicts(conn, [c for c in conflicts if c.source == source], now=now, run_id=run_id)
-    return conflicts
-
-
 def _journal_targets(
     states: Mapping[int, _State], merged: Mapping[int, Merged], records: Mapping[int, Mapping[str, Any]]
-) -> dict[int, tuple[Journal | None, Provenance | None]]:
-    """The journal each article should point at (None: leave it), and the provenance of the choice."""
-    targets: dict[int, tuple[Journal | None, Provenance | None]] = {}
+) -> dict[int, tuple[Journal | None, Provenance | None, str | None]]:
+    """The journal each article should point at (None: leave it), the provenance of the choice, and the
+    article's own journal facts (``articles.journal_facts``) as the deciding record gives them (None:
+    leave them)."""
+    targets: dict[int, tuple[Journal | None, Provenance | None, str | None]] = {}
     for article_id, result in merged.items():
         deciding = next((name for name in _JOURNAL_FIELDS if name in result.values), None)
         if deciding is None:
-            targets[article_id] = (None, None)
+            targets[article_id] = (None, None, None)
             continue
         origin = result.provenance[deciding]
         record = records[article_id].get(origin.source)
@@ -1050,17 +1191,18 @@ def _journal_targets(
             journal = Journal(
                 title=record.journal_title, issn_linking=record.issns[0] if record.issns else None
             )
+        facts = journal_facts(journal)
         key = journal_key(journal) if journal is not None else None
         if key is None or key == states[article_id].journal_key:
             journal = None
-        targets[article_id] = (journal, origin)
+        targets[article_id] = (journal, origin, facts)
     return targets
 
 
 def _diff(
     state: _State,
     result: Merged,
-    journal: tuple[Journal | None, Provenance | None],
+    journal: tuple[Journal | None, Provenance | None, str | None],
     journal_ids: Mapping[str, int],
     writes: _Writes,
     history: bool,
@@ -1085,7 +1227,9 @@ def _diff(
         else:
             writes.columns[article_id][name] = value
 
-    target, origin = journal
+    target, origin, facts = journal
+    if facts is not None and facts != state.row["journal_facts"]:
+        writes.columns[article_id]["journal_facts"] = facts
     provenance = dict(result.provenance)
     if origin is not None:
         for name in _JOURNAL_FIELDS:
@@ -1374,35 +1518,6 @@ def list_history(engine: Engine, article_id: int) -> list[dict[str, Any]]:
                     "changed_at": row.changed_at.isoformat(),
                 }
                 for row in rows
-            ]
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot read", engine) from exc
-
-
-def list_conflicts(engine: Engine, status: str | None = "open") -> list[dict[str, Any]]:
-    """Recorded conflicts, oldest first: of a status ("open", "resolved"), or all (None or "all").
-
-    Raises:
-        StorageError: the database could not be read.
-    """
-    c = CONFLICTS
-    query = sa.select(c).order_by(c.c.id)
-    if status not in (None, "all"):
-        query = query.where(c.c.status == status)
-    try:
-        with begin_read(engine) as conn:
-            return [
-                {
-                    "id": row.id,
-                    "source": row.source,
-                    "source_id": row.source_id,
-                    "claims": json.loads(row.claims),
-                    "article_ids": [int(i) for i in row.article_ids.split(",")],
-                    "status": row.status,
-                    "detected_at": row.detected_at.isoformat(),
-                    "run_id": row.run_id,
-                }
-                for row in conn.execute(query)
             ]
     except DBAPIError as exc:
         raise storage_error(exc, "cannot read", engine) from exc

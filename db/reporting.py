@@ -1,4 +1,4 @@
-"""Reporting: the report_* views (migration 0003) and streamed exports of a view or of a read-only query.
+"""Reporting: the report_* views (migrations 0003, 0006) and streamed exports of a view or of a query.
 
 A view is read with its columns' types, so both dialects give the same values (SQLite keeps booleans as
 0/1 and timestamps as text; the types turn them back). A user's query is run as written: its values are
@@ -164,6 +164,22 @@ VIEWS: tuple[ReportView, ...] = (
             ("title", _TEXT),
         ),
         ("conflict_id", "article_id"),
+    ),
+    ReportView(
+        "report_shared_identifiers",
+        "DOIs and PMCIDs held by more than one article (PubMed records may share one), one row per article.",
+        (
+            ("id_type", _TEXT),
+            ("value", _TEXT),
+            ("articles", _INT),
+            ("article_id", _INT),
+            ("pmid", _TEXT),
+            ("doi", _TEXT),
+            ("pmcid", _TEXT),
+            ("title", _TEXT),
+            ("in_pubmed", _BOOL),
+        ),
+        ("id_type", "value", "article_id"),
     ),
 )
 

@@ -14,13 +14,18 @@ Rules worth knowing:
 - Within one batch a PMID that occurs twice keeps the record with the highest ``pmid_version``, and of
   equal versions the last one. A record whose version is lower than the stored one is not written and
   counts as unchanged (an old baseline file replayed after newer update files must not undo them).
-- ``articles.doi`` and ``articles.pmcid`` are unique. When a record brings a DOI or PMCID that another
-  article already holds, the holder keeps it and the newcomer stores it only in article_identifiers; its
-  PMID is reported in :attr:`StoreResult.conflicts`, logged, and recorded in the conflicts table (source
-  "pubmed", source_id the PMID, both articles), once however often it is stored again. It is reported
-  again while the conflict is open; a changed record of that PMID that no longer clashes resolves it.
-- A new PMID whose DOI (else PMCID) is held by an article not in PubMed (stored from Crossref alone)
-  becomes that article's PubMed record: one article, not two.
+- The PMID is PubMed's key: two records with different PMIDs are two articles, whatever DOI or PMCID
+  they share (the versions of a Cochrane review share one DOI). Each article holds its own record's DOI
+  and PMCID in ``articles.doi`` / ``articles.pmcid``, which are not unique (view
+  report_shared_identifiers lists the shared ones). Sharing is never a conflict.
+- A new PMID whose DOI or PMCID is held by an article not in PubMed (stored from Crossref alone) becomes
+  that article's PubMed record: one article, not two. Of several new records in one batch naming the
+  same such article, the lowest PMID takes it; the others are new articles sharing the identifier.
+- A conflict is real ambiguity only: a new record whose DOI and PMCID name two different articles not in
+  PubMed, which it would merge into one. It is stored as a new article of its own (nothing lost), its
+  PMID reported in :attr:`StoreResult.conflicts`, logged, and recorded in the conflicts table (source
+  "pubmed", all the articles named), once; it is reported again while the conflict is open
+  (``harvest conflicts resolve`` settles it).
 - A deleted article (DeleteCitation) whose record comes back changed is stored and no longer deleted.
   Byte for byte the record stored, it revives the article only with ``revive_deleted`` (PubMed sending
   it now means it is in PubMed again; a file that may predate the deletion says nothing): that takes the
@@ -30,8 +35,7 @@ On the changed path only (never for new or unchanged records):
 
 - every tracked column (:data:`HISTORY_COLUMNS`, and the journal by its key) that changes gets an
   article_history row (source "pubmed", the caller's ``run_id``);
-- a None in the new record never replaces a stored value: the stored one stays (a DOI or PMCID the
-  record names but another article holds is not a None: the article is left without one, as before);
+- a None in the new record never replaces a stored value: the stored one stays;
 - a field whose stored value came from another source (a field_provenance row names PMC or Crossref) is
   left as it is, authors and keywords included; :func:`db.reconcile.reconcile_articles` decides those by
   the merge policy, and :attr:`StoreResult.enriched_changed` names the articles it should be run for.
@@ -112,8 +116,8 @@ class StoreResult:
     created: tuple[str, ...]
     updated: tuple[str, ...]
     unchanged: tuple[str, ...]
-    # Stored (or unchanged, with a conflict recorded earlier and still open), but their DOI or PMCID
-    # was already another article's.
+    # Stored (or unchanged, with a conflict recorded earlier and still open), but their DOI and PMCID
+    # name two different articles not in PubMed.
     conflicts: tuple[str, ...] = ()
     # Ids of written articles that also have PMC or Crossref records: merge them again (reconcile_articles).
     enriched_changed: tuple[int, ...] = ()
@@ -125,7 +129,7 @@ class _Incoming:
     raw: bytes
     sha256: str
     article_id: int | None = None  # known for a changed article, assigned on insert for a new one
-    doi: str | None = None  # what goes into the unique articles columns after conflict resolution
+    doi: str | None = None  # what goes into the articles columns (see _assign_ids)
     pmcid: str | None = None
     retractions: list[dict[str, str | None]] = field(default_factory=list)  # of written records only
 
@@ -147,6 +151,8 @@ class _Plan:
     unchanged: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     enriched: list[int] = field(default_factory=list)  # changed articles that have other sources too
+    # New records whose DOI and PMCID name two articles without a PMID: (record, (id_type, value, article))
+    ambiguous: list[tuple[_Incoming, tuple[tuple[str, str, int], ...]]] = field(default_factory=list)
 
 
 def store_articles(
@@ -185,8 +191,10 @@ def store_articles(
             plan = _plan(conn, incoming, revive_deleted)
             if plan.new or plan.changed:
                 _write(conn, plan, url=url, fetched_at=fetched_at, now=datetime.now(UTC), run_id=run_id)
-            if plan.unchanged:
-                plan.conflicts.extend(_open_conflicts(conn, plan.unchanged))
+            reported = set(plan.conflicts)
+            again = [*plan.unchanged, *(inc.article.pmid for _, inc in plan.changed)]
+            if again:  # reported while open, whether the record changed or not
+                plan.conflicts.extend(p for p in _open_conflicts(conn, again) if p not in reported)
     except DBAPIError as exc:
         raise storage_error(exc, "cannot store articles in", engine) from exc
     created = {inc.article.pmid for inc in plan.new}
@@ -374,13 +382,16 @@ def _plan(conn: Connection, incoming: dict[str, _Incoming], revive_deleted: bool
 
 
 def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan) -> None:
-    """A new PMID whose DOI (else PMCID) an article without a PMID holds becomes that article's record.
+    """A new PMID whose DOI or PMCID an article without a PMID holds becomes that article's record.
 
-    Such articles were stored from Crossref alone; one query per chunk of new records finds them.
+    Such articles were stored from Crossref alone (or enriched by PMC since); one query per chunk of new
+    records finds them. Of several new records that name one such article, the lowest PMID takes it and
+    the others are new articles sharing the identifier. A record whose DOI and PMCID name two different
+    such articles would merge them into one: it is stored as a new article of its own and a conflict is
+    recorded (:attr:`_Plan.ambiguous`).
     """
     a = ARTICLES
-    by_doi: dict[str, _Stored] = {}
-    by_pmcid: dict[str, _Stored] = {}
+    holders: dict[tuple[str, str], set[int]] = {}
     for chunk in chunks(plan.new):
         dois = sorted({d for inc in chunk if (d := _wanted_id(inc.article, "doi"))})
         pmcids = sorted({p for inc in chunk if (p := inc.article.pmcid)})
@@ -390,25 +401,33 @@ def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan) -> None:
             a.c.pmid.is_(None), sa.or_(a.c.doi.in_(dois), a.c.pmcid.in_(pmcids))
         )
         for article_id, doi, pmcid in conn.execute(query):
-            orphan = _Stored(article_id, None, None, doi, pmcid)
             if doi:
-                by_doi[doi] = orphan
+                holders.setdefault(("doi", doi), set()).add(article_id)
             if pmcid:
-                by_pmcid[pmcid] = orphan
-    if not by_doi and not by_pmcid:
+                holders.setdefault(("pmcid", pmcid), set()).add(article_id)
+    if not holders:
         return
     adopted: set[int] = set()
     still_new: list[_Incoming] = []
-    for inc in plan.new:
-        doi = _wanted_id(inc.article, "doi")
-        holder = (by_doi.get(doi) if doi else None) or by_pmcid.get(inc.article.pmcid or "")
-        if holder is None or holder.article_id in adopted:
+    for inc in sorted(plan.new, key=lambda inc: int(inc.article.pmid)):
+        claims = [
+            (column, value, article_id)
+            for column in ("doi", "pmcid")
+            if (value := _wanted_id(inc.article, column))
+            for article_id in sorted(holders.get((column, value), ()))
+        ]
+        candidates = {article_id for _, _, article_id in claims}
+        if len(candidates) > 1:
+            plan.ambiguous.append((inc, tuple(claims)))
+        if len(candidates) != 1 or (holder := next(iter(candidates))) in adopted:
             still_new.append(inc)
             continue
-        adopted.add(holder.article_id)
-        inc.article_id = holder.article_id
-        plan.changed.append((holder, inc))
-    plan.new = still_new
+        adopted.add(holder)
+        inc.article_id = holder
+        orphan = conn.execute(sa.select(a.c.doi, a.c.pmcid).where(a.c.id == holder)).one()
+        plan.changed.append((_Stored(holder, None, None, orphan.doi, orphan.pmcid), inc))
+    order = {id(inc): n for n, inc in enumerate(plan.new)}
+    plan.new = sorted(still_new, key=lambda inc: order[id(inc)])
 
 
 def _stored_articles(conn: Connection, pmids: list[str]) -> dict[str, _Stored]:
@@ -466,7 +485,7 @@ def _write(
     upsert = dialect_insert(conn, sr)
     conn.execute(
         upsert.on_conflict_do_update(
-            index_elements=[sr.c.source, sr.c.source_id],
+            index_elements=[sr.c.source, sr.c.source_id, sr.c.article_id],
             set_={
                 "article_id": upsert.excluded.article_id,
                 "payload_id": upsert.excluded.payload_id,
@@ -529,9 +548,9 @@ _FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
     "epub_date": ("epub_date",),
     "publisher": ("publisher",),
     "references_count": ("references_count",),
-    "journal_title": ("journal_id",),
-    "journal_iso_abbrev": ("journal_id",),
-    "issn": ("journal_id",),
+    "journal_title": ("journal_id", "journal_facts"),
+    "journal_iso_abbrev": ("journal_id", "journal_facts"),
+    "issn": ("journal_id", "journal_facts"),
 }
 # Child tables of fields another source may supply: left as they are when it did.
 _FIELD_TABLES: dict[str, tuple[str, ...]] = {
@@ -588,7 +607,7 @@ def _load_before(conn: Connection, ids: list[int]) -> _Before:
 def _kept_values(new: dict[str, Any], old: dict[str, Any], foreign: set[str]) -> dict[str, Any]:
     """The values to write over ``old``: another source's fields stay, and a None never erases a value.
 
-    DOI and PMCID were decided by _assign_unique_ids already.
+    DOI and PMCID were decided by _assign_ids already.
     """
     final = dict(new)
     for name in foreign:
@@ -617,15 +636,13 @@ def _write_articles(
         inc.retractions = pubmed_retractions(inc.article)
     changed_ids = [old.article_id for old, _ in plan.changed]
     before = _load_before(conn, changed_ids) if changed_ids else _Before()
-    losers, clashes = _assign_unique_ids(conn, plan, before.foreign)
-    plan.conflicts.extend(losers)
+    _assign_ids(plan, before.foreign)
 
     def values(inc: _Incoming) -> dict[str, Any]:
         return _article_values(inc, journal_ids.get(journal_key(inc.article.journal) or ""))
 
     kept_tables = before.kept_tables()
     if plan.changed:
-        _release_unique_ids(conn, plan.changed)
         updates: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         for old, inc in plan.changed:
@@ -659,7 +676,10 @@ def _write_articles(
         for table in reversed(CHILD_TABLES):
             kept = kept_tables.get(table.name, set())
             for chunk in chunks([i for i in changed_ids if i not in kept]):
-                conn.execute(sa.delete(table).where(table.c.article_id.in_(chunk)))
+                query = sa.delete(table).where(table.c.article_id.in_(chunk))
+                if table.name == "article_identifiers":  # ids other sources gave (Crossref aliases) stay
+                    query = query.where(~table.c.id_type.like("crossref:%"))
+                conn.execute(query)
         rs = RETRACTIONS
         for chunk in chunks(changed_ids):
             conn.execute(sa.delete(rs).where(rs.c.source == SOURCE, rs.c.article_id.in_(chunk)))
@@ -694,13 +714,9 @@ def _write_articles(
     ]
     if retractions:
         conn.execute(sa.insert(RETRACTIONS), retractions)
-    if clashes:
-        _record_clashes(conn, clashes, now=now, run_id=run_id)
-    if plan.changed:
-        lost = set(losers)
-        _resolve_conflicts(
-            conn, [inc.article.pmid for _, inc in plan.changed if inc.article.pmid not in lost]
-        )
+    if plan.ambiguous:
+        _record_ambiguous(conn, plan.ambiguous, now=now, run_id=run_id)
+        plan.conflicts.extend(inc.article.pmid for inc, _ in plan.ambiguous)
 
 
 def _article_values(inc: _Incoming, journal_id: int | None) -> dict[str, Any]:
@@ -719,6 +735,7 @@ def _article_values(inc: _Incoming, journal_id: int | None) -> dict[str, Any]:
         "abstract": (main.text or None) if main else None,
         "abstract_copyright": main.copyright if main else None,
         "journal_id": journal_id,
+        "journal_facts": journal_facts(a.journal),
         "volume": a.volume,
         "issue": a.issue,
         "pages": a.pages,
@@ -756,6 +773,7 @@ _VALUE_COLUMNS: tuple[str, ...] = (
     "abstract",
     "abstract_copyright",
     "journal_id",
+    "journal_facts",
     "volume",
     "issue",
     "pages",
@@ -1003,6 +1021,16 @@ def journal_key(journal: Journal) -> str | None:
     return None
 
 
+def journal_facts(journal: Journal | None) -> str | None:
+    """The journal as one record gives it, as JSON for ``articles.journal_facts`` (None: it gives none)."""
+    if journal is None:
+        return None
+    facts = {name: getattr(journal, name) for name in _JOURNAL_FIELDS}
+    if not any(facts.values()):
+        return None
+    return json.dumps(facts, ensure_ascii=False, sort_keys=True)
+
+
 _JOURNAL_FIELDS = (
     "title",
     "iso_abbrev",
@@ -1057,133 +1085,68 @@ def resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str,
     return ids
 
 
-@dataclass(frozen=True, slots=True)
-class _Clash:
-    """A record that names a DOI or PMCID another article holds (or another record of the batch took)."""
+def _assign_ids(plan: _Plan, foreign: dict[int, set[str]]) -> None:
+    """The DOI and PMCID each written article holds: its own record's.
 
-    incoming: _Incoming
-    column: str
-    value: str
-    holder: int | _Incoming  # a stored article's id, or the record of the batch that took the value
-
-
-def _assign_unique_ids(
-    conn: Connection, plan: _Plan, foreign: dict[int, set[str]]
-) -> tuple[list[str], list[_Clash]]:
-    """Decide which written article gets each DOI and PMCID in the unique columns.
-
-    The article that holds a value keeps it; a value another article gives up in this batch is free. A
-    changed record that names no value, or whose value came from another source, keeps the stored one.
-    Returns the PMIDs that lost a value, and the clashes.
+    Other articles may hold the same values (two PMIDs are two articles, whatever they share). A changed
+    record that names no value, or whose value came from another source, keeps the stored one.
     """
-    losers: list[str] = []
-    clashes: list[_Clash] = []
-    writes = [*[(old, inc) for old, inc in plan.changed], *[(None, inc) for inc in plan.new]]
-    writing = {old.article_id for old, _ in plan.changed}
     for column in ("doi", "pmcid"):
-        wanted: dict[int, str | None] = {}
-        for old, inc in writes:
+        for old, inc in plan.changed:
             value = _wanted_id(inc.article, column)
-            if old is not None and (value is None or column in foreign.get(old.article_id, ())):
+            if value is None or column in foreign.get(old.article_id, ()):
                 value = getattr(old, column)
-            wanted[id(inc)] = value
-        values = {v for v in wanted.values() if v}
-        holders: dict[str, int] = {}
-        for chunk in chunks(sorted(values)):
-            col = ARTICLES.c[column]
-            query = sa.select(col, ARTICLES.c.id).where(col.in_(chunk))
-            holders.update({value: article_id for value, article_id in conn.execute(query)})
-        claimed: dict[str, _Incoming] = {}
-        assigned: dict[int, str | None] = {}
-        for old, inc in writes:  # those that hold their value keep it
-            value = wanted[id(inc)]
-            if value and old is not None and holders.get(value) == old.article_id:
-                claimed[value] = inc
-                assigned[id(inc)] = value
-        for _, inc in writes:
-            if id(inc) in assigned:
-                continue
-            value = wanted[id(inc)]
-            holder = holders.get(value) if value else None
-            if value and (value in claimed or (holder is not None and holder not in writing)):
-                taker: int | _Incoming = claimed[value] if value in claimed else holders[value]
-                clashes.append(_Clash(inc, column, value, taker))
-                losers.append(inc.article.pmid)
-                value = None
-            if value:
-                claimed[value] = inc
-            assigned[id(inc)] = value
-        for _, inc in writes:
-            setattr(inc, column, assigned[id(inc)])
-    if clashes:
-        shown = ", ".join(f"{c.incoming.article.pmid} ({c.column} {c.value})" for c in clashes[:5])
-        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-        logger.warning(
-            "%d record(s) name a DOI or PMCID another article holds; kept in article_identifiers only: %s%s",
-            len(clashes),
-            shown,
-            more,
+            setattr(inc, column, value)
+        for inc in plan.new:
+            setattr(inc, column, _wanted_id(inc.article, column))
+
+
+def _record_ambiguous(
+    conn: Connection,
+    ambiguous: list[tuple[_Incoming, tuple[tuple[str, str, int], ...]]],
+    *,
+    now: datetime,
+    run_id: int | None,
+) -> None:
+    """One conflicts row per record and set of articles; a row already there is left as it is."""
+    rows = []
+    for inc, found in ambiguous:
+        own = inc.article_id
+        assert own is not None
+        claims = [{"id_type": "pmid", "value": inc.article.pmid, "article_id": own}]
+        claims += [{"id_type": t, "value": v, "article_id": a} for t, v, a in found]
+        rows.append(
+            {
+                "source": SOURCE,
+                "source_id": inc.article.pmid,
+                "claims": json.dumps(claims, ensure_ascii=False),
+                "article_ids": ",".join(str(i) for i in sorted({own, *(a for _, _, a in found)})),
+                "status": "open",
+                "detected_at": now,
+                "run_id": run_id,
+            }
         )
-    return losers, clashes
-
-
-def _record_clashes(conn: Connection, clashes: list[_Clash], *, now: datetime, run_id: int | None) -> None:
-    """One conflicts row per record and pair of articles; a row already there is left as it is."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for clash in clashes:
-        own = clash.incoming.article_id
-        holder = clash.holder if isinstance(clash.holder, int) else clash.holder.article_id
-        assert own is not None and holder is not None
-        pmid = clash.incoming.article.pmid
-        key = (pmid, ",".join(str(i) for i in sorted({own, holder})))
-        claims = grouped.setdefault(key, [{"id_type": "pmid", "value": pmid, "article_id": own}])
-        claims.append({"id_type": clash.column, "value": clash.value, "article_id": holder})
+    shown = ", ".join(f"PMID {inc.article.pmid}" for inc, _ in ambiguous[:5])
+    logger.warning(
+        "%d record(s) name a DOI and a PMCID of two different articles not in PubMed; stored on their own"
+        " and recorded as conflicts: %s%s",
+        len(ambiguous),
+        shown,
+        f" and {len(ambiguous) - 5} more" if len(ambiguous) > 5 else "",
+    )
     c = CONFLICTS
     conn.execute(
         dialect_insert(conn, c).on_conflict_do_nothing(
             index_elements=[c.c.source, c.c.source_id, c.c.article_ids]
         ),
-        [
-            {
-                "source": SOURCE,
-                "source_id": pmid,
-                "claims": json.dumps(claims, ensure_ascii=False),
-                "article_ids": article_ids,
-                "status": "open",
-                "detected_at": now,
-                "run_id": run_id,
-            }
-            for (pmid, article_ids), claims in grouped.items()
-        ],
+        rows,
     )
-
-
-def _resolve_conflicts(conn: Connection, pmids: list[str]) -> None:
-    """Open conflicts of these PMIDs are resolved: their records were just stored without a clash."""
-    c = CONFLICTS
-    for chunk in chunks(pmids):
-        conn.execute(
-            sa.update(c)
-            .where(c.c.source == SOURCE, c.c.status == "open", c.c.source_id.in_(chunk))
-            .values(status="resolved")
-        )
 
 
 def _wanted_id(article: Article, column: str) -> str | None:
     if column == "doi":
         return article.doi.lower() if article.doi else None
     return article.pmcid
-
-
-def _release_unique_ids(conn: Connection, changed: list[tuple[_Stored, _Incoming]]) -> None:
-    """Clear DOIs and PMCIDs that change hands first, so no UPDATE meets a value not yet given up."""
-    releasing = [
-        old.article_id
-        for old, inc in changed
-        if (old.doi and old.doi != inc.doi) or (old.pmcid and old.pmcid != inc.pmcid)
-    ]
-    for chunk in chunks(releasing):
-        conn.execute(sa.update(ARTICLES).where(ARTICLES.c.id.in_(chunk)).values(doi=None, pmcid=None))
 
 
 def _stored_payload_ids(conn: Connection, writes: list[_Incoming]) -> dict[str, int]:

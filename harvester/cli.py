@@ -49,7 +49,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.NOT_FOUND: "some ids not found upstream (the rest stored)",
     ExitCode.UPSTREAM: "upstream failure (some ids could not be fetched after retries; the rest stored)",
     ExitCode.STORAGE: "database error (also: no database at the path a reading command was given)",
-    ExitCode.CONFLICT: "a record matched two stored articles (recorded in conflicts, not merged)",
+    ExitCode.CONFLICT: "a record names two stored articles it would merge (in conflicts, not merged)",
     ExitCode.BUSY: "another run (nightly, ingest) holds the lock, nothing done",
     ExitCode.REJECTED: "applied with rejected records (named, kept raw in rejected_records; the rest stored)",
     ExitCode.OUTPUT_FAILED: "output could not be written (disk full, I/O error on stdout or the export file)",
@@ -315,7 +315,7 @@ _SHORT = {
     "nightly": "Run the configured searches from their watermarks, then re-enrich stale articles (cron).",
     "runs": "List recorded runs, newest first.",
     "history": "List the recorded changes of a stored article.",
-    "conflicts": "List records whose identifiers point at two different stored articles.",
+    "conflicts": "List and settle records that name two stored articles they would merge into one.",
     "ingest": "Load PubMed baseline and update files, each once, in NLM's order.",
     "show": "Show stored articles (by PMID, PMCID or DOI) as text or JSON.",
     "export": "Export stored articles, a reporting view, or a query's rows (JSON Lines, CSV, Solr).",
@@ -766,34 +766,87 @@ def history_command(
     return int(ExitCode.OK)
 
 
-@app.command("conflicts", short_help=_SHORT["conflicts"], cls=HelpCommand)
+conflicts_app = typer.Typer(
+    help="List records whose identifiers name two stored articles they would merge into one (never merged),"
+    " and settle them: 'harvest conflicts resolve ID --keep PMID | --ignore'.",
+    invoke_without_command=True,
+)
+app.add_typer(conflicts_app, name="conflicts", short_help=_SHORT["conflicts"])
+
+
+@conflicts_app.callback()
 def conflicts_command(
     ctx: typer.Context,
-    status: Annotated[str, typer.Option("--status", help="open, resolved or all.")] = "open",
+    status: Annotated[str, typer.Option("--status", help="open, resolved, ignored or all.")] = "open",
 ) -> int:
-    """List records whose identifiers point at two different stored articles (never merged).
+    """List records whose identifiers name two stored articles they would merge into one (never merged).
+
+    A DOI or PMCID that two PubMed records share is not a conflict: see 'harvest export --view
+    report_shared_identifiers'. --json prints one object {"conflicts": [...]}.
 
     \b
     Examples:
       harvest conflicts
       harvest --json conflicts --status all
+      harvest conflicts resolve 3 --keep 35350566
     """
-    from db.reconcile import list_conflicts
+    if ctx.invoked_subcommand is not None:
+        return int(ExitCode.OK)
+    from db.conflicts import STATUSES, list_conflicts
 
-    if status not in {"open", "resolved", "all"}:
-        raise UsageError(f"--status must be open, resolved or all, not {status!r}")
+    if status not in {*STATUSES, "all"}:
+        raise UsageError(f"--status must be open, resolved, ignored or all, not {status!r}")
     state = _state(ctx)
     conflicts = list_conflicts(state.read_engine(), status=status)
     if state.json_output:
-        typer.echo(json.dumps(conflicts, ensure_ascii=False, default=str))
+        emit_json({"conflicts": conflicts})
     elif not conflicts:
-        typer.echo(f"no {status if status != 'all' else ''} conflicts".replace("  ", " "))
+        echo(f"no {status if status != 'all' else ''} conflicts".replace("  ", " "))
     else:
         for c in conflicts:
-            typer.echo(
-                f"#{c['id']}  {c['detected_at']}  {c['source']} {c['source_id']} matches articles "
-                f"{c['article_ids']}: {c['claims']}  [{c['status']}]"
+            settled = f" ({c['resolution']}{', PMID ' + c['kept_pmid'] if c['kept_pmid'] else ''})"
+            echo(
+                f"#{c['id']}  {c['detected_at'][:19]}  [{c['status']}{settled if c['resolution'] else ''}]"
+                f"  {c['description']}"
             )
+    return int(ExitCode.OK)
+
+
+@conflicts_app.command("resolve", cls=HelpCommand)
+def conflicts_resolve_command(
+    ctx: typer.Context,
+    conflict_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The conflict's number (#ID in the list).")
+    ],
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            "--keep",
+            metavar="ARTICLE",
+            help="The article the record belongs to: a PMID, or article:ID for one not in PubMed.",
+        ),
+    ] = None,
+    ignore: Annotated[
+        bool, typer.Option("--ignore", help="Leave the record unmerged and stop reporting it.")
+    ] = False,
+) -> int:
+    """Settle a conflict by hand; recorded in the conflict row and in each article's history.
+
+    \b
+    Examples:
+      harvest conflicts resolve 3 --keep 35350566
+      harvest conflicts resolve 4 --ignore
+    """
+    from db.conflicts import resolve_conflict
+
+    state = _state(ctx)
+    settled = resolve_conflict(state.engine(), conflict_id, keep=keep, ignore=ignore)
+    if state.json_output:
+        emit_json({"conflict": settled})
+    else:
+        kept = f", PMID {settled['kept_pmid']}" if settled["kept_pmid"] else ""
+        article = f" article {settled['kept_article_id']}" if settled["kept_article_id"] and not kept else ""
+        echo(f"#{conflict_id} {settled['status']} ({settled['resolution']}{kept}{article})")
     return int(ExitCode.OK)
 
 
@@ -835,9 +888,9 @@ def ingest_command(
 
     Exit 0: every file applied or already applied; 2: a path is missing, or a file was refused (out of
     order) or failed (truncated, not PubMed XML; not recorded, rerun it); 4: enrichment failed; 5: database
-    problem; 7: another run is active (nothing done); 8: applied, but some records could not be
-    parsed or stored: they are named and kept raw in the rejected_records table.
-    Conflicts are counted, listed by 'harvest conflicts'.
+    problem; 6: a record names two stored articles it would merge (listed by 'harvest conflicts'); 7:
+    another run is active (nothing done); 8: applied, but some records could not be parsed or stored:
+    they are named and kept raw in the rejected_records table.
 
     \b
     Examples:

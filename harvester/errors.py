@@ -43,7 +43,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3  # every id that exists was stored, but some ids are unknown upstream
     UPSTREAM = 4  # some ids could not be fetched after all retries (the others were stored)
     STORAGE = 5  # the database could not be opened, migrated or written
-    CONFLICT = 6  # reserved: an incoming record matched two stored articles
+    CONFLICT = 6  # an incoming record names two stored articles it would merge into one (not a shared DOI)
     BUSY = 7  # another run holds the lock (harvest nightly, harvest ingest): nothing was done
     REJECTED = 8  # applied, but some records could not be parsed or stored: named, and kept raw
     OUTPUT_FAILED = 9  # standard output or an export file could not be written (disk full, I/O error)

@@ -153,7 +153,7 @@ class FileReport:
     deleted_listed: int = 0  # PMIDs its DeleteCitation elements list
     deleted_marked: int = 0  # of them, stored articles newly flagged deleted
     forced: bool = False
-    conflict_count: int = 0  # records naming a DOI or PMCID another article holds (see harvest conflicts)
+    conflict_count: int = 0  # records naming two stored articles they would merge (see harvest conflicts)
     conflicts: list[str] = field(default_factory=list)  # the first LISTED_CONFLICTS of them, described
     rejected_count: int = 0  # records that could not be parsed or stored: kept raw in rejected_records
     rejected_pmids: list[str] = field(default_factory=list)  # their PMIDs, where known
@@ -222,18 +222,20 @@ class IngestReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """2 when a file was refused or failed; else 4 when enrichment failed; else 8 when a file was applied
-        with rejected records (kept raw, see rejected_records); else 0.
+        """2 when a file was refused or failed; else 4 when enrichment failed; else 6 on a conflict; else 8
+        when a file was applied with rejected records (kept raw, see rejected_records); else 0.
 
-        Conflicts (a record naming a DOI or PMCID another article holds) are recorded for ``harvest
-        conflicts`` and counted, but do not fail the run: real files hold a few in most releases (the
-        versions of a Cochrane review share one DOI), and a nightly job that always alerts is ignored.
+        A conflict is what it is for ``harvest pmid`` and the other commands (issue 13): a record whose
+        identifiers name two stored articles it would merge into one. A DOI or PMCID that two PubMed
+        records share (the versions of a Cochrane review) is not one, so real files exit 0.
         """
         if self.count("refused") or self.count("failed"):
             return BulkFileError.exit_code
         enrichments = [f.enrichment for f in self.files if f.enrichment is not None]
         if any(e.pmc.failed or e.crossref.failed for e in enrichments):
             return ExitCode.UPSTREAM
+        if any(f.conflict_count or (f.enrichment is not None and f.enrichment.conflicts) for f in self.files):
+            return ExitCode.CONFLICT
         if any(f.rejected_count for f in self.files if f.outcome == "applied"):
             return ExitCode.REJECTED
         return ExitCode.OK
@@ -536,7 +538,10 @@ class _FileApplier:
         report.unchanged += len(result.unchanged) + len(batch.unchanged)
         conflicts = [*result.conflicts, *batch.conflicted]
         report.add_conflicts(
-            [f"pubmed PMID {pmid} names a DOI or PMCID of another article" for pmid in conflicts]
+            [
+                f"pubmed PMID {pmid} names the DOI and PMCID of two articles not in PubMed"
+                for pmid in conflicts
+            ]
         )
         if result.enriched_changed:  # their PubMed record changed: merge it again with PMC and Crossref
             merged = reconcile_articles(

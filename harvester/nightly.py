@@ -165,20 +165,31 @@ class NightlyReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """2: a search is misconfigured; else 4: a window not verified or enrichment failed; else 8: records
+        """2: a search is misconfigured; else 4: a window not verified or enrichment failed; else 6: a
+        conflict (a record that would merge two stored articles, as for ``harvest pmid``); else 8: records
         rejected (kept raw); else 0."""
         if any(outcome.usage_error for outcome in self.searches):
             return ExitCode.USAGE
         if not all(outcome.verified for outcome in self.searches) or self.enrichment_failed:
             return ExitCode.UPSTREAM
+        if self.conflicts:
+            return ExitCode.CONFLICT
         if any(outcome.report is not None and outcome.report.rejected for outcome in self.searches):
             return ExitCode.REJECTED  # 8: stored but for records kept raw in rejected_records
         return ExitCode.OK
 
     @property
+    def conflicts(self) -> bool:
+        """A search or the stale re-enrichment met a conflict."""
+        if self.enrichment is not None and self.enrichment.conflicts:
+            return True
+        return any(o.report is not None and o.report.exit_code() == ExitCode.CONFLICT for o in self.searches)
+
+    @property
     def status(self) -> str:
-        """The harvest_runs status: ok; failed when no search was verified; partial otherwise."""
-        if self.exit_code == ExitCode.OK:
+        """The harvest_runs status: ok (with or without a conflict: all was done); failed when no search
+        was verified; partial otherwise."""
+        if self.exit_code in (ExitCode.OK, ExitCode.CONFLICT):
             return OK
         if self.searches and not any(outcome.verified for outcome in self.searches):
             return FAILED

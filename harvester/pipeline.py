@@ -273,7 +273,8 @@ def harvest(
     outcome = _fetch_and_store(pmids, services=services, engine=engine, progress=progress, run_id=run_id)
     report.errors.extend(outcome.errors)
     report.conflicts.extend(
-        f"pubmed PMID {pmid} names a DOI or PMCID of another article" for pmid in outcome.conflicts
+        f"pubmed PMID {pmid} names the DOI and PMCID of two articles not in PubMed"
+        for pmid in outcome.conflicts
     )
 
     # DOIs found only by esearch: keep the stored articles whose DOI was asked for
@@ -432,6 +433,7 @@ def _store_crossref_batch(
         policy=policy,
         not_found=batch.not_found,
         create_missing=[doi for doi in batch.requested if doi in create],
+        aliases=batch.aliases,
     )
 
 

@@ -648,5 +648,6 @@ class _SearchRun:
         self.report.updated = len(self.updated - self.created)
         self.report.unchanged = len(self.unchanged - self.created - self.updated)
         self.report.conflicts.extend(
-            f"pubmed PMID {pmid} names a DOI or PMCID of another article" for pmid in self.conflict_pmids
+            f"pubmed PMID {pmid} names the DOI and PMCID of two articles not in PubMed"
+            for pmid in self.conflict_pmids
         )

@@ -34,7 +34,7 @@ def _pending(source: Any) -> list[PendingArticle]:
 
 
 def _update_file() -> Path:
-    """177 PubmedArticle records of a MEDLINE sample file (some of them share a DOI: conflicts)."""
+    """177 PubmedArticle records of a MEDLINE sample file (two share a DOI: not a conflict, issue 13)."""
     return shared_fixture("medline-updatefiles/costosys-pubmedsample18n0001.xml.gz")
 
 

@@ -417,6 +417,7 @@ COMMANDS = [
     ["enrich"],
     ["history"],
     ["conflicts"],
+    ["conflicts", "resolve"],
     ["show"],
     ["export"],
     ["db"],

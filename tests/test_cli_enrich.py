@@ -145,24 +145,89 @@ def test_title_changed_upstream_is_updated_and_history_keeps_the_old(
     assert titles[0]["run_id"] is not None
 
 
-def test_record_claiming_two_stored_articles_is_a_conflict(
+def test_a_record_sharing_another_pmids_doi_is_no_conflict(
     standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Issue 13 (was "a record claiming two stored articles is a conflict", exit 6): two PMIDs are two
+    articles; each keeps its own DOI."""
     assert run(["pmid", "900003", "900004"]) == ExitCode.OK
-    # 900003's record now names 900004's DOI: its PMID says one article, its DOI another
     standin.add_records(clone_record(SEED, "900003").replace(b"10.5555/test.900003", b"10.5555/test.900004"))
+    assert run(["pmid", "900003"]) == ExitCode.OK
     capsys.readouterr()
-    assert run(["pmid", "900003"]) == ExitCode.CONFLICT
+    assert run(["--json", "conflicts"]) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out) == {"conflicts": []}
+    with sqlite3.connect(default_db(home)) as conn:
+        got = conn.execute("SELECT pmid, doi FROM articles ORDER BY pmid").fetchall()
+    assert got == [("900003", "10.5555/test.900004"), ("900004", "10.5555/test.900004")]
+
+
+def _two_articles_not_in_pubmed(standin: StandIn, home: Path) -> None:
+    """Two articles stored from Crossref alone; the second given a PMCID (as PMC enrichment would)."""
+    for doi in ("10.9999/orphan.a", "10.9999/orphan.b"):
+        standin.add_crossref_works(json.dumps(clone_work(doi)).encode())
+        assert run(["doi", doi]) == ExitCode.OK
+    with sqlite3.connect(default_db(home)) as conn:
+        conn.execute("UPDATE articles SET pmcid = 'PMC9900007' WHERE doi = '10.9999/orphan.b'")
+
+
+def _record_naming_both() -> bytes:
+    return clone_record(SEED, "900007").replace(b"10.5555/test.900007", b"10.9999/orphan.a")
+
+
+def test_a_record_naming_two_articles_not_in_pubmed_exits_6_and_is_settled_by_hand(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _two_articles_not_in_pubmed(standin, home)
+    standin.add_records(_record_naming_both())  # its DOI is orphan a's, its PMCID (PMC9900007) orphan b's
+    capsys.readouterr()
+    assert run(["pmid", "--no-enrich", "900007"]) == ExitCode.CONFLICT
     assert "conflict" in capsys.readouterr().err
-    assert run(["--json", "conflicts"]) == ExitCode.OK
-    conflicts = json.loads(capsys.readouterr().out)
-    assert len(conflicts) == 1
-    assert conflicts[0]["source"] == "pubmed" and conflicts[0]["source_id"] == "900003"
-    assert documents("10.5555/test.900004")[0]["pmid"] == "900004"  # the DOI's holder kept it
-    assert run(["pmid", "900003"]) == ExitCode.CONFLICT  # still reported, not duplicated
+    assert run(["pmid", "--no-enrich", "900007"]) == ExitCode.CONFLICT  # reported again while open
     capsys.readouterr()
+    assert run(["conflicts"]) == ExitCode.OK
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("#1 ") and "[open]" in line
+    assert "pubmed PMID 900007 names PMID 900007" in line
+    assert "DOI 10.9999/orphan.a of article" in line and "(not in PubMed)" in line
+    assert "PMCID PMC9900007 of article" in line and "{" not in line
     assert run(["--json", "conflicts"]) == ExitCode.OK
-    assert len(json.loads(capsys.readouterr().out)) == 1
+    [conflict] = json.loads(capsys.readouterr().out)["conflicts"]
+    orphan_a = next(c["article_id"] for c in conflict["claims"] if c["value"] == "10.9999/orphan.a")
+    # settle it: orphan a (its Crossref work) belongs to PMID 900007
+    assert run(["conflicts", "resolve", "1", "--keep", f"article:{orphan_a}"]) == ExitCode.OK
+    assert "#1 resolved (kept" in capsys.readouterr().out
+    assert run(["pmid", "--no-enrich", "900007"]) == ExitCode.OK  # settled: no longer reported
+    with sqlite3.connect(default_db(home)) as conn:
+        assert conn.execute("SELECT count(*) FROM articles WHERE id = ?", (orphan_a,)).fetchone() == (0,)
+        sources = conn.execute(
+            "SELECT s.source, s.source_id FROM source_records s JOIN articles a ON a.id = s.article_id "
+            "WHERE a.pmid = '900007' ORDER BY s.source"
+        ).fetchall()
+        history = conn.execute(
+            "SELECT h.field, h.source FROM article_history h JOIN articles a ON a.id = h.article_id "
+            "WHERE a.pmid = '900007' AND h.field = 'conflict'"
+        ).fetchall()
+        row = conn.execute("SELECT status, resolution, kept_article_id FROM conflicts").fetchone()
+    assert sources == [("crossref", "10.9999/orphan.a"), ("pubmed", "900007")]
+    assert history == [("conflict", "user")]
+    assert row[:2] == ("resolved", "kept")
+    capsys.readouterr()
+    assert run(["conflicts", "resolve", "1", "--ignore"]) == ExitCode.USAGE  # already resolved
+    assert "already resolved" in capsys.readouterr().err
+
+
+def test_a_record_naming_two_articles_not_in_pubmed_exits_6_through_ingest_too(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _two_articles_not_in_pubmed(standin, home)
+    update = home / "pubmed26n0001.xml"
+    update.write_bytes(_record_naming_both())
+    assert run(["ingest", "--no-enrich", str(update)]) == ExitCode.CONFLICT
+    capsys.readouterr()
+    assert run(["conflicts", "resolve", "1", "--ignore"]) == ExitCode.OK
+    assert run(["--json", "conflicts", "--status", "ignored"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{") :])["conflicts"][0]["status"] == "ignored"
 
 
 def test_doi_pubmed_does_not_know_is_stored_from_crossref_alone(
@@ -275,3 +340,62 @@ def test_unknown_merge_field_or_source_in_the_config_is_a_usage_error(
         config.write_text(f"[merge]\n{body}\n")
         assert run(["--config", str(config), "pmid", "35350566"]) == ExitCode.USAGE
         assert needle in capsys.readouterr().err
+
+
+COCHRANE = Path(__file__).parent / "fixtures" / "efetch_pubmed_cochrane_versions_shared_doi.xml"
+COCHRANE_DOI = "10.1002/14651858.cd002020"
+
+
+def _cochrane_state(home: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    with sqlite3.connect(default_db(home)) as conn:
+        dois = conn.execute("SELECT pmid, doi, citation_count FROM articles ORDER BY pmid").fetchall()
+        shared = conn.execute("SELECT pmid FROM report_shared_identifiers ORDER BY pmid").fetchall()
+        conflicts = conn.execute("SELECT count(*) FROM conflicts").fetchone()[0]
+    return dois, shared, int(conflicts)
+
+
+@pytest.mark.parametrize("path", ["pmid", "ingest"])
+def test_the_cochrane_pair_sharing_a_doi_exits_0_through_pmid_and_ingest_and_crossref_enriches_both(
+    standin: StandIn, home: Path, path: str
+) -> None:
+    """Issue 13: `harvest pmid` exited 6 and `harvest ingest` 0 for the same two records."""
+    standin.add_records(COCHRANE.read_bytes())
+    standin.add_crossref_works(
+        json.dumps(clone_work("10.1002/14651858.CD002020", **{"is-referenced-by-count": 31})).encode()
+    )
+    if path == "pmid":
+        assert run(["pmid", "11034741", "11406024"]) == ExitCode.OK
+    else:
+        assert run(["ingest", str(COCHRANE)]) == ExitCode.OK
+        assert run(["enrich"]) == ExitCode.OK  # ingest defers enrichment
+    dois, shared, conflicts = _cochrane_state(home)
+    assert dois == [("11034741", COCHRANE_DOI, 31), ("11406024", COCHRANE_DOI, 31)]
+    assert shared == [("11034741",), ("11406024",)]
+    assert conflicts == 0
+
+
+def test_a_crossref_work_naming_an_article_not_in_pubmed_and_a_pubmed_article_exits_6_in_each_path(
+    standin: StandIn, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Crossref-only article and a PubMed article that later names its DOI would have to be merged."""
+    standin.add_crossref_works(json.dumps(clone_work("10.9999/orphan.a")).encode())
+    assert run(["doi", "10.9999/orphan.a"]) == ExitCode.OK
+    assert run(["pmid", "900001"]) == ExitCode.OK
+    standin.add_records(clone_record(SEED, "900001").replace(b"10.5555/test.900001", b"10.9999/orphan.a"))
+    assert run(["pmid", "900001"]) == ExitCode.CONFLICT  # its changed record names the orphan's DOI
+    assert run(["doi", "10.9999/orphan.a"]) == ExitCode.CONFLICT
+    # the same situation through pmcid: its PMC record is fine, but enriching it asks Crossref for that DOI
+    assert run(["pmcid", "PMC9900001"]) == ExitCode.CONFLICT
+    capsys.readouterr()
+    assert run(["--json", "conflicts"]) == ExitCode.OK
+    [conflict] = json.loads(capsys.readouterr().out)["conflicts"]
+    assert conflict["source"] == "crossref" and conflict["source_id"] == "10.9999/orphan.a"
+    kept = next(c for c in conflict["claims"] if c["pmid"] == "900001")
+    assert run(["conflicts", "resolve", str(conflict["id"]), "--keep", "900001"]) == ExitCode.OK
+    assert run(["doi", "10.9999/orphan.a"]) == ExitCode.OK  # settled: the work goes to PMID 900001
+    with sqlite3.connect(default_db(home)) as conn:
+        holders = conn.execute(
+            "SELECT article_id FROM source_records WHERE source = 'crossref' AND source_id = ?",
+            ("10.9999/orphan.a",),
+        ).fetchall()
+    assert holders == [(kept["article_id"],)]

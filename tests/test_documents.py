@@ -299,11 +299,13 @@ def test_identifiers_resolve_in_every_form(engine: Engine) -> None:
 
 
 def test_a_doi_found_only_among_identifiers_still_resolves(engine: Engine) -> None:
+    # A shared DOI (issue 13; before, the second article lost it and showed doi None): both hold it, and
+    # the identifier names the first stored.
     store(engine, make_article("1", doi="10.1000/shared"), make_article("2", doi="10.1000/shared"))
-    holder, loser = (resolve_identifiers(engine, [p])[p] for p in ("1", "2"))
-    assert resolve_identifiers(engine, ["10.1000/SHARED"]) == {"10.1000/SHARED": holder}
-    (doc,) = load_documents(engine, [loser])  # type: ignore[list-item]
-    assert doc["doi"] is None and doc["identifiers"]["doi"] == "10.1000/shared"
+    first, second = (resolve_identifiers(engine, [p])[p] for p in ("1", "2"))
+    assert resolve_identifiers(engine, ["10.1000/SHARED"]) == {"10.1000/SHARED": first}
+    (doc,) = load_documents(engine, [second])  # type: ignore[list-item]
+    assert doc["doi"] == "10.1000/shared" and doc["identifiers"]["doi"] == "10.1000/shared"
     eloc_only = make_article(
         "3", doi="10.1000/three", elocation_ids=(ELocationId("doi", "10.1000/ELOC-Only"),)
     )

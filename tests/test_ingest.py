@@ -135,8 +135,15 @@ def test_real_update_files_ingest_and_their_delete_citations_end_deleted(engine:
     ]
     assert applied[0].sha256 == report.files[0].sha256 and len(applied[0].sha256) == 64
     assert applied[0].size == paths[0].stat().st_size
-    # A record of the sample names a DOI another holds (Cochrane versions): recorded, not a failure.
-    assert report.files[1].conflicts == ["pubmed PMID 11406024 names a DOI or PMCID of another article"]
+    # Two records of the sample share a DOI (versions of a Cochrane review): no conflict since issue 13,
+    # each keeps its DOI and the view lists the pair (before: a conflict and the second DOI NULL).
+    assert report.files[1].conflicts == [] and report.files[1].conflict_count == 0
+    assert stored["11034741"]["doi"] == stored["11406024"]["doi"] == "10.1002/14651858.cd002020"
+    with engine.connect() as conn:
+        shared = conn.execute(
+            sa.text("SELECT pmid FROM report_shared_identifiers WHERE value = '10.1002/14651858.cd002020'")
+        ).all()
+    assert sorted(p for (p,) in shared) == ["11034741", "11406024"]
     assert report.exit_code == ExitCode.OK
 
 

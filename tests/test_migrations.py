@@ -227,3 +227,49 @@ def test_an_unsupported_or_malformed_url_is_a_storage_error() -> None:
         open_database("mysql://u@localhost/x")
     with pytest.raises(StorageError, match="not a valid SQLAlchemy URL"):
         open_database("not a url")
+
+
+def test_0006_shares_identifiers_keeps_every_child_row_and_downgrades_to_unique_again(db_url: str) -> None:
+    """Migration 0006 up and down with data: SQLite rebuilds articles without cascading to its children."""
+    from datetime import UTC, datetime
+
+    from db.store import store_articles
+    from harvester.pubmed_xml import parse_pubmed
+    from harvester.records import Article
+
+    fixture = Path(__file__).parent / "fixtures" / "efetch_pubmed_cochrane_versions_shared_doi.xml"
+    records = [r for r in parse_pubmed(fixture.read_bytes(), keep_raw=True) if isinstance(r, Article)]
+    doi = "10.1002/14651858.cd002020"
+    engine = open_database(db_url)
+    try:
+        store_articles(engine, records, url=None, fetched_at=datetime(2026, 12, 1, tzinfo=UTC))
+
+        def count(sql: str) -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(sa.text(sql)).scalar_one())
+
+        children = count("SELECT count(*) FROM authors") + count("SELECT count(*) FROM article_identifiers")
+        assert count(f"SELECT count(*) FROM articles WHERE doi = '{doi}'") == 2  # noqa: S608 - a constant
+        downgrade(engine, "0005")
+        assert current_revision(engine) == "0005"
+        assert count(f"SELECT count(*) FROM articles WHERE doi = '{doi}'") == 1  # noqa: S608
+        with engine.connect() as conn:  # unique again
+            conn.execute(sa.text("UPDATE articles SET doi = NULL"))
+            conn.commit()
+        with pytest.raises(sa.exc.IntegrityError), engine.connect() as conn:
+            conn.execute(sa.text(f"UPDATE articles SET doi = '{doi}'"))  # noqa: S608
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"UPDATE articles SET doi = '{doi}' WHERE pmid = '11034741'"))  # noqa: S608
+            conn.commit()
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        # the second version's own DOI is filled back from its ArticleIds
+        assert count(f"SELECT count(*) FROM articles WHERE doi = '{doi}'") == 2  # noqa: S608
+        assert (
+            count("SELECT count(*) FROM authors") + count("SELECT count(*) FROM article_identifiers")
+            == children
+        )
+        assert count("SELECT count(*) FROM report_shared_identifiers") == 2
+        assert differences(engine) == []
+    finally:
+        engine.dispose()

@@ -187,6 +187,8 @@ class ScriptedSearch:
         if short:
             report.failed_ids = ["3", "4"]
             report.errors = ["slice: 2 of 4 records fetched"]
+        if outcome == "conflict":
+            report.conflicts = ["pubmed PMID 3 names the DOI and PMCID of two articles not in PubMed"]
         return report
 
 
@@ -228,6 +230,14 @@ def test_a_verified_window_moves_the_watermark_and_the_next_run_starts_before_it
     nightly(engine, search, EXO, today=later)
     assert (search.calls[1]["since"], search.calls[1]["until"]) == (TODAY - timedelta(days=3), later)
     assert states_of(engine)["exo"].watermark == later
+
+
+def test_a_conflict_exits_6_as_for_harvest_pmid_and_still_moves_the_watermark(engine: Engine) -> None:
+    """Issue 13: the same situation gives the same exit code in every path (nightly gave 0 before)."""
+    report = nightly(engine, ScriptedSearch({EXO.query: ["conflict"]}), EXO)
+    assert report.exit_code == ExitCode.CONFLICT
+    assert report.status == "ok"  # all was done; the conflict is listed by harvest conflicts
+    assert states_of(engine)["exo"].watermark == TODAY
 
 
 def test_an_unverified_window_leaves_the_watermark_and_is_redone_next_run(engine: Engine) -> None:

@@ -400,61 +400,144 @@ def two_articles(engine: Engine) -> tuple[int, int]:
     return article_id(engine, "1"), article_id(engine, "2")
 
 
-def test_a_record_naming_two_articles_is_a_conflict_and_merges_into_neither(engine: Engine) -> None:
-    a, b = two_articles(engine)
+def read_provenance_of(engine: Engine, article: int) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        return read_provenance(conn, [article])[article]
+
+
+def orphan(engine: Engine, doi: str = "10.5555/orphan") -> int:
+    """An article stored from Crossref alone (no PMID, not in PubMed)."""
+    [created] = crossref(engine, crossref_work(doi), create_missing=[doi]).created
+    return created
+
+
+def test_a_record_naming_an_article_not_in_pubmed_and_another_is_a_conflict_and_merges_into_neither(
+    engine: Engine,
+) -> None:
+    """Issue 13: exit 6 is for real ambiguity: the record would merge two stored articles into one."""
+    a, _ = two_articles(engine)
+    c = orphan(engine)
     before = snapshot(engine)
     run = start_run(engine, "test")
-    result = pmc(engine, pmc_front("PMC1", pmid="2", doi=None), run_id=run)
+    front = pmc_front("PMC1", pmid=None, doi="10.5555/orphan")
+    result = pmc(engine, front, run_id=run)
     assert result.conflicts == (
-        ConflictInfo("pmc", "PMC1", (a, b), (("pmcid", "PMC1", a), ("pmid", "2", b))),
+        ConflictInfo("pmc", "PMC1", (a, c), (("doi", "10.5555/orphan", c), ("pmcid", "PMC1", a))),
     )
     assert result.updated == result.unchanged == result.created == ()
     after = snapshot(engine)
-    assert {name for name in after if after[name] != before[name]} == {"conflicts", "harvest_runs"}
+    # the payload is kept (for the person who settles it), but merged into no article
+    assert {name for name in after if after[name] != before[name]} == {
+        "conflicts",
+        "harvest_runs",
+        "raw_payloads",
+    }
     [conflict] = list_conflicts(engine)
     assert conflict["source"] == "pmc" and conflict["source_id"] == "PMC1"
-    assert conflict["article_ids"] == [a, b] and conflict["status"] == "open" and conflict["run_id"] == run
-    assert conflict["claims"] == [
-        {"id_type": "pmcid", "value": "PMC1", "article_id": a},
-        {"id_type": "pmid", "value": "2", "article_id": b},
+    assert conflict["article_ids"] == [a, c] and conflict["status"] == "open" and conflict["run_id"] == run
+    assert [(x["id_type"], x["value"], x["article_id"], x["pmid"]) for x in conflict["claims"]] == [
+        ("doi", "10.5555/orphan", c, None),
+        ("pmcid", "PMC1", a, "1"),
     ]
+    assert conflict["description"].startswith("pmc PMC1 names DOI 10.5555/orphan of article ")
     again = snapshot(engine)
-    assert pmc(engine, pmc_front("PMC1", pmid="2", doi=None), at=LATER).conflicts == result.conflicts
+    assert pmc(engine, front, at=LATER).conflicts == result.conflicts
     assert snapshot(engine) == again  # reported again, recorded once
     # the record corrected: it matches one article, is merged, and the conflict is resolved
     assert pmc(engine, pmc_front("PMC1", pmid="1", doi=None), at=LATER).updated == (a,)
     assert list_conflicts(engine) == []
-    assert [c["status"] for c in list_conflicts(engine, status="all")] == ["resolved"]
-    assert list_conflicts(engine, status="resolved")[0]["id"] == conflict["id"]
+    [settled] = list_conflicts(engine, status="all")
+    assert (settled["id"], settled["status"], settled["resolution"]) == (
+        conflict["id"],
+        "resolved",
+        "matched",
+    )
 
 
-def test_a_crossref_doi_held_by_one_article_and_named_by_another_is_a_conflict(engine: Engine) -> None:
+def test_a_pmc_record_naming_a_pmid_enriches_that_article_whoever_else_holds_its_pmcid(
+    engine: Engine,
+) -> None:
+    """Two PubMed articles never conflict: the PMID the record names picks its article (was a conflict)."""
     a, b = two_articles(engine)
-    work = crossref_work("10.5555/one", PMID="2")
-    [info] = crossref(engine, work).conflicts
-    assert info.article_ids == (a, b) and info.source == "crossref"
-    assert scalar(engine, "SELECT count(*) FROM source_records WHERE source = 'crossref'") == 0
+    result = pmc(engine, pmc_front("PMC1", pmid="2", doi=None))
+    assert result.conflicts == () and result.updated == (b,)
+    assert rows(engine, "SELECT article_id FROM source_records WHERE source = 'pmc'") == [(b,)]
+    assert list_conflicts(engine, status="all") == []
+    assert a != b
 
 
-def test_the_pubmed_store_records_a_doi_clash_once_and_reports_it_while_open(engine: Engine) -> None:
-    a, b = two_articles(engine)
+def test_a_crossref_work_naming_a_pmid_enriches_that_article_not_the_doi_holder(engine: Engine) -> None:
+    """Was a conflict before issue 13: the DOI's holder and the named PMID are two PubMed articles."""
+    _, b = two_articles(engine)
+    result = crossref(engine, crossref_work("10.5555/one", PMID="2"))
+    assert result.conflicts == () and result.updated == (b,)
+    assert rows(engine, "SELECT article_id FROM source_records WHERE source = 'crossref'") == [(b,)]
+
+
+def test_the_pubmed_store_shares_a_doi_another_pubmed_article_holds(engine: Engine) -> None:
+    """Was "records a DOI clash once": now both articles hold the DOI, no conflict (issue 13)."""
+    two_articles(engine)
     run = start_run(engine, "test")
-    clashing = pubmed_record("2", doi="10.5555/one", pmcid="PMC2", title="Changed")
-    assert pubmed(engine, clashing, run_id=run).conflicts == ("2",)
-    [conflict] = list_conflicts(engine)
-    assert (conflict["source"], conflict["source_id"], conflict["article_ids"]) == ("pubmed", "2", [a, b])
-    assert conflict["claims"] == [
-        {"id_type": "pmid", "value": "2", "article_id": b},
-        {"id_type": "doi", "value": "10.5555/one", "article_id": a},
+    sharing = pubmed_record("2", doi="10.5555/one", pmcid="PMC2", title="Changed")
+    assert pubmed(engine, sharing, run_id=run).conflicts == ()
+    assert list_conflicts(engine, status="all") == []
+    assert rows(engine, "SELECT pmid, doi FROM articles ORDER BY pmid") == [
+        ("1", "10.5555/one"),
+        ("2", "10.5555/one"),
     ]
-    assert rows(engine, "SELECT pmid, doi FROM articles ORDER BY pmid") == [("1", "10.5555/one"), ("2", None)]
+    assert rows(engine, "SELECT value, pmid FROM report_shared_identifiers ORDER BY pmid") == [
+        ("10.5555/one", "1"),
+        ("10.5555/one", "2"),
+    ]
+
+
+def test_a_crossref_work_whose_doi_two_pubmed_articles_share_enriches_both(engine: Engine) -> None:
+    pubmed(
+        engine,
+        pubmed_record("1", doi="10.5555/shared", pmcid="PMC1"),
+        pubmed_record("2", doi="10.5555/shared", pmcid="PMC2"),
+    )
+    a, b = article_id(engine, "1"), article_id(engine, "2")
+    result = crossref(engine, crossref_work("10.5555/shared"))
+    assert result.conflicts == () and set(result.updated) == {a, b}
+    got = rows(
+        engine,
+        "SELECT article_id, source_id FROM source_records WHERE source = 'crossref' ORDER BY article_id",
+    )
+    assert got == [(a, "10.5555/shared"), (b, "10.5555/shared")]
+    provenance = read_provenance_of(engine, a), read_provenance_of(engine, b)
+    for found in provenance:
+        assert found["citation_count"]["source"] == "crossref"
+        assert found["citation_count"]["source_id"] == "10.5555/shared"
+    # the same work again writes nothing
     before = snapshot(engine)
-    assert pubmed(engine, clashing, at=LATER) == StoreResult((), (), ("2",), conflicts=("2",))
+    assert crossref(engine, crossref_work("10.5555/shared"), at=LATER).updated == ()
     assert snapshot(engine) == before
-    resolved = pubmed_record("2", doi="10.5555/two", pmcid="PMC2", title="Changed again")
-    assert pubmed(engine, resolved, at=LATER).conflicts == ()
-    assert [c["status"] for c in list_conflicts(engine, status="all")] == ["resolved"]
-    assert scalar(engine, "SELECT doi FROM articles WHERE pmid = '2'") == "10.5555/two"
+
+
+def test_the_pubmed_store_records_a_record_naming_two_articles_not_in_pubmed_as_a_conflict(
+    engine: Engine,
+) -> None:
+    c = orphan(engine, "10.5555/c")
+    d = orphan(engine, "10.5555/d")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE articles SET pmcid = 'PMC9' WHERE id = :id"), {"id": d})
+    run = start_run(engine, "test")
+    record = pubmed_record("7", doi="10.5555/c", pmcid="PMC9")
+    assert pubmed(engine, record, run_id=run).conflicts == ("7",)
+    own = article_id(engine, "7")
+    assert own not in (c, d)  # stored on its own: nothing lost, nothing merged
+    [conflict] = list_conflicts(engine)
+    assert (conflict["source"], conflict["source_id"], conflict["article_ids"]) == (
+        "pubmed",
+        "7",
+        sorted([own, c, d]),
+    )
+    before = snapshot(engine)
+    assert pubmed(engine, record, at=LATER) == StoreResult((), (), ("7",), conflicts=("7",))
+    assert snapshot(engine) == before
+    changed = pubmed_record("7", doi="10.5555/c", pmcid="PMC9", title="Changed")
+    assert pubmed(engine, changed, at=LATER).conflicts == ("7",)  # still open: still reported
 
 
 # ---------------------------------------------------------------------------------------------- statuses

@@ -142,7 +142,20 @@ def build(engine: Engine) -> None:
     finish_run(engine, run1, "ok", {})
     run2 = start_run(engine, "harvest pmid (2 ids)")
     pubmed(make_article("101", pages="99"), article_104(pages="77"), run=run2)
-    pmc(pmc_front("PMC106", pmid="105", doi=None), run=run2)  # names articles 6 and 5: a conflict
+    # A record naming articles 6 and 5 (its PMCID one's, its PMID the other's) was a conflict before issue 13;
+    # two PubMed articles never are now (the PMID decides), so the row is written as such a conflict would be.
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(metadata.tables["conflicts"]).values(
+                source="pmc",
+                source_id="PMC106",
+                claims=CLAIMS,
+                article_ids="5,6",
+                status="open",
+                detected_at=DETECTED,
+                run_id=run2,
+            )
+        )
     finish_run(engine, run2, "partial", {})
     run3 = start_run(engine, "harvest pmid (1 ids)")
     pubmed(make_article("101", pages="99"), run=run3)  # unchanged

@@ -295,25 +295,33 @@ def test_an_older_version_than_the_stored_one_is_not_written(engine: Engine) -> 
     assert snapshot(engine) == before
 
 
-def test_a_doi_or_pmcid_held_by_another_article_stays_with_it(engine: Engine) -> None:
+def test_a_doi_or_pmcid_another_pubmed_article_holds_is_shared_not_a_conflict(engine: Engine) -> None:
+    """Issue 13: two PMIDs are two articles whatever they share; each holds its own record's DOI and PMCID.
+
+    (Before, the second record lost the value to article_identifiers and was a conflict.)
+    """
     store(engine, make_article("1", doi="10.1000/shared", pmcid="PMC1"))
     result = store(
         engine,
         make_article("2", doi="10.1000/SHARED", pmcid="PMC2"),
         make_article("3", doi="10.1000/three", pmcid="PMC2"),
     )
-    assert result == StoreResult(created=("2", "3"), updated=(), unchanged=(), conflicts=("2", "3"))
+    assert result == StoreResult(created=("2", "3"), updated=(), unchanged=(), conflicts=())
     got = rows(engine, "SELECT pmid, doi, pmcid FROM articles ORDER BY pmid")
-    assert got == [("1", "10.1000/shared", "PMC1"), ("2", None, "PMC2"), ("3", "10.1000/three", None)]
-    # still findable: resolve_identifiers prefers the holder, the others keep theirs in article_identifiers
-    assert rows(
-        engine,
-        "SELECT a.pmid FROM article_identifiers i JOIN articles a ON a.id = i.article_id "
-        "WHERE i.id_type = 'doi' AND i.value = '10.1000/shared' ORDER BY a.pmid",
-    ) == [("1",), ("2",)]
-    ids = resolve_identifiers(engine, ["10.1000/shared", "PMC2"])
-    assert ids["10.1000/shared"] == scalar(engine, "SELECT id FROM articles WHERE pmid = '1'")
-    # storing the same records again is quiet: no new conflict, nothing written
+    assert got == [
+        ("1", "10.1000/shared", "PMC1"),
+        ("2", "10.1000/shared", "PMC2"),
+        ("3", "10.1000/three", "PMC2"),
+    ]
+    assert scalar(engine, "SELECT count(*) FROM conflicts") == 0
+    shared = rows(engine, "SELECT id_type, value, pmid FROM report_shared_identifiers ORDER BY id_type, pmid")
+    assert shared == [
+        ("doi", "10.1000/shared", "1"),
+        ("doi", "10.1000/shared", "2"),
+        ("pmcid", "PMC2", "2"),
+        ("pmcid", "PMC2", "3"),
+    ]
+    # storing the same records again is quiet: nothing written
     assert store(engine, make_article("2", doi="10.1000/SHARED", pmcid="PMC2")).unchanged == ("2",)
 
 
@@ -457,7 +465,7 @@ def test_real_records_from_the_parser_store_read_back_and_store_again_unchanged(
         doc = docs[pmid]
         assert doc["title"] == record.title
         assert doc["abstract"] == ((record.abstract.text or None) if record.abstract else None)
-        assert doc["doi"] == record.doi or pmid in result.conflicts
+        assert doc["doi"] == record.doi and not result.conflicts
         assert doc["retracted"] == record.retracted
         assert [a["last_name"] for a in doc["authors"]] == [a.last_name for a in record.authors]
         assert [m["descriptor"] for m in doc["mesh"]] == [m.descriptor for m in record.mesh]
@@ -530,22 +538,10 @@ def test_property_stored_records_read_back_and_a_second_store_changes_nothing(
         assert [(m["descriptor"], m["major"]) for m in doc["mesh"]] == [
             (m.descriptor, m.major) for m in article.mesh
         ]
-        if article.doi is not None:
-            assert doc["doi"] in (article.doi, None)
-            assert (doc["doi"] is None) == (pmid in result.conflicts or _lost_doi(engine, pmid))
+        if article.doi is not None:  # its own DOI, whatever other articles hold (issue 13)
+            assert doc["doi"] == article.doi
+    assert result.conflicts == ()
     before = snapshot(engine)
     again = store_articles(engine, batch, url=None, fetched_at=FETCHED)
     assert set(again.unchanged) == set(latest)
     assert snapshot(engine) == before
-
-
-def _lost_doi(engine: Engine, pmid: str) -> bool:
-    """True when the article's record names a DOI it lost, in an earlier batch, to another article."""
-    return bool(
-        scalar(
-            engine,
-            "SELECT count(*) FROM articles a JOIN article_identifiers i ON i.article_id = a.id "
-            "WHERE a.pmid = :pmid AND a.doi IS NULL AND i.id_type = 'doi'",
-            pmid=pmid,
-        )
-    )
