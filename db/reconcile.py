@@ -58,6 +58,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
+from db.runs import finish_values, run_values
 from db.store import CONTENT_ENCODING, chunks, compress_payload, dialect_insert, journal_key, resolve_journals
 from enrich.crossref import parse_crossref_response
 from enrich.merge import (
@@ -83,7 +84,7 @@ logger = logging.getLogger(__name__)
 PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
 FOUND, NOT_FOUND = "found", "not_found"
-RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")
+
 
 _T = metadata.tables
 ARTICLES = _T["articles"]
@@ -175,32 +176,25 @@ def start_run(engine: Engine, command: str) -> int:
     try:
         with begin_write(engine) as conn:
             query = sa.insert(RUNS).returning(RUNS.c.id)
-            values = {"command": command, "started_at": datetime.now(UTC), "status": "running"}
-            return int(conn.execute(query, values).scalar_one())
+            return int(conn.execute(query, run_values(command)).scalar_one())
     except DBAPIError as exc:
         raise storage_error(exc, "cannot record a run in", engine) from exc
 
 
-def finish_run(engine: Engine, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
-    """Record the end of a run: status "ok", "partial", "failed" or "interrupted" and a JSON summary.
+def finish_run(
+    engine: Engine, run_id: int, status: str, summary: Mapping[str, Any], *, exit_code: int | None = None
+) -> None:
+    """Record the end of a run: a status of :data:`db.runs.FINISHED_STATUSES`, a JSON summary and the
+    process's exit code.
 
     Raises:
         StorageError: the database could not be written.
         ValueError: an unknown status.
     """
-    if status not in RUN_STATUSES[1:]:
-        raise ValueError(f"unknown run status {status!r}: use {', '.join(RUN_STATUSES[1:])}")
+    values = finish_values(status, summary, exit_code)
     try:
         with begin_write(engine) as conn:
-            conn.execute(
-                sa.update(RUNS)
-                .where(RUNS.c.id == run_id)
-                .values(
-                    finished_at=datetime.now(UTC),
-                    status=status,
-                    summary=json.dumps(summary, ensure_ascii=False, sort_keys=True, default=str),
-                )
-            )
+            conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))
     except DBAPIError as exc:
         raise storage_error(exc, "cannot record a run in", engine) from exc
 

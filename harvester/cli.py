@@ -186,20 +186,20 @@ def _harvest_command(
 def _recorded_run(
     state: State, engine: Engine, run_id: int
 ) -> Iterator[Callable[[ExitCode, dict[str, object]], None]]:
-    """Closes the harvest_runs row: with the summary on success, as failed or interrupted otherwise."""
+    """Closes the harvest_runs row with the status and exit code the process ends with (db.runs)."""
     from db.reconcile import finish_run
+    from db.runs import failure_summary, run_status
 
     def finish(code: ExitCode, summary: dict[str, object]) -> None:
-        finish_run(engine, run_id, "ok" if code in {ExitCode.OK, ExitCode.NOT_FOUND} else "partial", summary)
+        finish_run(engine, run_id, run_status(code), summary, exit_code=code)
 
     try:
         yield finish
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        summary = failure_summary(exc)
+        summary["error"] = redact(summary["error"], state.secrets)
         try:
-            finish_run(
-                engine, run_id, status, {"error": redact(f"{type(exc).__name__}: {exc}", state.secrets)}
-            )
+            finish_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
         except HarvestError:
             log.warning("could not record the end of run %d", run_id)
         raise
@@ -456,10 +456,22 @@ def runs_command(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="Only runs with this status: running, ok, partial, failed, abandoned."),
+        typer.Option(
+            "--status",
+            help="Only runs with this status: running, ok, not_found, partial, failed, interrupted or"
+            " abandoned.",
+        ),
     ] = None,
 ) -> int:
-    """List recorded runs, newest first: status, times, and per search its window, counts and watermark."""
+    """List recorded runs, newest first: status, times, exit code, pid and host, and per search its window.
+
+    Statuses: running (not finished, or still going); ok (exit 0); not_found (exit 3: every id that
+    exists was stored, some are unknown upstream); partial (finished, some work not done: ids not
+    fetched, a search window not verified; exit 4); failed (an error stopped it: the summary holds it);
+    interrupted (Ctrl-C, exit 130; what was stored before stays); abandoned (its process was killed).
+
+    Example: harvest runs --status failed -n 5
+    """
     from db.runs import RUN_STATUSES, list_runs
 
     if status is not None and status not in RUN_STATUSES:
@@ -467,15 +479,38 @@ def runs_command(
     state = _state(ctx)
     runs = list_runs(state.engine(), limit=limit, status=status)
     if state.json_output:
-        typer.echo(json.dumps([run.as_dict() for run in runs], ensure_ascii=False))
+        typer.echo(json.dumps({"runs": [run.as_dict() for run in runs]}, ensure_ascii=False))
         return int(ExitCode.OK)
     if not runs:
         typer.echo("no runs recorded" + (f" with status {status}" if status else ""))
-    for run in runs:
-        started = f"{run.started_at:%Y-%m-%d %H:%M:%S}"
-        ended = f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-"
-        where = f"  pid {run.pid} on {run.host}" if run.pid else ""
-        typer.echo(f"#{run.id}  {run.status:<9} {started} -> {ended} UTC  {run.command}{where}")
+        return int(ExitCode.OK)
+    header = ("ID", "STATUS", "STARTED (UTC)", "FINISHED (UTC)", "EXIT", "PID", "HOST", "COMMAND")
+    rows = [
+        (
+            str(run.id),
+            run.status,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-",
+            str(run.summary["exit_code"]) if isinstance(run.summary.get("exit_code"), int) else "-",
+            str(run.pid) if run.pid else "-",
+            run.host or "-",
+            run.command,
+        )
+        for run in runs
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    right = {0, 4, 5}  # numbers line up on the right
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells[:-1], widths, strict=True))
+        ]
+        return "  ".join([*padded, cells[-1]])
+
+    typer.echo(line(header))
+    for run, row in zip(runs, rows, strict=True):
+        typer.echo(line(row))
         for s in run.searches:
             mark = "verified" if s.verified else "NOT verified"
             typer.echo(
@@ -582,7 +617,7 @@ def ingest_command(
     order) or failed (truncated, not PubMed XML; not recorded, rerun it); 4: enrichment failed; 5: database
     problem; 7: another run is active (nothing done). Conflicts are counted, listed by 'harvest conflicts'.
     """
-    from db.runs import FAILED, exclusive_run, finish_locked_run, start_locked_run
+    from db.runs import exclusive_run, failure_summary, finish_locked_run, run_status, start_locked_run
     from harvester.ingest import check_paths, ingest_files
 
     state = _state(ctx)
@@ -606,15 +641,15 @@ def ingest_command(
                     progress=advance,
                 )
         except BaseException as exc:
-            error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            summary = failure_summary(exc)
+            summary["error"] = redact(summary["error"], state.secrets)
             try:
-                finish_locked_run(engine, run_id, FAILED, {"error": redact(error, state.secrets)})
+                finish_locked_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
             except HarvestError:
                 log.warning("could not record the end of run %d", run_id)
             raise
-        finish_locked_run(
-            engine, run_id, "ok" if report.exit_code == ExitCode.OK else "partial", report.as_dict()
-        )
+        code = report.exit_code
+        finish_locked_run(engine, run_id, run_status(code), report.as_dict(), exit_code=code)
     for file in report.files:
         for message in file.enrichment.errors if file.enrichment else []:
             log.error("%s", message)

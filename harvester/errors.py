@@ -210,3 +210,14 @@ class BusyError(HarvestError):
     """Another run holds the lock (nightly or ingest); this run did nothing."""
 
     exit_code = ExitCode.BUSY
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code a run that ``error`` ends exits with (the CLI's mapping of the tree)."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, HarvestError):
+        return error.exit_code
+    if isinstance(error, OSError):
+        return ExitCode.STORAGE
+    return ExitCode.INTERNAL

@@ -111,6 +111,12 @@ def _without_urls(text: str) -> str:
     return _URL_IN_TEXT.sub(lambda m: m.group(1).rpartition("@")[2], text)
 
 
+def name_some(ids: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``ids`` and how many more: a batch named in a one-line message."""
+    head = " ".join(ids[:shown])
+    return head if len(ids) <= shown else f"{head} and {len(ids) - shown} more"
+
+
 def host_of(url: str) -> str:
     """The host of ``url``, with its port when one is given, without any user or password."""
     parts = urlsplit(url)
@@ -804,6 +810,7 @@ __all__ = [
     "connection_failure",
     "describe_body",
     "host_of",
+    "name_some",
     "parse_retry_after",
     "public_url",
     "redact",
