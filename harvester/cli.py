@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import Engine
 
 from harvester import __version__
-from harvester.errors import ExitCode, HarvestError, StorageError, UsageError
+from harvester.errors import ExitCode, HarvestError, InvalidIdentifierError, StorageError, UsageError
 from harvester.http import redact
 from harvester.logsetup import setup_logging
 from harvester.pipeline import HarvestReport, IdKind, build_services, harvest, read_id_file
@@ -134,13 +134,18 @@ def _global_options(
 # ---- harvest by id -------------------------------------------------------------------------------
 
 IdsArgument = Annotated[
-    list[str] | None, typer.Argument(help="Ids, separated by spaces.", show_default=False)
+    list[str] | None,
+    typer.Argument(
+        help="Ids, separated by spaces or commas; none: read from standard input when it is not a terminal.",
+        show_default=False,
+    ),
 ]
 FromOption = Annotated[
     str | None,
     typer.Option(
         "--from",
-        help="Read ids from FILE, one per line ('-' = standard input); blank lines and # comments skipped.",
+        help="Read ids from FILE ('-' = standard input), separated by newlines, spaces, tabs or commas;"
+        " blank lines and # comments skipped.",
     ),
 ]
 
@@ -156,11 +161,8 @@ def _harvest_command(
     from db.reconcile import start_run
 
     state = _state(ctx)
-    values = list(ids or [])
-    if from_file is not None:
-        values.extend(read_id_file(from_file, sys.stdin.read))
-    if not values:
-        raise UsageError(f"no {kind.upper()}s given: name them as arguments or with --from FILE")
+    values = _ids_given(ids, from_file, f"{_ID_NAMES[kind]}s")
+    _hint_other_kind(kind, values)
     settings = state.settings()
     engine = state.engine()
     services = build_services(settings)
@@ -180,6 +182,68 @@ def _harvest_command(
         finish(report.exit_code, report.as_dict())
     _print_report(state, report)
     return int(report.exit_code)
+
+
+_ID_NAMES = {"pmid": "PMID", "pmcid": "PMCID", "doi": "DOI"}
+
+
+def _ids_given(args: Sequence[str] | None, from_file: str | None, noun: str) -> list[str]:
+    """The ids of a command: its arguments, then ``--from FILE``; with neither, standard input when it
+    is not a terminal (``echo 35350566 | harvest pmid``). Ids may be separated by newlines, spaces, tabs
+    or commas. Standard input is never read when ids were given, so a harness without input changes
+    nothing.
+
+    Raises:
+        UsageError: no ids at all (saying where they were looked for).
+    """
+    from harvester.ids import split_ids
+
+    values = [part for arg in args or () for part in split_ids(arg)]
+    if from_file is not None:
+        values.extend(read_id_file(from_file, _read_stdin))
+        if not values:
+            where = "standard input" if from_file == "-" else from_file
+            raise UsageError(f"no {noun} in {where}: it is empty (or holds only comments)")
+    elif not values and not _stdin_is_terminal():
+        values = split_ids(_read_stdin())
+        if not values:
+            raise UsageError(
+                f"no {noun} given, and standard input is empty: name them as arguments, with --from FILE,"
+                " or on standard input"
+            )
+    if not values:
+        raise UsageError(f"no {noun} given: name them as arguments, with --from FILE, or on standard input")
+    return values
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is None or sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):  # closed or replaced standard input: nothing to read
+        return True
+
+
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.read() if sys.stdin is not None else ""
+    except UnicodeDecodeError:
+        raise UsageError("standard input is not UTF-8 text") from None
+
+
+def _hint_other_kind(kind: IdKind, values: Sequence[str]) -> None:
+    """Refuse an id of another kind with the command that takes it (``harvest pmid PMC8958025``)."""
+    from harvester.ids import normalize_doi, normalize_pmcid, normalize_pmid, other_kind
+
+    normalize = {"pmid": normalize_pmid, "pmcid": normalize_pmcid, "doi": normalize_doi}[kind]
+    for value in values:
+        try:
+            normalize(value)
+        except InvalidIdentifierError as exc:
+            other = other_kind(kind, value)
+            if other is not None:
+                raise UsageError(
+                    f"{exc.message}; {value!r} looks like a {_ID_NAMES[other]}: use 'harvest {other} {value}'"
+                ) from None
 
 
 @contextmanager
@@ -527,29 +591,47 @@ def runs_command(
 @app.command("history")
 def history_command(
     ctx: typer.Context,
-    article: Annotated[str, typer.Argument(help="PMID, PMCID or DOI of a stored article.")],
+    articles: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="PMIDs, PMCIDs or DOIs of stored articles.")
+    ] = None,
+    from_file: FromOption = None,
 ) -> int:
-    """List the recorded changes of a stored article: field, old and new value, source, run and time."""
+    """List the recorded changes of stored articles: field, old and new value (JSON), source, run, time.
+
+    The first row of an article is its creation (field "created", the identifiers it was created with).
+
+    Example: harvest history 35350566
+    """
     from db.documents import resolve_identifiers
     from db.reconcile import list_history
 
     state = _state(ctx)
-    article_id = resolve_identifiers(state.engine(), [article])[article]
-    if article_id is None:
-        typer.echo(f"not stored: {article}", err=True)
-        return int(ExitCode.NOT_FOUND)
-    changes = list_history(state.engine(), article_id)
+    values = _ids_given(articles, from_file, "ids")
+    engine = state.engine()
+    found = resolve_identifiers(engine, values)
+    missing = [value for value in values if found[value] is None]
+    changes = [
+        {"article": value, **change}
+        for value in values
+        if found[value] is not None
+        for change in list_history(engine, cast(int, found[value]))
+    ]
+    for value in missing:
+        log.error("not stored: %s", value)
     if state.json_output:
-        typer.echo(json.dumps(changes, ensure_ascii=False, default=str))
-    elif not changes:
-        typer.echo(f"no changes recorded for {article} since it was first stored")
+        typer.echo(json.dumps({"history": changes}, ensure_ascii=False, default=str))
     else:
         for change in changes:
             typer.echo(
-                f"{change['changed_at']}  run {change.get('run_id') or '-'}  {change['source']:<8} "
-                f"{change['field']}: {change['old_value']} -> {change['new_value']}"
+                f"{change['changed_at']}  {change['article']}  run {change.get('run_id') or '-'}  "
+                f"{change['source']:<8} {change['field']}: {_json_text(change['old_value'])} -> "
+                f"{_json_text(change['new_value'])}"
             )
-    return int(ExitCode.OK)
+    return int(ExitCode.NOT_FOUND if missing else ExitCode.OK)
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 @app.command("conflicts")
@@ -676,7 +758,10 @@ def ingest_command(
 @app.command("show")
 def show_command(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles.")],
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="PMIDs, PMCIDs or DOIs of stored articles.")
+    ] = None,
+    from_file: FromOption = None,
     output_format: Annotated[
         str, typer.Option("--format", "-f", help="text, or json (a JSON array of documents).")
     ] = "text",
@@ -687,6 +772,7 @@ def show_command(
     if output_format not in {"text", "json"}:
         raise UsageError(f"--format must be text or json, not {output_format!r}")
     state = _state(ctx)
+    ids = _ids_given(ids, from_file, "ids")
     found = resolve_identifiers(state.engine(), ids)
     missing = [given for given, article_id in found.items() if article_id is None]
     article_ids = list(dict.fromkeys(a for a in found.values() if a is not None))
