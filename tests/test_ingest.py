@@ -76,7 +76,7 @@ def history(engine: Engine, pmid: str) -> list[tuple[str, str | None, str | None
     query = (
         sa.select(h.c.field, h.c.old_value, h.c.new_value)
         .join(a, a.c.id == h.c.article_id)
-        .where(a.c.pmid == pmid)
+        .where(a.c.pmid == pmid, h.c.field != "created")  # the changes; creation is tested elsewhere
         .order_by(h.c.id)
     )
     with engine.connect() as conn:
