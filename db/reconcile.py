@@ -66,6 +66,7 @@ from sqlalchemy.exc import DBAPIError
 from db.conflicts import list_conflicts
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
+from db.runs import finish_values, run_values
 from db.store import (
     CONTENT_ENCODING,
     chunks,
@@ -102,7 +103,7 @@ PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
 ALIAS = "crossref:alias"  # article_identifiers id_type of a DOI Crossref answers with another (primary) DOI
 FOUND, NOT_FOUND = "found", "not_found"
-RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")
+
 
 _T = metadata.tables
 ARTICLES = _T["articles"]
@@ -194,32 +195,25 @@ def start_run(engine: Engine, command: str) -> int:
     try:
         with begin_write(engine) as conn:
             query = sa.insert(RUNS).returning(RUNS.c.id)
-            values = {"command": command, "started_at": datetime.now(UTC), "status": "running"}
-            return int(conn.execute(query, values).scalar_one())
+            return int(conn.execute(query, run_values(command)).scalar_one())
     except DBAPIError as exc:
         raise storage_error(exc, "cannot record a run in", engine) from exc
 
 
-def finish_run(engine: Engine, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
-    """Record the end of a run: status "ok", "partial", "failed" or "interrupted" and a JSON summary.
+def finish_run(
+    engine: Engine, run_id: int, status: str, summary: Mapping[str, Any], *, exit_code: int | None = None
+) -> None:
+    """Record the end of a run: a status of :data:`db.runs.FINISHED_STATUSES`, a JSON summary and the
+    process's exit code.
 
     Raises:
         StorageError: the database could not be written.
         ValueError: an unknown status.
     """
-    if status not in RUN_STATUSES[1:]:
-        raise ValueError(f"unknown run status {status!r}: use {', '.join(RUN_STATUSES[1:])}")
+    values = finish_values(status, summary, exit_code)
     try:
         with begin_write(engine) as conn:
-            conn.execute(
-                sa.update(RUNS)
-                .where(RUNS.c.id == run_id)
-                .values(
-                    finished_at=datetime.now(UTC),
-                    status=status,
-                    summary=json.dumps(summary, ensure_ascii=False, sort_keys=True, default=str),
-                )
-            )
+            conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))
     except DBAPIError as exc:
         raise storage_error(exc, "cannot record a run in", engine) from exc
 
@@ -1108,6 +1102,8 @@ def _remerge(
     writes = _Writes()
     for article_id in ids:
         history = article_id not in created
+        if not history:  # the creation itself is history's first row; the values it came with are not
+            writes.history.append(_creation(states[article_id]))
         _diff(states[article_id], merged[article_id], journals[article_id], journal_ids, writes, history)
     _apply(conn, writes, now=now, run_id=run_id)
     return writes.touched, conflicts
@@ -1460,6 +1456,37 @@ def _apply(conn: Connection, writes: _Writes, *, now: datetime, run_id: int | No
         )
 
 
+def _creation(state: _State) -> dict[str, Any]:
+    """The history row of an article's creation: field "created", new value its identifiers."""
+    ids = {key: state.row.get(key) for key in ("pmid", "pmcid", "doi") if state.row.get(key)}
+    source = "pubmed" if "pubmed" in state.sources else next(iter(state.sources), "unknown")
+    return {"article_id": state.article_id, "field": "created", "old": None, "new": ids, "source": source}
+
+
+# History values are written as merge values; the JSON documents (db.documents) name some keys otherwise.
+# Rows are converted when read, so rows stored before the rename read the same (nothing is rewritten).
+_DOCUMENT_KEYS = {"licenses": {"license_type": "type", "start_date": "start"}}
+
+
+def _as_document(name: str, value: Any) -> Any:
+    renames = _DOCUMENT_KEYS.get(name)
+    if renames is None or not isinstance(value, list):
+        return value
+    return [
+        {renames.get(k, k): v for k, v in item.items()} if isinstance(item, dict) else item for item in value
+    ]
+
+
+def _history_value(name: str, text: str | None) -> Any:
+    """A stored old/new value as a JSON value (None for SQL NULL), with the documents' key names."""
+    if text is None:
+        return None
+    try:
+        return _as_document(name, json.loads(text))
+    except ValueError:  # not JSON: kept as the text it is
+        return text
+
+
 def _history(
     article_id: int, name: str, old: Any, new: Any, source: str, *, now: datetime, run_id: int | None
 ) -> dict[str, Any]:
@@ -1498,7 +1525,10 @@ def read_provenance(conn: Connection, article_ids: Sequence[int]) -> dict[int, d
 
 
 def list_history(engine: Engine, article_id: int) -> list[dict[str, Any]]:
-    """The recorded changes of an article, oldest first; old_value and new_value are JSON text (or None).
+    """The recorded changes of an article, oldest first (its creation first, field "created").
+
+    ``old_value`` and ``new_value`` are JSON values (None where there was none), with the key names of
+    the JSON documents (db.documents).
 
     Raises:
         StorageError: the database could not be read.
@@ -1511,8 +1541,8 @@ def list_history(engine: Engine, article_id: int) -> list[dict[str, Any]]:
                 {
                     "id": row.id,
                     "field": row.field,
-                    "old_value": row.old_value,
-                    "new_value": row.new_value,
+                    "old_value": _history_value(row.field, row.old_value),
+                    "new_value": _history_value(row.field, row.new_value),
                     "source": row.source,
                     "run_id": row.run_id,
                     "changed_at": row.changed_at.isoformat(),

@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from db.store import dialect_insert
-from harvester.errors import BusyError, StorageError
+from harvester.errors import BusyError, ExitCode, StorageError, exit_code_for
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,16 @@ SEARCH_STATES = metadata.tables["search_states"]
 RUN_SEARCHES = metadata.tables["run_searches"]
 RUN_LOCKS = metadata.tables["run_locks"]
 
-RUNNING, OK, PARTIAL, FAILED, ABANDONED = "running", "ok", "partial", "failed", "abandoned"
-INTERRUPTED = "interrupted"  # Ctrl-C: the batches stored before it stay stored
-RUN_STATUSES = (RUNNING, OK, PARTIAL, FAILED, INTERRUPTED, ABANDONED)
+# The one vocabulary of harvest_runs.status, for every command (README, "Run records"):
+RUNNING = "running"  # started and not finished (or still going: see ABANDONED)
+OK = "ok"  # finished, everything done (exit 0)
+NOT_FOUND = "not_found"  # finished; every id that exists was stored, some ids are unknown upstream (exit 3)
+PARTIAL = "partial"  # finished, but some of the work was not done: ids not fetched, a window unverified
+FAILED = "failed"  # an error stopped the run (its exit code and message are in the summary)
+INTERRUPTED = "interrupted"  # Ctrl-C / SIGINT (exit 130): the batches stored before it stay stored
+ABANDONED = "abandoned"  # left "running" by a process that was killed; marked by the next locked run
+RUN_STATUSES = (RUNNING, OK, NOT_FOUND, PARTIAL, FAILED, INTERRUPTED, ABANDONED)
+FINISHED_STATUSES = (OK, NOT_FOUND, PARTIAL, FAILED, INTERRUPTED)  # what a run may close itself with
 LOCK_NAME = "harvest"
 _RUN_LOCK_KEY = 0x50_4D_52_4C  # "PMRL": first half of the PostgreSQL advisory lock key (db.engine uses PMHV)
 _MEMORY_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -80,6 +87,31 @@ class LockHolder:
         return (
             f"{self.purpose} (pid {self.pid} on {self.host}, since {self.acquired_at:%Y-%m-%d %H:%M:%S} UTC)"
         )
+
+
+def run_status(exit_code: int) -> str:
+    """The status of a run that finished (no error stopped it) and exits with ``exit_code``."""
+    if exit_code == ExitCode.OK:
+        return OK
+    if exit_code == ExitCode.NOT_FOUND:
+        return NOT_FOUND
+    if exit_code == ExitCode.INTERRUPTED:
+        return INTERRUPTED
+    return PARTIAL  # finished with some of the work not done: ids not fetched, a file refused, ...
+
+
+def failure_summary(exc: BaseException, summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What to store for a run that ``exc`` stopped: ``summary`` so far, the error, the exit code the
+    process ends with, and the status (interrupted for Ctrl-C, else failed)."""
+    code = exit_code_for(exc)
+    interrupted = code == ExitCode.INTERRUPTED
+    error = "interrupted" if interrupted else str(exc) or type(exc).__name__
+    return {
+        **(summary or {}),
+        "error": error,
+        "exit_code": int(code),
+        "status": INTERRUPTED if interrupted else FAILED,
+    }
 
 
 @contextmanager
@@ -257,14 +289,7 @@ def start_locked_run(engine: Engine, command: str) -> int:
     Raises:
         StorageError: the database could not be written.
     """
-    values = {
-        "command": command,
-        "started_at": datetime.now(UTC),
-        "status": RUNNING,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "locked": True,
-    }
+    values = {**run_values(command), "locked": True}
     try:
         with begin_write(engine) as conn:
             return int(conn.execute(sa.insert(RUNS).returning(RUNS.c.id), values).scalar_one())
@@ -272,22 +297,44 @@ def start_locked_run(engine: Engine, command: str) -> int:
         raise storage_error(exc, "cannot record a run in", engine) from exc
 
 
-def finish_locked_run(engine: Engine, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
-    """Record the end of a run: status "ok", "partial" or "failed" and a JSON summary.
+def run_values(command: str) -> dict[str, Any]:
+    """The columns of a new "running" harvest_runs row: command, start, and who runs it (pid, host)."""
+    return {
+        "command": command,
+        "started_at": datetime.now(UTC),
+        "status": RUNNING,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
+
+
+def finish_values(status: str, summary: Mapping[str, Any], exit_code: int | None) -> dict[str, Any]:
+    """The columns that close a run; ``exit_code`` (the process's) is stored in the summary.
+
+    Raises:
+        ValueError: a status outside :data:`FINISHED_STATUSES`.
+    """
+    if status not in FINISHED_STATUSES:
+        raise ValueError(f"unknown run status {status!r}: use {', '.join(FINISHED_STATUSES)}")
+    stored = dict(summary)
+    if exit_code is not None:
+        stored["exit_code"] = int(exit_code)
+    return {"finished_at": datetime.now(UTC), "status": status, "summary": _json(stored)}
+
+
+def finish_locked_run(
+    engine: Engine, run_id: int, status: str, summary: Mapping[str, Any], *, exit_code: int | None = None
+) -> None:
+    """Record the end of a run: a status of :data:`FINISHED_STATUSES`, a JSON summary, the exit code.
 
     Raises:
         StorageError: the database could not be written.
         ValueError: an unknown status.
     """
-    if status not in {OK, PARTIAL, FAILED}:
-        raise ValueError(f"unknown run status {status!r}: use ok, partial or failed")
+    values = finish_values(status, summary, exit_code)
     try:
         with begin_write(engine) as conn:
-            conn.execute(
-                sa.update(RUNS)
-                .where(RUNS.c.id == run_id)
-                .values(finished_at=datetime.now(UTC), status=status, summary=_json(summary))
-            )
+            conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))
     except DBAPIError as exc:
         raise storage_error(exc, "cannot record a run in", engine) from exc
 

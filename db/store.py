@@ -695,6 +695,28 @@ def _write_articles(
         new_ids: dict[str, int] = {pmid: article_id for pmid, article_id in rows}
         for inc in plan.new:
             inc.article_id = new_ids[inc.article.pmid]
+        # History's first row of an article: its creation, with the identifiers it came with.
+        conn.execute(
+            sa.insert(HISTORY),
+            [
+                {
+                    "article_id": inc.article_id,
+                    "field": "created",
+                    "old_value": None,
+                    "new_value": _json(
+                        {
+                            k: v
+                            for k, v in (("pmid", inc.article.pmid), ("pmcid", inc.pmcid), ("doi", inc.doi))
+                            if v
+                        }
+                    ),
+                    "source": SOURCE,
+                    "run_id": run_id,
+                    "changed_at": now,
+                }
+                for inc in plan.new
+            ],
+        )
 
     children = _ChildRows()
     for inc in writes:

@@ -37,7 +37,7 @@ from harvester.errors import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body
+from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body, name_some
 from harvester.ids import doi_or_none, normalize_doi, normalize_orcid, normalize_pmid
 from harvester.records import PartialDate
 from harvester.settings import Settings
@@ -812,7 +812,7 @@ class CrossrefClient:
             except UpstreamError as exc:
                 # Retries exhausted (FetchFailedError) or an answer over the size limit.
                 yield FetchFailedError(
-                    f"crossref: {len(batch)} DOIs not fetched: {exc.message}",
+                    f"crossref: {len(batch)} DOIs not fetched ({name_some(batch)}): {exc.message}",
                     source=SOURCE,
                     ids=originals(batch),
                     url=exc.url,

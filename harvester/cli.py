@@ -29,7 +29,14 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from harvester import __version__
-from harvester.errors import ExitCode, HarvestError, OutputError, StorageError, UsageError
+from harvester.errors import (
+    ExitCode,
+    HarvestError,
+    InvalidIdentifierError,
+    OutputError,
+    StorageError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -329,14 +336,19 @@ _SHORT = {
 
 IdsArgument = Annotated[
     list[str] | None,
-    typer.Argument(help="Ids, separated by spaces.", show_default=False, metavar="ID"),
+    typer.Argument(
+        help="Ids, separated by spaces or commas; none: read from standard input when it is not a terminal.",
+        show_default=False,
+        metavar="ID",
+    ),
 ]
 FromOption = Annotated[
     str | None,
     typer.Option(
         "--from",
         metavar="FILE",
-        help="Read ids from FILE, one per line ('-' = standard input); blank lines and # comments skipped.",
+        help="Read ids from FILE ('-' = standard input), separated by newlines, spaces, tabs or commas;"
+        " blank lines and # comments skipped.",
     ),
 ]
 
@@ -350,14 +362,11 @@ def _harvest_command(
     ctx: typer.Context, kind: IdKind, ids: list[str] | None, from_file: str | None, no_enrich: bool
 ) -> int:
     from db.reconcile import start_run
-    from harvester.pipeline import build_services, harvest, read_id_file
+    from harvester.pipeline import build_services, harvest
 
     state = _state(ctx)
-    values = list(ids or [])
-    if from_file is not None:
-        values.extend(read_id_file(from_file, sys.stdin.read))
-    if not values:
-        raise UsageError(f"no {kind.upper()}s given: name them as arguments or with --from FILE")
+    values = _ids_given(ids, from_file, f"{_ID_NAMES[kind]}s")
+    _hint_other_kind(kind, values)
     settings = state.settings()
     engine = state.engine()
     services = build_services(settings)
@@ -379,25 +388,88 @@ def _harvest_command(
     return int(report.exit_code)
 
 
+_ID_NAMES = {"pmid": "PMID", "pmcid": "PMCID", "doi": "DOI"}
+
+
+def _ids_given(args: Sequence[str] | None, from_file: str | None, noun: str) -> list[str]:
+    """The ids of a command: its arguments, then ``--from FILE``; with neither, standard input when it
+    is not a terminal (``echo 35350566 | harvest pmid``). Ids may be separated by newlines, spaces, tabs
+    or commas. Standard input is never read when ids were given, so a harness without input changes
+    nothing.
+
+    Raises:
+        UsageError: no ids at all (saying where they were looked for).
+    """
+    from harvester.ids import split_ids
+    from harvester.pipeline import read_id_file
+
+    values = [part for arg in args or () for part in split_ids(arg)]
+    if from_file is not None:
+        values.extend(read_id_file(from_file, _read_stdin))
+        if not values:
+            where = "standard input" if from_file == "-" else from_file
+            raise UsageError(f"no {noun} in {where}: it is empty (or holds only comments)")
+    elif not values and not _stdin_is_terminal():
+        values = split_ids(_read_stdin())
+        if not values:
+            raise UsageError(
+                f"no {noun} given, and standard input is empty: name them as arguments, with --from FILE,"
+                " or on standard input"
+            )
+    if not values:
+        raise UsageError(f"no {noun} given: name them as arguments, with --from FILE, or on standard input")
+    return values
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is None or sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):  # closed or replaced standard input: nothing to read
+        return True
+
+
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.read() if sys.stdin is not None else ""
+    except UnicodeDecodeError:
+        raise UsageError("standard input is not UTF-8 text") from None
+
+
+def _hint_other_kind(kind: IdKind, values: Sequence[str]) -> None:
+    """Refuse an id of another kind with the command that takes it (``harvest pmid PMC8958025``)."""
+    from harvester.ids import normalize_doi, normalize_pmcid, normalize_pmid, other_kind
+
+    normalize = {"pmid": normalize_pmid, "pmcid": normalize_pmcid, "doi": normalize_doi}[kind]
+    for value in values:
+        try:
+            normalize(value)
+        except InvalidIdentifierError as exc:
+            other = other_kind(kind, value)
+            if other is not None:
+                raise UsageError(
+                    f"{exc.message}; {value!r} looks like a {_ID_NAMES[other]}: use 'harvest {other} {value}'"
+                ) from None
+
+
 @contextmanager
 def _recorded_run(
     state: State, engine: Engine, run_id: int
 ) -> Iterator[Callable[[ExitCode, dict[str, object]], None]]:
-    """Closes the harvest_runs row: with the summary on success, as failed or interrupted otherwise."""
+    """Closes the harvest_runs row with the status and exit code the process ends with (db.runs)."""
     from db.reconcile import finish_run
+    from db.runs import failure_summary, run_status
     from harvester.http import redact
 
     def finish(code: ExitCode, summary: dict[str, object]) -> None:
-        finish_run(engine, run_id, "ok" if code in {ExitCode.OK, ExitCode.NOT_FOUND} else "partial", summary)
+        finish_run(engine, run_id, run_status(code), summary, exit_code=code)
 
     try:
         yield finish
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        summary = failure_summary(exc)
+        summary["error"] = redact(summary["error"], state.secrets)
         try:
-            finish_run(
-                engine, run_id, status, {"error": redact(f"{type(exc).__name__}: {exc}", state.secrets)}
-            )
+            finish_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
         except HarvestError:
             log.warning("could not record the end of run %d", run_id)
         raise
@@ -693,10 +765,19 @@ def runs_command(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="Only runs with this status: running, ok, partial, failed, abandoned."),
+        typer.Option(
+            "--status",
+            help="Only runs with this status: running, ok, not_found, partial, failed, interrupted or"
+            " abandoned.",
+        ),
     ] = None,
 ) -> int:
-    """List recorded runs, newest first: status, times, and per search its window, counts and watermark.
+    """List recorded runs, newest first: status, times, exit code, pid and host, and per search its window.
+
+    Statuses: running (not finished, or still going); ok (exit 0); not_found (exit 3: every id that
+    exists was stored, some are unknown upstream); partial (finished, some work not done: ids not
+    fetched, a search window not verified; exit 4); failed (an error stopped it: the summary holds it);
+    interrupted (Ctrl-C, exit 130; what was stored before stays); abandoned (its process was killed).
 
     \b
     Examples:
@@ -710,15 +791,38 @@ def runs_command(
     state = _state(ctx)
     runs = list_runs(state.read_engine(), limit=limit, status=status)
     if state.json_output:
-        typer.echo(json.dumps([run.as_dict() for run in runs], ensure_ascii=False))
+        typer.echo(json.dumps({"runs": [run.as_dict() for run in runs]}, ensure_ascii=False))
         return int(ExitCode.OK)
     if not runs:
         typer.echo("no runs recorded" + (f" with status {status}" if status else ""))
-    for run in runs:
-        started = f"{run.started_at:%Y-%m-%d %H:%M:%S}"
-        ended = f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-"
-        where = f"  pid {run.pid} on {run.host}" if run.pid else ""
-        typer.echo(f"#{run.id}  {run.status:<9} {started} -> {ended} UTC  {run.command}{where}")
+        return int(ExitCode.OK)
+    header = ("ID", "STATUS", "STARTED (UTC)", "FINISHED (UTC)", "EXIT", "PID", "HOST", "COMMAND")
+    rows = [
+        (
+            str(run.id),
+            run.status,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-",
+            str(run.summary["exit_code"]) if isinstance(run.summary.get("exit_code"), int) else "-",
+            str(run.pid) if run.pid else "-",
+            run.host or "-",
+            run.command,
+        )
+        for run in runs
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    right = {0, 4, 5}  # numbers line up on the right
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells[:-1], widths, strict=True))
+        ]
+        return "  ".join([*padded, cells[-1]])
+
+    typer.echo(line(header))
+    for run, row in zip(runs, rows, strict=True):
+        typer.echo(line(row))
         for s in run.searches:
             mark = "verified" if s.verified else "NOT verified"
             typer.echo(
@@ -735,9 +839,14 @@ def runs_command(
 @app.command("history", short_help=_SHORT["history"], cls=HelpCommand)
 def history_command(
     ctx: typer.Context,
-    article: Annotated[str, typer.Argument(help="PMID, PMCID or DOI of a stored article.")],
+    articles: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="PMIDs, PMCIDs or DOIs of stored articles.")
+    ] = None,
+    from_file: FromOption = None,
 ) -> int:
-    """List the recorded changes of a stored article: field, old and new value, source, run and time.
+    """List the recorded changes of stored articles: field, old and new value (JSON), source, run, time.
+
+    The first row of an article is its creation (field "created", the identifiers it was created with).
 
     \b
     Examples:
@@ -748,22 +857,32 @@ def history_command(
     from db.reconcile import list_history
 
     state = _state(ctx)
-    article_id = resolve_identifiers(state.read_engine(), [article])[article]
-    if article_id is None:
-        typer.echo(f"not stored: {article}", err=True)
-        return int(ExitCode.NOT_FOUND)
-    changes = list_history(state.read_engine(), article_id)
+    values = _ids_given(articles, from_file, "ids")
+    engine = state.read_engine()
+    found = resolve_identifiers(engine, values)
+    missing = [value for value in values if found[value] is None]
+    changes = [
+        {"article": value, **change}
+        for value in values
+        if found[value] is not None
+        for change in list_history(engine, cast(int, found[value]))
+    ]
+    for value in missing:
+        error_line(state, f"not stored: {value}")
     if state.json_output:
-        typer.echo(json.dumps(changes, ensure_ascii=False, default=str))
-    elif not changes:
-        typer.echo(f"no changes recorded for {article} since it was first stored")
+        typer.echo(json.dumps({"history": changes}, ensure_ascii=False, default=str))
     else:
         for change in changes:
             typer.echo(
-                f"{change['changed_at']}  run {change.get('run_id') or '-'}  {change['source']:<8} "
-                f"{change['field']}: {change['old_value']} -> {change['new_value']}"
+                f"{change['changed_at']}  {change['article']}  run {change.get('run_id') or '-'}  "
+                f"{change['source']:<8} {change['field']}: {_json_text(change['old_value'])} -> "
+                f"{_json_text(change['new_value'])}"
             )
-    return int(ExitCode.OK)
+    return int(ExitCode.NOT_FOUND if missing else ExitCode.OK)
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 conflicts_app = typer.Typer(
@@ -897,7 +1016,7 @@ def ingest_command(
       harvest ingest ~/pubmed/updatefiles/pubmed25n1275.xml.gz
       harvest ingest --baseline ~/pubmed/baseline/*.xml.gz
     """
-    from db.runs import FAILED, exclusive_run, finish_locked_run, start_locked_run
+    from db.runs import exclusive_run, failure_summary, finish_locked_run, run_status, start_locked_run
     from harvester.http import redact
     from harvester.ingest import check_paths, ingest_files
     from harvester.pipeline import build_services
@@ -923,15 +1042,15 @@ def ingest_command(
                     progress=advance,
                 )
         except BaseException as exc:
-            error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            summary = failure_summary(exc)
+            summary["error"] = redact(summary["error"], state.secrets)
             try:
-                finish_locked_run(engine, run_id, FAILED, {"error": redact(error, state.secrets)})
+                finish_locked_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
             except HarvestError:
                 log.warning("could not record the end of run %d", run_id)
             raise
-        finish_locked_run(
-            engine, run_id, "ok" if report.exit_code == ExitCode.OK else "partial", report.as_dict()
-        )
+        code = report.exit_code
+        finish_locked_run(engine, run_id, run_status(code), report.as_dict(), exit_code=code)
     state.summary = report.summary_line()
     if state.json_output:
         emit_json(report.as_dict())
@@ -970,7 +1089,10 @@ def ingest_command(
 @app.command("show", short_help=_SHORT["show"], cls=HelpCommand)
 def show_command(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(help="PMIDs, PMCIDs or DOIs of stored articles.", metavar="ID")],
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="PMIDs, PMCIDs or DOIs of stored articles.")
+    ] = None,
+    from_file: FromOption = None,
     output_format: Annotated[
         str,
         typer.Option("--format", "-f", metavar="FORMAT", help="text, or json (a JSON array of documents)."),
@@ -991,6 +1113,7 @@ def show_command(
     if output_format not in {"text", "json"}:
         raise UsageError(f"--format must be text or json, not {output_format!r}")
     state = _state(ctx)
+    ids = _ids_given(ids, from_file, "ids")
     engine = state.read_engine()
     found = resolve_identifiers(engine, ids)
     missing = [given for given, article_id in found.items() if article_id is None]

@@ -10,6 +10,7 @@
     │   ├── TransientUpstreamError    worth retrying: the one retry policy retries exactly these
     │   │   ├── RateLimitedError      HTTP 429 (retry_after seconds when the service sent one)
     │   │   ├── ServiceUnavailableError  5xx, connection refused or reset, timeout
+    │   │   │   └── UnreachableError  name does not resolve, or refused before any answer: retried briefly
     │   │   └── BadResponseError      an error inside HTTP 200: <ERROR>, an HTML page, truncated XML
     │   ├── RejectedRequestError      a 4xx that retrying cannot fix
     │   ├── FetchFailedError          retries exhausted; names the ids that could not be fetched (exit 4)
@@ -90,10 +91,20 @@ class UpstreamError(HarvestError):
 
     exit_code = ExitCode.UPSTREAM
 
-    def __init__(self, message: str, *, source: str, url: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        url: str | None = None,
+        host: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.source = source
         self.url = url
+        self.host = host  # the host (and port) asked, for short messages: never the URL, which may hold a key
+        self.reason = reason  # what went wrong in a few plain words ("HTTP 503", "name does not resolve")
 
 
 class TransientUpstreamError(UpstreamError):
@@ -104,14 +115,26 @@ class RateLimitedError(TransientUpstreamError):
     """HTTP 429; ``retry_after`` holds the seconds the service asked us to wait, if it said."""
 
     def __init__(
-        self, message: str, *, source: str, url: str | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        source: str,
+        url: str | None = None,
+        retry_after: float | None = None,
+        host: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        super().__init__(message, source=source, url=url)
+        super().__init__(message, source=source, url=url, host=host, reason=reason)
         self.retry_after = retry_after
 
 
 class ServiceUnavailableError(TransientUpstreamError):
     """HTTP 5xx, a refused or reset connection, or a timeout."""
+
+
+class UnreachableError(ServiceUnavailableError):
+    """The host cannot be reached and waiting will not change that soon: its name does not resolve, or
+    it refused the connection before this process ever got an answer from it. Retried briefly."""
 
 
 class BadResponseError(TransientUpstreamError):
@@ -125,8 +148,17 @@ class RejectedRequestError(UpstreamError):
 class FetchFailedError(UpstreamError):
     """All retries were spent; ``ids`` are the identifiers whose records could not be fetched."""
 
-    def __init__(self, message: str, *, source: str, ids: Sequence[str], url: str | None = None) -> None:
-        super().__init__(message, source=source, url=url)
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        ids: Sequence[str],
+        url: str | None = None,
+        host: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, source=source, url=url, host=host, reason=reason)
         self.ids = tuple(ids)
 
 
@@ -190,3 +222,14 @@ class OutputError(HarvestError):
     stays stored."""
 
     exit_code = ExitCode.OUTPUT_FAILED
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code a run that ``error`` ends exits with (the CLI's mapping of the tree)."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, HarvestError):
+        return error.exit_code
+    if isinstance(error, OSError):
+        return ExitCode.STORAGE
+    return ExitCode.INTERNAL

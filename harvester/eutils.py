@@ -25,7 +25,7 @@ from harvester.errors import (
     UpstreamError,
     UsageError,
 )
-from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body
+from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body, name_some
 from harvester.settings import Settings
 from harvester.xmlsafe import parse_document
 
@@ -300,7 +300,7 @@ class EutilsClient:
                 # Retries exhausted (FetchFailedError), or an answer over the size limit: this batch
                 # is lost for now, the others may still come.
                 yield FetchFailedError(
-                    f"eutils efetch: {len(batch)} ids not fetched: {exc.message}",
+                    f"eutils efetch: {len(batch)} ids not fetched ({name_some(batch)}): {exc.message}",
                     source=SOURCE,
                     ids=batch,
                     url=exc.url,

@@ -20,6 +20,7 @@ import math
 import os
 import random
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -35,7 +36,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsp
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from harvester.errors import (
     FetchFailedError,
@@ -44,6 +45,7 @@ from harvester.errors import (
     RejectedRequestError,
     ServiceUnavailableError,
     TransientUpstreamError,
+    UnreachableError,
     UpstreamError,
 )
 from harvester.settings import HttpSettings
@@ -58,6 +60,11 @@ _EPSILON = 1e-9  # waits shorter than this are rounding noise, not a reason to s
 _CHUNK = 64 * 1024
 _SNIPPET_CHARS = 200
 _URL_CHARS_IN_MESSAGES = 300
+# A host whose name does not resolve, or that refused the connection before it ever answered, is asked
+# this many times in all (the first included), this far apart: an absent network or a mistyped base URL
+# fails in seconds, not after the whole back-off meant for a busy service.
+UNREACHABLE_ATTEMPTS = 2
+UNREACHABLE_WAIT = 1.0  # seconds
 
 
 # --------------------------------------------------------------------------------------------- redaction
@@ -94,6 +101,66 @@ def _shorten(text: str, limit: int) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+_URL_IN_TEXT = re.compile(r"\bhttps?://([^/\s?#'\"]+)[^\s'\"]*")
+
+
+def _without_urls(text: str) -> str:
+    """``text`` with each URL replaced by its host: short, and no query string (which may hold a key)."""
+    return _URL_IN_TEXT.sub(lambda m: m.group(1).rpartition("@")[2], text)
+
+
+def name_some(ids: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``ids`` and how many more: a batch named in a one-line message."""
+    head = " ".join(ids[:shown])
+    return head if len(ids) <= shown else f"{head} and {len(ids) - shown} more"
+
+
+def host_of(url: str) -> str:
+    """The host of ``url``, with its port when one is given, without any user or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port is not None else host
+
+
+def connection_failure(error: BaseException) -> tuple[str, bool]:
+    """What a connection failure raised by requests was, in plain words, and whether it can heal.
+
+    Walks the chain of causes (requests wraps urllib3, which wraps the socket error). Returns
+    ``("name does not resolve", False)`` or ``("connection refused", False)`` for the two failures that
+    waiting will not soon mend, else a short reason (timed out, connection reset, ...) and True.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    found: list[BaseException] = []
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending += [e for e in linked if isinstance(e, BaseException)]
+    names = {type(e).__name__ for e in found}
+    if any(isinstance(e, socket.gaierror) for e in found) or "NameResolutionError" in names:
+        if any(isinstance(e, socket.gaierror) and e.errno == socket.EAI_AGAIN for e in found):
+            return "name resolution failed for now", True
+        return "name does not resolve", False
+    if any(isinstance(e, ConnectionRefusedError) for e in found):
+        return "connection refused", False
+    if any(isinstance(e, requests.Timeout | TimeoutError | socket.timeout) for e in found):
+        return "timed out", True
+    if any(isinstance(e, ConnectionResetError) for e in found):
+        return "connection reset", True
+    if any(isinstance(e, requests.exceptions.ChunkedEncodingError) for e in found):
+        return "connection broken mid-answer", True
+    return "connection failed", True
 
 
 _ERROR_ELEMENT = re.compile(rb"<ERROR>(.*?)</ERROR>", re.DOTALL | re.IGNORECASE)
@@ -351,13 +418,30 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 # ------------------------------------------------------------------------------------------ retry policy
 
 
+def short_account(error: BaseException | None, source: str) -> str:
+    """``source: host: reason`` for an upstream error that names them, else its message without URLs,
+    on one line: what a retry warning or a final error says."""
+    host = getattr(error, "host", None)
+    reason = getattr(error, "reason", None)
+    if host and reason:
+        text = f"{source}: {host}: {reason}"
+    else:
+        text = _without_urls(_one_line(str(error)))
+        if not text.startswith(f"{source}:"):
+            text = f"{source}: {text}"
+    return text
+
+
 class RetryPolicy:
     """The one retry policy: retries :class:`TransientUpstreamError` and nothing else.
 
     Stops after ``http.max_attempts`` attempts (the first included) and re-raises the last error.
     Waits what a 429's Retry-After asked for (capped at ``backoff_max``); otherwise an exponential
     back-off, ``backoff_initial * 2**(n-1)`` plus up to 25 % jitter, capped at ``backoff_max``.
-    Each retry is logged at WARNING with the source, the reason and the attempt number.
+    A host that cannot be reached (:class:`~harvester.errors.UnreachableError`: its name does not resolve,
+    or it refused the connection before it ever answered) is asked :data:`UNREACHABLE_ATTEMPTS` times in
+    all, :data:`UNREACHABLE_WAIT` apart. Each retry is logged at WARNING as one short line: the source,
+    the host, the reason and the attempt number (never the URL).
     """
 
     def __init__(self, http: HttpSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -366,7 +450,7 @@ class RetryPolicy:
         self._max = http.backoff_max
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientUpstreamError),
-            stop=stop_after_attempt(http.max_attempts),
+            stop=self._stop,
             wait=self._wait,
             sleep=sleep,
             before_sleep=self._log_retry,
@@ -378,8 +462,20 @@ class RetryPolicy:
         base = self._initial * 2.0 ** min(attempt - 1, 64)
         return min(self._max, base * (1.0 + 0.25 * random.random()))
 
+    def attempts_for(self, error: BaseException | None) -> int:
+        """How many attempts in all a request gets whose latest attempt failed with ``error``."""
+        if isinstance(error, UnreachableError):
+            return min(self.max_attempts, UNREACHABLE_ATTEMPTS)
+        return self.max_attempts
+
+    def _stop(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome is not None else None
+        return state.attempt_number >= self.attempts_for(error)
+
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, UnreachableError):
+            return min(UNREACHABLE_WAIT, self._max)
         if isinstance(error, RateLimitedError) and error.retry_after is not None:
             return min(error.retry_after, self._max)
         return self.backoff(state.attempt_number)
@@ -388,14 +484,14 @@ class RetryPolicy:
         error = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         source = getattr(error, "source", "?")
-        reason = str(error)
-        if not reason.startswith(f"{source}:"):
-            reason = f"{source}: {reason}"
-        log.warning(
+        # An unreachable host gets one brief retry, and the final error names host and reason: a
+        # warning for that retry too would only say the same thing twice.
+        log.log(
+            logging.INFO if isinstance(error, UnreachableError) else logging.WARNING,
             "%s; attempt %d of %d failed, retrying in %.1f s",
-            reason,
+            short_account(error, source),
             state.attempt_number,
-            self.max_attempts,
+            self.attempts_for(error),
             wait,
             extra={"source": source, "attempt": state.attempt_number},
         )
@@ -453,6 +549,10 @@ class ServiceClient:
         self._max_bytes = max_response_bytes
         self._transient_4xx = transient_4xx
         self._observe = observe
+        self.host = host_of(base_url)
+        # Set once the host has answered anything: a refused connection after that is a restart (it
+        # heals) rather than a wrong port or an absent network (UnreachableError).
+        self._answered = False
 
     # -- URLs and messages
 
@@ -528,11 +628,13 @@ class ServiceClient:
         try:
             return self._policy.call(attempt)
         except TransientUpstreamError as last:
+            attempts = self._policy.attempts_for(last)
+            if isinstance(last, UnreachableError):
+                message = f"{self.name}: cannot reach {last.host}: {last.reason} ({attempts} attempts)"
+            else:
+                message = f"{self.name}: gave up after {attempts} attempts: {short_account(last, self.name)}"
             raise FetchFailedError(
-                f"{self.name}: gave up after {self._policy.max_attempts} attempts: {last.message}",
-                source=self.name,
-                ids=(),
-                url=shown,
+                message, source=self.name, ids=(), url=shown, host=last.host, reason=last.reason
             ) from last
 
     def _attempt(
@@ -565,14 +667,23 @@ class ServiceClient:
                 limit = self._max_bytes if 200 <= status < 300 else min(self._max_bytes, 65_536)
                 body = self._read_body(raw, limit, shown, truncate=not 200 <= status < 300)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            failure = ServiceUnavailableError(
-                f"{self.name}: {type(exc).__name__} for {where}: {self._gist(exc)}",
+            reason, heals = connection_failure(exc)
+            kind = ServiceUnavailableError if heals or self._answered else UnreachableError
+            log.debug("%s: %s for %s: %s", self.name, type(exc).__name__, where, self._gist(exc))
+            failure = kind(
+                f"{self.name}: cannot reach {self.host}: {reason}",
                 source=self.name,
                 url=shown,
+                host=self.host,
+                reason=reason,
             )
         except requests.exceptions.ContentDecodingError:
             failure = ServiceUnavailableError(
-                f"{self.name}: the body from {where} could not be decoded", source=self.name, url=shown
+                f"{self.name}: the body from {where} could not be decoded",
+                source=self.name,
+                url=shown,
+                host=self.host,
+                reason="the body could not be decoded",
             )
         except requests.RequestException as exc:
             failure = UpstreamError(
@@ -585,6 +696,7 @@ class ServiceClient:
             # api_key included) is neither the cause nor the context of ours.
             raise failure
 
+        self._answered = True
         response = Response(
             url=shown, status=status, headers=headers, body=body, fetched_at=datetime.now(UTC)
         )
@@ -657,16 +769,24 @@ class ServiceClient:
                 source=self.name,
                 url=response.url,
                 retry_after=retry_after,
+                host=self.host,
+                reason=f"HTTP 429 (rate limited){suffix}",
             )
         if status >= 500:
             raise ServiceUnavailableError(
-                f"{self.name}: HTTP {status} from {where}{suffix}", source=self.name, url=response.url
+                f"{self.name}: HTTP {status} from {where}{suffix}",
+                source=self.name,
+                url=response.url,
+                host=self.host,
+                reason=f"HTTP {status}{suffix}",
             )
         if 400 <= status < 500 and self._transient_4xx is not None and self._transient_4xx(response):
             raise ServiceUnavailableError(
                 f"{self.name}: HTTP {status} relaying a backend failure from {where}{suffix}",
                 source=self.name,
                 url=response.url,
+                host=self.host,
+                reason=f"HTTP {status} relaying a backend failure{suffix}",
             )
         if 300 <= status < 400:
             location = self.redact(response.headers.get("Location", "?"))
@@ -687,8 +807,12 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "ServiceClient",
+    "connection_failure",
     "describe_body",
+    "host_of",
+    "name_some",
     "parse_retry_after",
     "public_url",
     "redact",
+    "short_account",
 ]

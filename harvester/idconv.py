@@ -25,7 +25,7 @@ from harvester.errors import (
     ParseError,
     RejectedRequestError,
 )
-from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body
+from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body, name_some
 from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid, pmcid_or_none
 from harvester.settings import IDCONV_MAX_IDS, Settings
 
@@ -285,7 +285,7 @@ class IdConverterClient:
                 )
             except FetchFailedError as exc:
                 yield FetchFailedError(
-                    f"idconv: {len(batch)} ids not converted: {exc.message}",
+                    f"idconv: {len(batch)} ids not converted ({name_some(batch)}): {exc.message}",
                     source=SOURCE,
                     ids=originals,
                     url=exc.url,

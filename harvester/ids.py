@@ -114,3 +114,26 @@ def normalize_orcid(value: str | None) -> str | None:
     if digits[-1] != expected:
         return None
     return "-".join(digits[i : i + 4] for i in range(0, 16, 4))
+
+
+_ID_SEPARATORS = re.compile(r"[\s,]+")
+_LOOKS_LIKE = {
+    "pmcid": re.compile(r"^pmc\s*:?\s*\d+(?:\.\d+)?$", re.IGNORECASE),
+    "doi": re.compile(
+        r"^(?:(?:https?://)?(?:dx\.)?doi\.org/|doi\s*:?\s*|info:doi/)?10\.\d{4,9}/", re.IGNORECASE
+    ),
+    "pmid": re.compile(r"^(?:pmid\s*:?\s*)?\d+(?:\.\d+)?$", re.IGNORECASE),
+}
+
+
+def split_ids(text: str) -> list[str]:
+    """Ids separated by newlines, spaces, tabs or commas (as EDirect reads them), in order, blanks dropped."""
+    return [part for part in _ID_SEPARATORS.split(text) if part]
+
+
+def other_kind(kind: str, value: str) -> str | None:
+    """The kind of id ``value`` looks like when it is not ``kind`` ("pmid", "pmcid", "doi"), else None."""
+    for other, pattern in _LOOKS_LIKE.items():
+        if other != kind and pattern.match(value.strip()):
+            return other
+    return None

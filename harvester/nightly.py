@@ -27,6 +27,7 @@ from db.runs import (
     SearchRun,
     SearchState,
     exclusive_run,
+    failure_summary,
     finish_locked_run,
     read_search_states,
     record_search,
@@ -284,7 +285,7 @@ def run_nightly(
         except BaseException as exc:
             _close_failed(engine, run_id, report, exc)
             raise
-        finish_locked_run(engine, run_id, report.status, report.as_dict())
+        finish_locked_run(engine, run_id, report.status, report.as_dict(), exit_code=report.exit_code)
     return report
 
 
@@ -368,11 +369,10 @@ def enrich_stale_articles(
 
 
 def _close_failed(engine: Engine, run_id: int, report: NightlyReport, exc: BaseException) -> None:
-    """Close the run row as failed, keeping what was done; the original error is what the caller sees."""
-    summary = report.as_dict()
-    summary["status"] = FAILED
-    summary["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    """Close the run row as failed or interrupted, keeping what was done and the exit code the process
+    ends with; the original error is what the caller sees."""
+    summary = failure_summary(exc, report.as_dict())
     try:
-        finish_locked_run(engine, run_id, FAILED, summary)
+        finish_locked_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
     except HarvestError:
         log.warning("could not record the end of run %d", run_id)

@@ -37,7 +37,7 @@ from harvester.errors import (
 from harvester.eutils import EfetchBatch, EutilsClient
 from harvester.http import RateLimiter, RetryPolicy, shared_sends
 from harvester.idconv import IdConverterClient
-from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid
+from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid, split_ids
 from harvester.pubmed_xml import parse_pubmed
 from harvester.records import Article, RejectedRecord
 from harvester.settings import Settings
@@ -599,7 +599,8 @@ def _dois_of(article: Article) -> set[str]:
 
 
 def read_id_file(path: str, read_stdin: Callable[[], str]) -> list[str]:
-    """Ids from a file (``-`` = standard input): one per line; blank lines and ``#`` comments skipped."""
+    """Ids from a file (``-`` = standard input), separated by newlines, spaces, tabs or commas; blank
+    lines and ``#`` comments skipped."""
     if path == "-":
         text = read_stdin()
     else:
@@ -613,9 +614,7 @@ def read_id_file(path: str, read_stdin: Callable[[], str]) -> list[str]:
     ids = []
     for line in text.splitlines():
         # "#" starts a comment at the start of a line or after white space; DOIs may contain "#" themselves
-        content = _COMMENT.sub("", line).strip()
-        if content:
-            ids.append(content)
+        ids.extend(split_ids(_COMMENT.sub("", line)))
     return ids
 
 

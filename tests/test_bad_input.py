@@ -196,8 +196,9 @@ CASES = [
     Case("pmcid prefix only", ["pmcid", "PMC"], ExitCode.USAGE, "invalid PMCID 'PMC'"),
     Case("pmcid unknown upstream", ["pmcid", "--no-enrich", "PMC99999999"], ExitCode.NOT_FOUND, "not found:"),
     Case("doi without prefix", ["doi", "not-a-doi"], ExitCode.USAGE, "invalid DOI 'not-a-doi'"),
-    Case("doi with a space", ["doi", "10.1000/a b"], ExitCode.USAGE, "invalid DOI '10.1000/a b'"),
-    Case("doi with a control character", ["doi", "10.1000/a\tb"], ExitCode.USAGE, "control characters"),
+    # Spaces, tabs and commas separate ids (as EDirect reads them): "a b" is two ids, each a bad DOI.
+    Case("doi with a space", ["doi", "a b"], ExitCode.USAGE, "invalid DOI 'a'"),
+    Case("doi with a control character", ["doi", "10.1000/a\x01b"], ExitCode.USAGE, "control characters"),
     Case("doi unknown upstream", ["doi", "--no-enrich", "10.9999/unknown"], ExitCode.NOT_FOUND, "not found:"),
     Case("doi in unicode", ["doi", "--no-enrich", "10.1000/ünïcode-é"], ExitCode.NOT_FOUND, "ünïcode-é"),
     Case(
@@ -213,7 +214,7 @@ CASES = [
         "not found: 10.1000/xxx",
     ),
     # ---- id files
-    Case("id file empty", _id_file(""), ExitCode.USAGE, "no PMIDs given"),
+    Case("id file empty", _id_file(""), ExitCode.USAGE, "no PMIDs in"),
     Case(
         "id file of comments and blank lines",
         _id_file("# none\n\n   \n# today\n"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import threading
 import traceback
 from collections.abc import Iterator
@@ -26,9 +27,12 @@ from harvester.errors import (
     RejectedRequestError,
     ServiceUnavailableError,
     TransientUpstreamError,
+    UnreachableError,
     UpstreamError,
 )
 from harvester.http import (
+    UNREACHABLE_ATTEMPTS,
+    UNREACHABLE_WAIT,
     WINDOW_MARGIN,
     RateLimiter,
     Response,
@@ -448,12 +452,106 @@ def test_secrets_never_reach_messages_tracebacks_or_logs(
     retries = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "harvester.http"]
     assert len(retries) == 2
     first, second = (r.getMessage() for r in retries)
-    assert first.startswith("eutils: ConnectionError for https://eutils.example.org/")
+    assert first.startswith("eutils: eutils.example.org: connection failed;")
+    assert "https://" not in first
     assert "attempt 1 of 3 failed" in first
-    assert second.startswith("eutils: HTTP 429")
+    assert second.startswith("eutils: eutils.example.org: HTTP 429")
     assert "attempt 2 of 3 failed" in second
+    assert len(second) < 200  # one short line: host and reason, not the URL
     assert [getattr(r, "attempt", None) for r in retries] == [1, 2]
     assert {getattr(r, "source", None) for r in retries} == {"eutils"}
+
+
+def _connection_error(cause: BaseException) -> requests.ConnectionError:
+    """What requests raises when the socket failed with ``cause`` (wrapped as urllib3 wraps it)."""
+    inner = OSError(f"Failed to establish a new connection: {cause}")
+    inner.__cause__ = cause
+    error = requests.ConnectionError(inner)
+    error.__context__ = inner
+    return error
+
+
+UNRESOLVED = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+REFUSED = ConnectionRefusedError(111, "Connection refused")
+
+
+@pytest.mark.parametrize(
+    ("cause", "reason"),
+    [(UNRESOLVED, "name does not resolve"), (REFUSED, "connection refused")],
+    ids=["name-does-not-resolve", "refused-before-any-answer"],
+)
+def test_a_host_that_cannot_be_reached_is_retried_briefly(
+    rsps: responses.RequestsMock,
+    waits: list[float],
+    caplog: pytest.LogCaptureFixture,
+    cause: BaseException,
+    reason: str,
+) -> None:
+    rsps.get(URL, body=_connection_error(cause))
+    caplog.set_level(logging.INFO, logger="harvester.http")
+    with pytest.raises(FetchFailedError) as caught:
+        make_client(waits=waits, max_attempts=6).request("GET", "efetch.fcgi", params={"id": "1"})
+    assert len(rsps.calls) == UNREACHABLE_ATTEMPTS == 2
+    assert waits == [UNREACHABLE_WAIT]
+    assert isinstance(caught.value.__cause__, UnreachableError)
+    assert str(caught.value) == f"eutils: cannot reach eutils.example.org: {reason} (2 attempts)"
+    assert (caught.value.host, caught.value.reason) == ("eutils.example.org", reason)
+    retries = [r for r in caplog.records if r.name == "harvester.http" and "attempt" in r.getMessage()]
+    # At INFO, not WARNING: the final error says it all, once.
+    assert [(r.levelno, r.getMessage()) for r in retries] == [
+        (logging.INFO, f"eutils: eutils.example.org: {reason}; attempt 1 of 2 failed, retrying in 1.0 s")
+    ]
+
+
+def test_a_refused_connection_after_an_answer_gets_the_full_policy(
+    rsps: responses.RequestsMock, waits: list[float]
+) -> None:
+    """A service that answered once and then refuses is restarting: that heals, so it is not cut short."""
+    rsps.get(URL, body=b"fine", status=200)
+    for _ in range(3):
+        rsps.get(URL, body=_connection_error(ConnectionRefusedError(111, "Connection refused")))
+    rsps.get(URL, body=b"again", status=200)
+    client = make_client(waits=waits, max_attempts=6)
+    assert client.request("GET", "efetch.fcgi").body == b"fine"
+    assert client.request("GET", "efetch.fcgi").body == b"again"
+    assert len(rsps.calls) == 5
+    assert len(waits) == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (_connection_error(socket.gaierror(socket.EAI_AGAIN, "Temporary failure")), "name resolution failed"),
+        (_connection_error(ConnectionResetError(104, "reset by peer")), "connection reset"),
+        (requests.ReadTimeout("Read timed out. (url=/efetch.fcgi)"), "timed out"),
+    ],
+    ids=["temporary-dns-failure", "reset", "timeout"],
+)
+def test_failures_that_heal_keep_the_full_policy(
+    rsps: responses.RequestsMock, waits: list[float], error: Exception, reason: str
+) -> None:
+    rsps.get(URL, body=error)
+    with pytest.raises(FetchFailedError) as caught:
+        make_client(waits=waits, max_attempts=4).request("GET", "efetch.fcgi")
+    assert len(rsps.calls) == 4
+    assert not isinstance(caught.value.__cause__, UnreachableError)
+    expected = f"eutils: gave up after 4 attempts: eutils: eutils.example.org: {reason}"
+    assert str(caught.value).startswith(expected)
+
+
+def test_a_503_retry_warning_is_one_short_line_without_the_url(
+    rsps: responses.RequestsMock, waits: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    rsps.get(URL, body=local_fixture("efetch_html_error_page.html"), status=503)
+    rsps.get(URL, body=b"fine", status=200)
+    caplog.set_level(logging.WARNING, logger="harvester.http")
+    long_ids = ",".join(str(n) for n in range(10_000_000, 10_000_100))
+    make_client(waits=waits, max_attempts=6).request("GET", "efetch.fcgi", params={"id": long_ids})
+    (warning,) = (r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert warning.startswith("eutils: eutils.example.org: HTTP 503")
+    assert warning.endswith("attempt 1 of 6 failed, retrying in " + warning.rsplit(" in ", 1)[1])
+    assert "10000001" not in warning and "efetch.fcgi" not in warning
+    assert "\n" not in warning and len(warning) < 300
 
 
 def _every_linked_exception(error: BaseException) -> list[BaseException]:

@@ -10,8 +10,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -71,7 +76,7 @@ def history(engine: Engine, pmid: str) -> list[tuple[str, str | None, str | None
     query = (
         sa.select(h.c.field, h.c.old_value, h.c.new_value)
         .join(a, a.c.id == h.c.article_id)
-        .where(a.c.pmid == pmid)
+        .where(a.c.pmid == pmid, h.c.field != "created")  # the changes; creation is tested elsewhere
         .order_by(h.c.id)
     )
     with engine.connect() as conn:
@@ -792,3 +797,43 @@ def test_a_deleted_record_sent_again_revives_only_from_a_file_after_the_deletion
     expected = [("deleted", "false", "true"), ("deleted", "true", "false")]
     assert history(engine, "39000012") == (expected if placed else expected[:1])
     assert all(row["deleted"] is False for pmid, row in articles(engine).items() if pmid != "39000012")
+
+
+def test_ctrl_c_in_a_real_ingest_process_is_recorded_interrupted_with_exit_130(
+    db_url: str, standin: StandIn
+) -> None:
+    """SIGINT while the ingest waits on PMC: exit 130, and the run row says interrupted, 130, pid, host."""
+    from tests.standin import EFETCH, Delay
+
+    standin.inject(EFETCH, Delay(300), match=lambda p: p.get("db") == "pmc")
+    script = Path(sys.executable).parent / "harvest"
+    process = subprocess.Popen(
+        [str(script), "--db", db_url, "ingest", "--enrich", str(SEED)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        for _ in range(6000):  # waits for the request; asserts nothing about time
+            if any(r.params.get("db") == "pmc" for r in standin.requests_for(EFETCH)):
+                break
+            if process.poll() is not None:
+                pytest.fail(f"the ingest ended first: {process.communicate()}")
+            time.sleep(0.01)
+        else:
+            pytest.fail("the stand-in never saw the PMC request")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=120)
+    assert process.returncode == ExitCode.INTERRUPTED, err
+    engine = open_database(db_url)
+    try:
+        runs_table = metadata.tables["harvest_runs"]
+        with engine.connect() as conn:
+            (row,) = conn.execute(sa.select(runs_table)).mappings().all()
+    finally:
+        engine.dispose()
+    summary = json.loads(row["summary"])
+    assert (row["status"], summary["exit_code"], summary["error"]) == ("interrupted", 130, "interrupted")
+    assert row["pid"] == process.pid and row["host"]

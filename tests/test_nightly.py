@@ -24,6 +24,7 @@ from db.engine import open_database
 from db.runs import (
     ABANDONED,
     FAILED,
+    INTERRUPTED,
     OK,
     PARTIAL,
     SearchState,
@@ -416,8 +417,9 @@ def runs_of(db_url: str) -> list[dict[str, Any]]:
     code, out = harvest(db_url, "--json", "runs")
     assert code == ExitCode.OK
     result = json.loads(out)
-    assert isinstance(result, list)
-    return result
+    assert isinstance(result, dict) and list(result) == ["runs"]
+    runs: list[dict[str, Any]] = result["runs"]
+    return runs
 
 
 def stored_pmids(db_url: str) -> list[str]:
@@ -488,7 +490,10 @@ def test_nightly_with_enrichment_and_harvest_runs_in_text(standin: StandIn, db_u
     assert "enriched: pmc" in out
     code, out = harvest(db_url, "runs", "--status", "ok")
     assert code == ExitCode.OK
-    assert out.startswith("#1  ok")
+    header, first = out.splitlines()[:2]
+    assert header.split()[:2] == ["ID", "STATUS"]
+    assert first.split()[:2] == ["1", "ok"]
+    assert first.index("ok") == header.index("STATUS")  # aligned under its heading
     assert f"exo: 2000-01-01..{today_utc()} [mdat] expected 13, fetched 13, created 13" in out
     assert harvest(db_url, "runs", "--status", "abandoned")[1] == "no runs recorded with status abandoned\n"
 
@@ -575,3 +580,23 @@ def test_a_run_killed_mid_batch_and_run_again_stores_exactly_what_an_uninterrupt
         (OK, False),
         (ABANDONED, True),
     ]
+
+
+def test_ctrl_c_in_a_real_nightly_process_is_recorded_interrupted_with_exit_130(
+    standin: StandIn, db_url: str
+) -> None:
+    """SIGINT mid-batch: the process exits 130, and its run row says interrupted, 130, pid and host."""
+    standin.inject(EFETCH, Delay(300), match=in_middle_batch)
+    process = harvest_process(db_url, "nightly", "--no-enrich")
+    try:
+        wait_for_request(standin, in_middle_batch, process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=120)
+    assert process.returncode == ExitCode.INTERRUPTED, err
+    (interrupted,) = runs_of(db_url)
+    assert interrupted["status"] == INTERRUPTED
+    assert interrupted["summary"]["exit_code"] == 130 == process.returncode
+    assert interrupted["summary"]["error"] == "interrupted"
+    assert interrupted["pid"] == process.pid and interrupted["host"]
+    assert interrupted["finished_at"] is not None

@@ -125,7 +125,13 @@ def provenance(engine: Engine, article: int) -> dict[str, tuple[str, str]]:
 
 
 def history(engine: Engine, article: int, name: str | None = None) -> list[dict[str, Any]]:
-    return [h for h in list_history(engine, article) if name is None or h["field"] == name]
+    """The article's recorded changes (its creation row left out unless asked for by name), with old
+    and new values as the JSON text they are stored as."""
+    return [
+        {**h, **{k: None if h[k] is None else json.dumps(h[k]) for k in ("old_value", "new_value")}}
+        for h in list_history(engine, article)
+        if h["field"] == name or (name is None and h["field"] != "created")
+    ]
 
 
 def no_writes(statements: list[str]) -> list[str]:
@@ -211,7 +217,7 @@ def test_the_seed_from_three_sources_is_one_article_with_each_field_from_its_sou
     assert full["citation_count"]["fetched_at"] == T_CROSSREF.isoformat()
     assert scalar(engine, "SELECT count(*) FROM field_disagreements") == 0  # the three agree
     assert scalar(engine, "SELECT count(*) FROM conflicts") == 0
-    changed = {h["field"]: h for h in list_history(engine, article)}
+    changed = {h["field"]: h for h in history(engine, article)}
     assert set(changed) == pmc_fields | crossref_fields | {"pmc_status", "crossref_status"}
     assert json.loads(changed["publisher"]["new_value"]) == "Frontiers Media S.A."
     assert changed["publisher"]["old_value"] is None
@@ -606,7 +612,7 @@ def test_a_doi_pubmed_does_not_know_is_stored_from_crossref_then_merged_when_pub
     )
     assert provenance(engine, article)["title"] == ("crossref", doi)
     assert provenance(engine, article)["authors"] == ("crossref", doi)
-    assert list_history(engine, article) == []  # created, not changed
+    assert history(engine, article) == []  # created, not changed
     again = snapshot(engine)
     assert crossref(engine, work, create_missing=[doi], at=LATER).unchanged == (article,)
     assert snapshot(engine) == again
@@ -633,7 +639,7 @@ def test_a_doi_pubmed_does_not_know_is_stored_from_crossref_then_merged_when_pub
     )
     titles = [(json.loads(h["old_value"]), h["source"]) for h in history(engine, article, "title")]
     assert titles == [("A Chapter PubMed Never Indexed", "pubmed")]
-    assert {h["field"] for h in list_history(engine, article)} >= {"pmid", "in_pubmed", "title", "journal"}
+    assert {h["field"] for h in history(engine, article)} >= {"pmid", "in_pubmed", "title", "journal"}
     assert rows(engine, "SELECT source, other_source FROM field_disagreements WHERE field = 'title'") == [
         ("crossref", "pubmed")
     ]
@@ -693,12 +699,12 @@ def test_crossref_alone_can_say_a_pubmed_article_is_retracted_and_pubmed_does_no
 def test_a_changed_pubmed_title_is_recorded_in_history(engine: Engine) -> None:
     pubmed(engine, pubmed_record())
     article = article_id(engine)
-    assert list_history(engine, article) == []  # new articles have no history
+    assert history(engine, article) == []  # new articles have no changes, only their creation
     run = start_run(engine, "test")
     assert pubmed(engine, pubmed_record(title="A Corrected Title"), at=LATER, run_id=run).updated == (
         SEED_PMID,
     )
-    [change] = list_history(engine, article)
+    [change] = history(engine, article)
     assert change["field"] == "title" and change["source"] == "pubmed" and change["run_id"] == run
     assert (json.loads(change["old_value"]), json.loads(change["new_value"])) == (
         SEED_TITLE,
@@ -712,10 +718,10 @@ def test_a_pubmed_record_without_a_value_never_erases_the_stored_one(engine: Eng
     article = article_id(engine)
     assert pubmed(engine, pubmed_record(title=None, doi=None), at=LATER).updated == (SEED_PMID,)
     assert rows(engine, "SELECT title, pages, doi FROM articles") == [(SEED_TITLE, "123-9", "10.5555/kept")]
-    assert list_history(engine, article) == []
+    assert history(engine, article) == []
     assert pubmed(engine, pubmed_record(title="New", pages="200-1"), at=LATER + timedelta(1)).updated
     assert rows(engine, "SELECT title, pages FROM articles") == [("New", "200-1")]
-    assert {h["field"] for h in list_history(engine, article)} == {"title", "pages", "doi"}
+    assert {h["field"] for h in history(engine, article)} == {"title", "pages", "doi"}
 
 
 def test_the_pubmed_store_leaves_fields_another_source_supplied_to_the_merge(engine: Engine) -> None:
@@ -858,7 +864,7 @@ def test_runs_are_recorded_and_their_history_survives_them(engine: Engine) -> No
         finish_run(engine, run, "done", {})
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM harvest_runs"))
-    assert {h["run_id"] for h in list_history(engine, article)} == {None}
+    assert {h["run_id"] for h in history(engine, article)} == {None}
 
 
 def test_deleting_an_article_deletes_what_enrichment_stored_with_it(engine: Engine) -> None:
