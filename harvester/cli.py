@@ -885,18 +885,16 @@ def _json_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-conflicts_app = typer.Typer(
-    help="List records whose identifiers name two stored articles they would merge into one (never merged),"
-    " and settle them: 'harvest conflicts resolve ID --keep PMID | --ignore'.",
-    invoke_without_command=True,
-)
+conflicts_app = typer.Typer(invoke_without_command=True)  # help: conflicts_command's docstring
 app.add_typer(conflicts_app, name="conflicts", short_help=_SHORT["conflicts"])
 
 
 @conflicts_app.callback()
 def conflicts_command(
     ctx: typer.Context,
-    status: Annotated[str, typer.Option("--status", help="open, resolved, ignored or all.")] = "open",
+    status: Annotated[
+        str, typer.Option("--status", metavar="STATUS", help="open, resolved, ignored or all.")
+    ] = "open",
 ) -> int:
     """List records whose identifiers name two stored articles they would merge into one (never merged).
 
@@ -1071,15 +1069,16 @@ def ingest_command(
             error_line(state, file.summary_line())
         report_errors(state, file.enrichment.errors if file.enrichment else [], [])
         for conflict in file.conflicts[:10]:
-            say(state, f"  conflict: {conflict}", err=True)
+            error_line(state, f"{file.path}: conflict: {conflict}")
         if file.conflict_count > 10:
-            say(state, f"  and {file.conflict_count - 10} more conflicts: see 'harvest conflicts'", err=True)
+            more = file.conflict_count - 10
+            error_line(state, f"{file.path}: and {more} more conflicts: see 'harvest conflicts'")
         if file.rejected_count and file.outcome == "applied":
-            error_line(
-                state,
-                f"{file.path}: {file.rejected_count} record(s) rejected, kept raw in rejected_records "
-                f"(file_sha256 {file.sha256})",
-            )
+            for reason in file.rejected_reasons:
+                error_line(state, f"{file.path}: rejected, kept raw in rejected_records: {reason}")
+            if file.rejected_count > len(file.rejected_reasons):
+                more = file.rejected_count - len(file.rejected_reasons)
+                error_line(state, f"{file.path}: and {more} more rejected records: see rejected_records")
     return int(report.exit_code)
 
 

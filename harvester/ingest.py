@@ -85,6 +85,7 @@ from harvester.settings import Settings
 log = logging.getLogger(__name__)
 
 LISTED_CONFLICTS = 20  # conflicts described in a file's report; all are counted, and recorded in the database
+REASONS_KEPT = 10  # rejected records a file's report names with their reason (all kept in rejected_records)
 INGEST_BATCH = 500  # records per store_articles transaction: bounded memory, few round trips
 # Files this large (on disk) are read and parsed by a process of their own (harvester.bulk_reader), on
 # these databases. PostgreSQL's own server process already works beside this one; a reading process
@@ -157,6 +158,7 @@ class FileReport:
     conflicts: list[str] = field(default_factory=list)  # the first LISTED_CONFLICTS of them, described
     rejected_count: int = 0  # records that could not be parsed or stored: kept raw in rejected_records
     rejected_pmids: list[str] = field(default_factory=list)  # their PMIDs, where known
+    rejected_reasons: list[str] = field(default_factory=list)  # "PMID n: why", the first REASONS_KEPT
     enrichment: EnrichReport | None = None
 
     def add_conflicts(self, described: Sequence[str]) -> None:
@@ -448,9 +450,7 @@ class _FileApplier:
             rejected=self.rejected,
         )
         for record in self.rejected:
-            log.warning(
-                "%s: rejected PMID %s, kept raw: %s", name.name, record.pmid or "(none)", record.reason
-            )
+            log.info("%s: rejected PMID %s, kept raw: %s", name.name, record.pmid or "(none)", record.reason)
         report.deleted_listed = len({pmid for pmid, _version in deleted})
         report.deleted_marked = marked
         report.outcome = "applied"
@@ -532,6 +532,11 @@ class _FileApplier:
             report.rejected_count += 1
             if record.pmid is not None:
                 report.rejected_pmids.append(record.pmid)
+            if len(report.rejected_reasons) < REASONS_KEPT:
+                named = record.pmid is not None and f"PMID {record.pmid}" in record.reason
+                report.rejected_reasons.append(
+                    record.reason if named else f"PMID {record.pmid or '(none)'}: {record.reason}"
+                )
         report.records += batch.records
         report.created += len(result.created)
         report.updated += len(result.updated)
