@@ -739,6 +739,7 @@ def test_cli_ingest_defers_enrichment_unless_asked(db_url: str, tmp_path: Path, 
         engine.dispose()
 
 
+@pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 @pytest.mark.usefixtures("reader")
 def test_a_pmid_changed_then_changed_back_in_one_file_ends_as_the_file_last_says(
     engine: Engine, tmp_path: Path

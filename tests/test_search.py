@@ -188,6 +188,7 @@ def big_corpus() -> tuple[bytes, dict[str, date]]:
     return corpus(days)
 
 
+@pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 def test_a_search_of_25000_records_is_fetched_completely(make_harness: Callable[..., Harness]) -> None:
     records, entered = big_corpus()
     assert len(entered) == 25_000 and sum(1 for d in entered.values() if d == BIG_DAY) > 10_000
