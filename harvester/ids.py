@@ -69,7 +69,8 @@ def normalize_doi(value: str) -> str:
         raise InvalidIdentifierError(
             "DOI", value, 'expected "10.<registrant>/<suffix>", e.g. 10.3389/fonc.2022.836548'
         )
-    return text.lower()
+    # Lower-casing can undo NFC ("ᾶ".upper().lower() is decomposed): normalise again, so it is idempotent.
+    return unicodedata.normalize("NFC", text.lower())
 
 
 def doi_or_none(value: str | None) -> str | None:

@@ -578,7 +578,9 @@ class _SearchRun:
                 page_errors.append(exc.message)
             missing = [pmid for pmid in listed if pmid not in returned]
         fetched = len(returned)
-        if not missing and fetched == expected:
+        # A short IdList leaves records unchecked against the search even when the count comes back right
+        # (PEERS.md C: answers can be silently short): the slice is not verified.
+        if not missing and fetched == expected and len(listed) == expected:
             if page_errors:  # pages failed but asking by id recovered every record
                 log.info("search slice %s: recovered by id after: %s", part.label, "; ".join(page_errors))
             return SliceReport(part.mindate, part.maxdate, part.pmid_range, expected, fetched, (), None)

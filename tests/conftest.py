@@ -6,6 +6,7 @@ in tests/fixtures/.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +20,43 @@ from tests.helpers_fixtures import ENV as HARVEST_FIXTURES, LOCAL as FIXTURES_DI
 __all__ = ["FIXTURES_DIR", "HARVEST_FIXTURES", "shared_fixture"]
 
 
+# Variables a test run may carry from the user's shell that would point a test at the user's own files,
+# services or secrets. HARVEST_FIXTURES and HARVEST_TEST_* are the run's own switches and stay, and so
+# does HARVEST_EMAIL (a contact address; the live smoke test, `pytest -m network`, takes it from the shell).
+USER_VARIABLES = ("NCBI_API_KEY", "CROSSREF_PLUS_TOKEN", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+                  "XDG_STATE_HOME")  # fmt: skip
+
+
+def _run_switch(name: str) -> bool:
+    return name in {"HARVEST_FIXTURES", "HARVEST_EMAIL"} or name.startswith("HARVEST_TEST_")
+
+
 @pytest.fixture(autouse=True)
-def rate_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own HOME, so nothing a test runs (in process or in a child process, which inherits the
+    environment) reads or writes the user's ~/.cache, ~/.local/share or ~/.config (issue 14, item 11).
+
+    The XDG_* variables are unset, so the defaults derive from this HOME (its .cache, .local/share and
+    .config), and the user's HARVEST_* settings (a database URL, a config file, a log file) and API keys
+    are dropped; a test sets what it needs. Tests that set HOME themselves (test_cli's ``home``) still may.
+    """
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if (name.startswith("HARVEST_") and not _run_switch(name)) or name in USER_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def rate_dir(
+    isolated_home: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test's own HARVEST_RATE_DIR: harvest processes share their pacing through files there
-    (harvester.http.SharedSends), and a test never writes them into the user's ~/.cache. A test that
-    clears HARVEST_* (test_cli's ``home``) gets its files under its own HOME instead."""
+    (harvester.http.SharedSends). A test that clears HARVEST_* (test_cli's ``home``) gets its files under
+    its own HOME instead, never the user's ~/.cache."""
     path = tmp_path_factory.mktemp("rate")
     monkeypatch.setenv("HARVEST_RATE_DIR", str(path))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     return path
 
 

@@ -7,8 +7,8 @@ stand-ins: one answers every request, the other faults 10 % of them across every
 
 - every article is stored exactly once and equals, field for field, the fault-free run's (every table
   compared, surrogate keys, run ids and timestamps left out);
-- the client caused no rate-limit violation (the stand-in enforces NCBI's 10/s with an API key, and
-  Crossref's advertised limit);
+- the client kept to the rate, counted in each stand-in's log by its own clock (NCBI's 10/s with an API
+  key, with the margin of one request logged late, tests/pacing.py; Crossref's advertised limit);
 - the report names as failed exactly what was not stored, and nothing that was.
 
 The helpers here are shared with ``bench/bench_chaos.py``, which runs larger sizes and prints the figures.
@@ -37,7 +37,14 @@ from db.models import metadata
 from harvester.cli import run
 from harvester.errors import ExitCode
 from tests.db_helpers import database_params, fresh_database_url
-from tests.standin import StandIn, chaos_modes, request_key
+from tests.pacing import eutils_times, paced_bound
+from tests.standin import (
+    NCBI_RATE_LIMIT_WITH_KEY,
+    StandIn,
+    chaos_modes,
+    max_requests_in_any_window,
+    request_key,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_PUBMED = FIXTURES / "efetch_pubmed_35350566.xml"
@@ -335,6 +342,9 @@ def chaos_run(corpus: ChaosCorpus, chaos_url: str, reference_url: str, work: Pat
         requests = len(server.requests)
         retries = retries_in(server)
         violations = server.rate_violations + server.crossref_rate_violations
+        most_ncbi = max_requests_in_any_window(eutils_times(server.requests))
+        most_ncbi_reference = max_requests_in_any_window(eutils_times(clean.requests))
+        crossref_violations = server.crossref_rate_violations + clean.crossref_rate_violations
         unfaithful = [*server.errors, *clean.errors]
     chaos_engine, reference_engine = sa.create_engine(chaos_url), sa.create_engine(reference_url)
     try:
@@ -374,6 +384,9 @@ def chaos_run(corpus: ChaosCorpus, chaos_url: str, reference_url: str, work: Pat
         reference_exit_code=reference.exit_code,
         extra={
             "reference run violations": clean_violations,
+            "most NCBI requests in any second (chaos run)": most_ncbi,
+            "most NCBI requests in any second (reference run)": most_ncbi_reference,
+            "Crossref rate-limit violations (both runs)": crossref_violations,
             "stand-in could not answer faithfully": len(unfaithful),
             "report failed == not stored": all(failed[k] == unaccounted[k] for k in failed),
         },
@@ -391,6 +404,7 @@ def corpus() -> ChaosCorpus:
     return make_corpus(CORPUS_SIZE)
 
 
+@pytest.mark.timeout(600)  # the longest scenario: about 80 s alone, several minutes on a loaded machine
 @pytest.mark.parametrize("dialect", database_params())
 def test_chaos_run_stores_everything_once_equal_to_a_fault_free_run(
     dialect: str, corpus: ChaosCorpus, tmp_path: Path
@@ -403,14 +417,20 @@ def test_chaos_run_stores_everything_once_equal_to_a_fault_free_run(
     print("\n" + figures.table())
 
     assert figures.reference_exit_code == ExitCode.OK
-    assert figures.extra["reference run violations"] == 0
+    # The rate, counted in each stand-in's log (never timed): NCBI's 10/s with a key, with a margin of the
+    # one request a sequential client can have sent but the stand-in not yet logged (tests/pacing.py), so
+    # a loaded machine cannot fail it; the stand-in's own 429 count ("violations") is shown, not judged.
+    ncbi_bound = paced_bound(NCBI_RATE_LIMIT_WITH_KEY)
+    assert figures.extra["most NCBI requests in any second (chaos run)"] <= ncbi_bound
+    assert figures.extra["most NCBI requests in any second (reference run)"] <= ncbi_bound
+    # Crossref: the client paces at 3/s, below the 5/s the stand-in advertises even with that margin.
+    assert figures.extra["Crossref rate-limit violations (both runs)"] == 0
     # The faults really happened, in every mode the routes of this run can show.
     expected_modes = {m.name for m in chaos_modes()}
     assert set(figures.faults) == expected_modes
     assert sum(figures.faults.values()) >= 0.05 * figures.requests
     assert figures.retries >= sum(figures.faults.values()) - figures.faults.get("short", 0)
     # ... and changed nothing: every article stored once, equal to the fault-free run, table by table.
-    assert figures.violations == 0
     assert figures.duplicated == {}
     assert figures.lost == []
     assert figures.differing_tables == []
@@ -420,3 +440,33 @@ def test_chaos_run_stores_everything_once_equal_to_a_fault_free_run(
     assert figures.extra["report failed == not stored"] is True
     assert figures.exit_code == ExitCode.OK
     assert figures.extra["stand-in could not answer faithfully"] == 0
+
+
+@pytest.mark.parametrize("dialect", database_params())
+def test_a_small_fault_free_run_in_process_and_in_a_child_process_store_the_same(
+    dialect: str, tmp_path: Path
+) -> None:
+    """The chaos run's two harvests (in this process and in a child) on 20 PMIDs and no faults: the same
+    tables. A quick check of the machinery the long run relies on; test_isolation runs it too, because
+    both harvests clear the HARVEST_* settings, which once sent their pacing files to the user's home."""
+    small = make_corpus(20)
+    with (
+        fresh_database_url(dialect, tmp_path / "in-process") as in_process_url,
+        fresh_database_url(dialect, tmp_path / "child") as child_url,
+        serving(small, chaos_rate=0.0) as server,
+    ):
+        process = start_harvest_process(server, child_url, tmp_path / "child-work", small.pmids)
+        try:
+            result = harvest_run(server, in_process_url, tmp_path / "in-process-work", small.pmids)
+        finally:
+            child = finish_harvest_process(process, timeout=120)
+        assert (result.exit_code, child.exit_code) == (ExitCode.OK, ExitCode.OK), result.stderr + child.stderr
+        engines = sa.create_engine(in_process_url), sa.create_engine(child_url)
+        try:
+            got, want = (comparable_rows(e) for e in engines)
+            stored = stored_ids(engines[0])
+        finally:
+            for e in engines:
+                e.dispose()
+    assert stored["pubmed"] == set(small.pmids)
+    assert got == want

@@ -115,6 +115,7 @@ def _stable(row: dict[str, Any], pmid_of: dict[int, str]) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 def test_two_processes_store_overlapping_articles_without_duplicates_or_loss(
     two_urls: tuple[str, str], standin: StandIn, tmp_path: Path
 ) -> None:

@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,16 +153,15 @@ def thousand_author_work(base: dict[str, Any], count: int = 1000) -> dict[str, A
     return work
 
 
-def test_a_work_with_a_thousand_authors_parses_fast() -> None:
+def test_a_work_with_a_thousand_authors_parses_every_author() -> None:
     # No stored answer has ~1000 authors (the largest has 18): this one is the real-format fonc work with
-    # its author list grown to 1000, the size of large physics collaborations.
+    # its author list grown to 1000, the size of large physics collaborations. How fast it parses is
+    # measured by bench/bench_crossref_parse.py, not here.
     envelope = json.loads(local_bytes(FONC))
     envelope["message"] = thousand_author_work(envelope["message"])
     body = json.dumps(envelope).encode()
-    started = time.perf_counter()
     (work,) = parse_crossref_response(body)
-    elapsed = time.perf_counter() - started
-    assert len(work.authors) == 1000 and elapsed < 1.0
+    assert len(work.authors) == 1000
     assert work.authors[999] == ContributorName(
         position=1000,
         family="Family999",

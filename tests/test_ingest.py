@@ -428,6 +428,27 @@ def test_a_gap_after_the_latest_update_is_refused(engine: Engine, tmp_path: Path
     assert ingest(engine, skipping, force=True).files[0].outcome == "applied"
 
 
+def test_a_gap_of_exactly_one_update_file_is_refused(engine: Engine, tmp_path: Path) -> None:
+    # issue 16: the probe's off-by-one (a gap of two was refused, a gap of one let through) loses one
+    # file's changes and deletions without a word.
+    updates = tmp_path / "updatefiles"
+    ingest(engine, place(V1, updates, "pubmed25n1300.xml"))
+    skipping = place(V2_UPDATE, updates, "pubmed25n1302.xml")
+
+    [file] = ingest(engine, skipping).files
+
+    assert file.outcome == "refused"
+    assert file.message == (
+        "pubmed25n1302.xml would skip 1 update file(s) after pubmed25n1300.xml: pubmed25n1301 not applied "
+        "(apply it first, or its changes and deletions are lost); --force applies it anyway"
+    )
+    assert articles(engine)["39000001"]["pmid_version"] == 1
+    # the next file in the sequence is no gap
+    [following] = ingest(engine, place(V2_UPDATE, updates, "pubmed25n1301.xml")).files
+    assert following.outcome == "applied"
+    assert articles(engine)["39000001"]["pmid_version"] == 2
+
+
 def test_a_reissued_file_is_refused_unless_forced(engine: Engine, tmp_path: Path) -> None:
     first = place(V1, tmp_path / "a", "pubmed25n1300.xml")
     ingest(engine, first)
@@ -731,6 +752,7 @@ def test_cli_ingest_defers_enrichment_unless_asked(db_url: str, tmp_path: Path, 
         engine.dispose()
 
 
+@pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 @pytest.mark.usefixtures("reader")
 def test_a_pmid_changed_then_changed_back_in_one_file_ends_as_the_file_last_says(
     engine: Engine, tmp_path: Path

@@ -483,6 +483,7 @@ def test_a_slice_whose_count_does_not_match_fails_and_leaves_the_watermark(
     assert watermarks(db_url) == {"exo": today_utc()}
 
 
+@pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 def test_nightly_with_enrichment_and_harvest_runs_in_text(standin: StandIn, db_url: str) -> None:
     code, out = harvest(db_url, "nightly")
     assert code == ExitCode.OK, out
@@ -535,6 +536,7 @@ def wait_for_request(standin: StandIn, match: Any, process: subprocess.Popen[str
     pytest.fail("the stand-in never saw the request")
 
 
+@pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 def test_two_nightly_processes_at_once_one_runs_and_one_exits_7(standin: StandIn, db_url: str) -> None:
     standin.inject(EFETCH, Delay(8), match=lambda p: p.get("retstart") == "0")
     first = harvest_process(db_url, "nightly", "--no-enrich")

@@ -798,6 +798,24 @@ def test_author_valid_flag_and_old_style_affiliation() -> None:
     )
 
 
+def test_an_author_list_of_editors_in_a_journal_article_is_not_the_authors() -> None:
+    # issue 16: outside a book, an AuthorList Type="editors" (conference proceedings, supplements) names
+    # editors; only an untyped or Type="authors" list is the article's authors, in whichever order they come.
+    editors = b'<AuthorList Type="editors"><Author><LastName>Editor</LastName></Author></AuthorList>'
+    authors = b'<AuthorList Type="authors"><Author><LastName>Writer</LastName></Author></AuthorList>'
+    untyped = b"<AuthorList><Author><LastName>Plain</LastName></Author></AuthorList>"
+    [only_editors, editors_last, editors_first] = list(
+        parse_pubmed(
+            wrap(minimal("5", editors), minimal("6", authors + editors), minimal("7", editors + untyped))
+        )
+    )
+    assert isinstance(only_editors, Article) and isinstance(editors_last, Article)
+    assert isinstance(editors_first, Article)
+    assert only_editors.authors == ()
+    assert [x.last_name for x in editors_last.authors] == ["Writer"]
+    assert [x.last_name for x in editors_first.authors] == ["Plain"]
+
+
 def test_book_authors_come_from_the_book_when_the_chapter_has_none() -> None:
     book = (
         b'<PubmedBookArticle><BookDocument><PMID Version="2">77</PMID><Book>'

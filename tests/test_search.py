@@ -188,6 +188,7 @@ def big_corpus() -> tuple[bytes, dict[str, date]]:
     return corpus(days)
 
 
+@pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 def test_a_search_of_25000_records_is_fetched_completely(make_harness: Callable[..., Harness]) -> None:
     records, entered = big_corpus()
     assert len(entered) == 25_000 and sum(1 for d in entered.values() if d == BIG_DAY) > 10_000
@@ -442,6 +443,26 @@ def test_a_slice_whose_fetch_comes_back_short_fails_loudly_and_the_others_are_st
     # the short ids were asked for again by id, once
     by_id = [r for r in harness.standin.requests_for(EFETCH) if victim in r.params.get("id", "").split(",")]
     assert len(by_id) == 1
+
+
+def test_an_esearch_id_list_short_of_its_count_is_not_verified_even_when_efetch_returns_the_count(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # issue 16: esearch counts 40 and lists 39; efetch from the history still returns all 40, so the
+    # count matches, but one record was never checked against the search: the cursor must not move.
+    records, entered = corpus(SMALL_DAYS)
+    harness = make_harness(records, batch_size=50)
+    harness.standin.inject(ESEARCH, Short(1), match=lambda p: p.get("usehistory") == "y")
+
+    report = harness.search(since=SINCE, until=UNTIL)
+
+    assert not report.verified and report.exit_code() == ExitCode.UPSTREAM
+    [failed] = report.failed_slices
+    assert (failed.expected, failed.fetched, failed.missing) == (40, 40, ())
+    assert failed.error is not None and failed.error.endswith(
+        "esearch reported 40 records, efetch returned 40; esearch listed only 39 ids"
+    )
+    assert set(stored_pmids(harness.engine)) == set(entered)  # nothing fetched is thrown away
 
 
 def test_records_missing_from_a_history_page_are_recovered_by_id(

