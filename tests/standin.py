@@ -23,6 +23,7 @@ import gzip
 import json
 import random
 import re
+import signal
 import socket
 import socketserver
 import struct
@@ -1942,6 +1943,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"standin: {exc}", file=sys.stderr)
         return 2
     try:
+        # Ctrl-C (and SIGTERM) only sets a flag: a KeyboardInterrupt raised wherever the main thread
+        # happened to be (inside a print's buffer lock) could leave the stop itself waiting.
+        signals: list[int] = []
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda signum, _frame: signals.append(signum))
         print(standin.base_url, flush=True)
         exports = " ".join(f"{name}={value}" for name, value in standin.env().items())
         for reason in standin.skipped:
@@ -1951,8 +1957,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(standin.pmcids)} PMC articles"
         )
         print(f"standin: {counts}; {exports}", file=sys.stderr, flush=True)
-        while True:
-            time.sleep(3600)
+        while not signals:
+            time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     finally:
