@@ -1,0 +1,302 @@
+"""iCite: both answer shapes parse alike, bad values are ParseErrors, and harvests store metrics with history.
+
+The harvest tests run the whole pipeline against the stand-in (its iCite routes count the requests) on
+both dialects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from enrich.icite import parse_icite_record, parse_icite_response
+from harvester.errors import ParseError
+from harvester.pipeline import build_services, harvest
+from harvester.settings import HttpSettings, Secret, Settings
+from tests.helpers_fixtures import read_shared
+from tests.standin import ICITE_PUBS, StandIn
+from tests.test_search import corpus
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHAPE_2025 = "icite/icite-pubs-32162448-path-form-legacy-2025.docexample.json"
+SHAPE_2024 = "icite/icite-pubs-2-pmids-legacy-2024-meta-links.docexample-handedited.json"
+
+
+def _only(body: bytes) -> Any:
+    answer = parse_icite_response(body)
+    assert answer.rejected == ()
+    return answer.records
+
+
+# ------------------------------------------------------------------------------------------- parsing
+
+
+def test_the_2025_answer_and_the_same_record_in_the_older_shape_parse_to_the_same_values() -> None:
+    (current,) = _only(read_shared(SHAPE_2025))
+    (older,) = _only((FIXTURES / "icite_pubs_32162448_pre_2025_shape.json").read_bytes())
+    assert current == older
+    assert current.pmid == "32162448"
+    assert current.authors[:2] == ("Yan-Ling Zhang", "Hui Li")
+    assert current.is_research_article is True and current.is_clinical is True
+    assert current.provisional is False
+    assert current.citation_count == 17 and len(current.cited_by) == 17 and len(current.references) == 31
+    assert current.relative_citation_ratio == pytest.approx(2.18475199552701)
+    assert current.cited_by_clinical == ("32997821", "38615661", "35166373")
+    assert current.doi == "10.1111/pan.13853"
+    assert current.last_modified is None
+
+
+def test_the_2024_answer_and_the_same_record_in_the_2025_shape_parse_to_the_same_values() -> None:
+    older, second = _only(read_shared(SHAPE_2024))
+    (current,) = _only((FIXTURES / "icite_pubs_23456789_2025_shape.json").read_bytes())
+    assert older.last_modified == "2024-02-25T09:52:59"  # "02/25/2024, 09:52:59"
+    assert dataclasses.replace(older, last_modified=None) == current
+    assert older.authors == ("Arun Sharma", "Stephen M Schwartz", "Eduardo Méndez")
+    assert older.is_research_article is True and older.is_clinical is False and older.provisional is False
+    assert older.nih_percentile == 71.0 and older.citation_count == 46
+    assert second.pmid == "27599104" and second.relative_citation_ratio == 9.87
+
+
+def test_camel_case_names_of_legacy_false_answers_are_read() -> None:
+    record = parse_icite_record(
+        {
+            "pmid": "123",
+            "citationCount": 4,
+            "relativeCitationRatio": 0.5,
+            "isResearchArticle": True,
+            "citedBy": [7],
+        }
+    )
+    assert (record.citation_count, record.relative_citation_ratio, record.is_research_article) == (
+        4,
+        0.5,
+        True,
+    )
+    assert record.cited_by == ("7",)
+
+
+def test_every_key_but_the_pmid_is_optional() -> None:
+    record = parse_icite_record({"pmid": 42})
+    assert (
+        record.pmid == "42"
+        and record.citation_count is None
+        and record.authors == ()
+        and record.cited_by == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("citation_count", "many"),
+        ("citation_count", -1),
+        ("citation_count", True),
+        ("citation_count", "9" * 40),
+        ("relative_citation_ratio", "high"),
+        ("relative_citation_ratio", math.inf),
+        ("is_clinical", "Maybe"),
+        ("cited_by", [1, "x"]),
+        ("cited_by", {"a": 1}),
+        ("last_modified", "yesterday"),
+        ("authors", 7),
+    ],
+)
+def test_a_bad_value_is_a_parse_error_naming_the_pmid(name: str, value: object) -> None:
+    with pytest.raises(ParseError, match=f"PMID 5: {name}"):
+        parse_icite_record({"pmid": 5, name: value})
+
+
+def test_a_bad_record_costs_the_others_nothing() -> None:
+    answer = parse_icite_response((FIXTURES / "icite_pubs_bad_values.json").read_bytes())
+    assert [r.pmid for r in answer.records] == ["33333333"]
+    assert answer.records[0].relative_citation_ratio == 1.5
+    assert answer.records[0].cited_by == ("44444444", "55555555")
+    assert [pmid for pmid, _ in answer.rejected] == ["11111111", "22222222", None, None]
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html>down</html>", b'{"data": [', b'{"error": "bad"}', b"42", b'{"data": 3}']
+)
+def test_an_answer_that_is_not_icite_json_is_a_parse_error(body: bytes) -> None:
+    with pytest.raises(ParseError, match="icite"):
+        parse_icite_response(body)
+
+
+def test_an_empty_data_list_is_no_records_not_an_error() -> None:
+    assert parse_icite_response(b'{"data": []}').records == ()
+
+
+# ---------------------------------------------------------------------------------------- harvesting
+
+N = 450  # three iCite batches: 200 + 200 + 50
+FIRST = 31_000_001
+UNKNOWN = str(FIRST + N - 1)  # iCite does not know the last one
+CHANGED = 31_000_008  # its RCR changes in the history test
+
+
+def icite_record(
+    pmid: int, *, rcr: float = 1.25, modified: str = "11/01/2026, 08:00:00"
+) -> dict[str, object]:
+    return {
+        "pmid": pmid,
+        "year": 2024,
+        "title": f"Record {pmid}",
+        "citation_count": 3,
+        "relative_citation_ratio": rcr,
+        "nih_percentile": 55.5,
+        "is_research_article": True,
+        "is_clinical": False,
+        "provisional": False,
+        "cited_by": [pmid + 1, 99_000_001],
+        "references": [pmid - 1],
+        "last_modified": modified,
+    }
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    xml, _ = corpus({date(2026, 11, 2): N}, first_pmid=FIRST)
+    with StandIn([xml]) as server:
+        server.add_icite_records([icite_record(p) for p in range(FIRST, FIRST + N - 1)])
+        yield server
+
+
+def make_settings(standin: StandIn, db_url: str) -> Settings:
+    return Settings(
+        database_url=db_url,
+        email="tests@example.org",
+        ncbi_api_key=Secret("test-api-key-0123"),
+        eutils_url=standin.eutils_url,
+        idconv_url=standin.idconv_url,
+        crossref_url=standin.crossref_url,
+        icite_url=standin.icite_url,
+        icite_requests_per_second=20.0,
+        ncbi_requests_per_second=10.0,
+        http=HttpSettings(timeout=10.0, max_attempts=3, backoff_initial=0.01, backoff_max=0.05),
+    )
+
+
+def run_harvest(standin: StandIn, engine: Engine, db_url: str) -> Any:
+    settings = make_settings(standin, db_url)
+    pmids = [str(p) for p in range(FIRST, FIRST + N)]
+    return harvest("pmid", pmids, settings=settings, services=build_services(settings), engine=engine)
+
+
+def rows(engine: Engine, sql: str) -> list[Any]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(sa.text(sql))]
+
+
+ICITE_TABLES = (
+    "SELECT article_id, source, valid_on, citation_count, relative_citation_ratio"
+    " FROM article_metrics ORDER BY id",
+    "SELECT citing_pmid, cited_pmid, source FROM citation_edges ORDER BY citing_pmid, cited_pmid",
+    "SELECT id, field, source FROM article_history ORDER BY id",
+    "SELECT id, source, source_id, sha256 FROM raw_payloads ORDER BY id",
+    "SELECT source, source_id, payload_id FROM source_records ORDER BY source, source_id",
+    "SELECT id, icite_status, updated_at FROM articles ORDER BY id",
+)
+
+
+def snapshot(engine: Engine) -> list[list[Any]]:
+    return [rows(engine, sql) for sql in ICITE_TABLES]
+
+
+def test_a_harvest_asks_icite_in_batches_of_200_and_stores_metrics_edges_and_the_raw_answer(
+    standin: StandIn, engine: Engine, db_url: str
+) -> None:
+    report = run_harvest(standin, engine, db_url)
+    assert len(report.created) == N
+    assert len(standin.requests_for(ICITE_PUBS)) == math.ceil(N / 200) == 3
+    assert max(len(r.params["pmids"].split(",")) for r in standin.requests_for(ICITE_PUBS)) == 200
+    icite = report.enrichment.icite
+    assert (icite.asked, icite.updated, icite.not_found, icite.failed) == (N, N - 1, 1, [])
+    assert report.exit_code == 0  # not found in iCite is a status, not a failure
+    assert "icite 449 updated, 0 unchanged, 1 not found" in report.enrichment.summary_line()
+    assert rows(engine, "SELECT COUNT(*), MIN(valid_on), MAX(valid_on) FROM article_metrics")[0][0] == N - 1
+    assert [str(v) for v in rows(engine, "SELECT DISTINCT valid_on FROM article_metrics")[0]] == [
+        "2026-11-01"
+    ]
+    statuses = dict(rows(engine, "SELECT pmid, icite_status FROM articles"))
+    assert statuses[UNKNOWN] == "not_found" and statuses[str(FIRST)] == "found"
+    assert rows(engine, "SELECT COUNT(*) FROM raw_payloads WHERE source = 'icite'")[0][0] == N - 1
+    # each record names (pmid+1 cites pmid), (99000001 cites pmid), (pmid cites pmid-1): kept, once each
+    edges = set(rows(engine, "SELECT citing_pmid, cited_pmid FROM citation_edges"))
+    assert (str(FIRST + 1), str(FIRST)) in edges and ("99000001", str(FIRST)) in edges
+    assert (str(FIRST), str(FIRST - 1)) in edges
+    assert len(edges) == rows(engine, "SELECT COUNT(*) FROM citation_edges")[0][0]
+    provenance = rows(engine, "SELECT source, source_id FROM field_provenance WHERE field = 'metrics.icite'")
+    assert len(provenance) == N - 1 and provenance[0][0] == "icite"
+
+
+def test_the_same_answer_again_writes_nothing_and_a_changed_rcr_adds_one_row_and_one_history_entry(
+    standin: StandIn, engine: Engine, db_url: str
+) -> None:
+    run_harvest(standin, engine, db_url)
+    before = snapshot(engine)
+    again = run_harvest(standin, engine, db_url)
+    assert again.enrichment.icite.unchanged == N - 1 and again.enrichment.icite.updated == 0
+    assert snapshot(engine) == before
+
+    changed = CHANGED
+    standin.add_icite_records([icite_record(changed, rcr=1.75, modified="12/01/2026, 08:00:00")])
+    third = run_harvest(standin, engine, db_url)
+    assert third.enrichment.icite.updated == 1
+    history = rows(
+        engine,
+        "SELECT h.old_value, h.new_value FROM article_history h JOIN articles a ON a.id = h.article_id "
+        "WHERE h.field = 'metrics.icite' AND a.pmid = '31000008' ORDER BY h.id",
+    )
+    assert len(history) == 2  # the first store and the change
+    assert json.loads(history[1][0]) == {"relative_citation_ratio": 1.25}
+    assert json.loads(history[1][1]) == {"relative_citation_ratio": 1.75}
+    series = rows(
+        engine,
+        "SELECT m.valid_on, m.relative_citation_ratio FROM article_metrics m"
+        " JOIN articles a ON a.id = m.article_id WHERE a.pmid = '31000008' ORDER BY m.valid_on",
+    )
+    assert [(str(day), rcr) for day, rcr in series] == [("2026-11-01", 1.25), ("2026-12-01", 1.75)]
+    assert rows(engine, "SELECT COUNT(*) FROM article_metrics")[0][0] == N
+    assert rows(engine, "SELECT COUNT(*) FROM article_history WHERE field = 'metrics.icite'")[0][0] == N
+
+
+def test_the_older_envelope_at_the_standin_stores_the_same_metrics(
+    standin: StandIn, engine: Engine, db_url: str
+) -> None:
+    standin.icite_legacy_envelope = True
+    report = run_harvest(standin, engine, db_url)
+    assert report.enrichment.icite.updated == N - 1
+
+
+def test_no_enrich_leaves_icite_alone(standin: StandIn, engine: Engine, db_url: str) -> None:
+    settings = make_settings(standin, db_url)
+    harvest(
+        "pmid",
+        [str(FIRST)],
+        settings=settings,
+        services=build_services(settings),
+        engine=engine,
+        enrich=False,
+    )
+    assert standin.requests_for(ICITE_PUBS) == []
+
+
+def test_a_batch_that_keeps_failing_names_its_pmids_and_the_others_are_stored(
+    standin: StandIn, engine: Engine, db_url: str
+) -> None:
+    from tests.standin import Status
+
+    standin.inject(ICITE_PUBS, *(Status(503) for _ in range(3)))  # every attempt of the first batch
+    report = run_harvest(standin, engine, db_url)
+    icite = report.enrichment.icite
+    assert len(icite.failed) == 200 and icite.updated == N - 1 - 200
+    assert report.exit_code == 4
