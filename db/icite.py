@@ -430,3 +430,88 @@ def read_metrics(engine: Engine, article_ids: Sequence[int]) -> dict[int, dict[s
             **{name: row[name] for name in METRIC_FIELDS},
         }
     return out
+
+
+def icite_due_article_ids(
+    engine: Engine, *, fetched_before: datetime, share: tuple[int, int] | None = None
+) -> list[int]:
+    """Articles (with a PMID, not deleted) due for iCite: never asked, or whose kept iCite record is
+    missing (not found) or older than the time.
+
+    As :func:`db.targets.stale_article_ids`: an unchanged answer never moves its record's ``fetched_at``,
+    so with ``share=(slot, slots)`` the articles already asked are spread over ``slots`` calls (those
+    whose id is ``slot`` modulo ``slots``); never-asked ones are always due.
+    """
+    a, sr = ARTICLES, SOURCE_RECORDS
+    rotation: sa.ColumnElement[bool] = sa.true()
+    if share is not None:
+        slot, slots = share
+        if slots < 1 or not 0 <= slot < slots:
+            raise ValueError(f"share must be (slot, slots) with 0 <= slot < slots, not {share!r}")
+        rotation = (a.c.id % slots) == slot
+    old = sa.or_(sr.c.id.is_(None), sr.c.fetched_at < fetched_before)
+    query = (
+        sa.select(a.c.id)
+        .select_from(a.outerjoin(sr, sa.and_(sr.c.article_id == a.c.id, sr.c.source == SOURCE)))
+        .where(
+            a.c.deleted.is_(False),
+            a.c.pmid.is_not(None),
+            sa.or_(a.c.icite_status.is_(None), sa.and_(old, rotation)),
+        )
+        .order_by(a.c.id)
+        .distinct()
+    )
+    try:
+        with begin_read(engine) as conn:
+            return [row[0] for row in conn.execute(query)]
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read articles from", engine) from exc
+
+
+def add_edges_batch(
+    engine: Engine, edges: Iterable[tuple[str, str]], *, stored_pmids: set[str] | None
+) -> int:
+    """:func:`add_edges` in a transaction of its own (a bulk load's chunk)."""
+    try:
+        with begin_write(engine) as conn:
+            return add_edges(conn, edges, stored_pmids=stored_pmids)
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot store citation edges in", engine) from exc
+
+
+def record_snapshot(
+    engine: Engine,
+    *,
+    name: str,
+    kind: str,
+    sha256: str,
+    size: int,
+    records: int,
+    at: datetime,
+    run_id: int | None,
+) -> bool:
+    """Record an iCite snapshot file as applied in ``bulk_files`` (kind "icite-metadata" or
+    "icite-citations"); False when the same bytes were recorded before (a forced reload)."""
+    bulk = metadata.tables["bulk_files"]
+    try:
+        with begin_write(engine) as conn:
+            if conn.execute(sa.select(bulk.c.id).where(bulk.c.sha256 == sha256)).first() is not None:
+                return False
+            conn.execute(
+                sa.insert(bulk).values(
+                    name=name,
+                    kind=kind,
+                    release_year=None,
+                    sequence=None,
+                    sha256=sha256,
+                    size=size,
+                    records=records,
+                    deleted=0,
+                    applied_at=at,
+                    run_id=run_id,
+                    forced=False,
+                )
+            )
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot record the applied snapshot in", engine) from exc
+    return True

@@ -75,6 +75,7 @@ _TRUE = frozenset({"yes", "true", "y", "1"})
 _FALSE = frozenset({"no", "false", "n", "0"})
 _NONE = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _LEGACY_MODIFIED = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}),?\s+(\d{1,2}):(\d{2}):(\d{2})$")
+_INTEGRAL = re.compile(r"^\d{1,18}\.0*$")
 _PMID_SPLIT = re.compile(r"[\s,;]+")
 
 
@@ -110,6 +111,8 @@ def _int(value: Any, pmid: str | None, name: str) -> int | None:
         number = int(value)
     elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= _MAX_DIGITS:
         number = int(value.strip())
+    elif isinstance(value, str) and _INTEGRAL.match(value.strip()):
+        number = int(value.strip().split(".")[0])  # "2013.0", as CSV writers of floats put it
     else:
         raise _bad(pmid, name, value, "a whole number")
     if number < 0 or number.bit_length() > 62:

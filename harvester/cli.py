@@ -363,8 +363,15 @@ def enrich_command(
             help="Without ids: enrich articles whose PMC or Crossref record is missing or older than N days.",
         ),
     ] = 30,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="Ask only this source: pmc, crossref or icite (repeat for several; default: all three).",
+        ),
+    ] = None,
 ) -> int:
-    """Fetch PMC front matter and Crossref works again for stored articles and merge what changed."""
+    """Fetch PMC front matter, Crossref works and iCite metrics again for stored articles; store changes."""
     from datetime import UTC, datetime, timedelta
 
     from db.documents import resolve_identifiers
@@ -372,6 +379,10 @@ def enrich_command(
     from db.targets import enrichment_targets, stale_article_ids
     from harvester.pipeline import enrich_articles
 
+    sources = tuple(dict.fromkeys(s.strip().lower() for s in source or ("pmc", "crossref", "icite")))
+    unknown = [s for s in sources if s not in ("pmc", "crossref", "icite")]
+    if unknown:
+        raise UsageError(f"--source {unknown[0]!r}: use pmc, crossref or icite")
     state = _state(ctx)
     settings = state.settings()
     engine = state.engine()
@@ -381,7 +392,14 @@ def enrich_command(
         missing = [given for given, article_id in found.items() if article_id is None]
         article_ids = [a for a in dict.fromkeys(found.values()) if a is not None]
     else:
-        article_ids = stale_article_ids(engine, fetched_before=datetime.now(UTC) - timedelta(days=stale_days))
+        cutoff = datetime.now(UTC) - timedelta(days=stale_days)
+        article_ids = (
+            stale_article_ids(engine, fetched_before=cutoff) if {"pmc", "crossref"} & set(sources) else []
+        )
+        if "icite" in sources:
+            from db.icite import icite_due_article_ids
+
+            article_ids = sorted({*article_ids, *icite_due_article_ids(engine, fetched_before=cutoff)})
     run_id = start_run(engine, f"enrich ({len(article_ids)} articles)")
     with _recorded_run(state, engine, run_id) as finish:
         enrichment = enrich_articles(
@@ -390,6 +408,7 @@ def enrich_command(
             engine=engine,
             run_id=run_id,
             policy=settings.merge_policy,
+            sources=sources,
         )
         report = HarvestReport(
             requested=len(article_ids) + len(missing), not_found=missing, enrichment=enrichment
@@ -405,11 +424,60 @@ def enrich_command(
             typer.echo("not stored: " + " ".join(missing), err=True)
         for label, items in (
             ("conflict", enrichment.conflicts),
-            ("enrichment failed", [*enrichment.pmc.failed, *enrichment.crossref.failed]),
+            (
+                "enrichment failed",
+                [*enrichment.pmc.failed, *enrichment.crossref.failed, *enrichment.icite.failed],
+            ),
         ):
             if items:
                 typer.echo(f"{label}: " + " ".join(items), err=True)
     return int(report.exit_code)
+
+
+@app.command("ingest-icite")
+def ingest_icite_command(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(help="iCite snapshot CSV files (plain or .gz): metadata, citations.")
+    ],
+    all_edges: Annotated[
+        bool,
+        typer.Option("--all-edges", help="Keep every citation edge, not only those with a stored article."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Load a file again even if it was applied before.")
+    ] = False,
+) -> int:
+    """Load iCite's monthly snapshot files: metrics of stored articles and the Open Citation Collection.
+
+    The metadata CSV (one row per PMID) and open_citation_collection.csv (citing,referenced) are told apart by
+    their header and streamed. Exit 0: loaded (or applied before); 2: a file is not an iCite snapshot or
+    cannot be read (what was stored of it stays; it is not recorded, run it again); 5: database error.
+    """
+    from db.reconcile import start_run
+    from harvester.icite_ingest import ingest_icite_file
+
+    state = _state(ctx)
+    engine = state.engine()
+    run_id = start_run(engine, f"ingest-icite ({len(files)} files)")
+    reports = []
+    with _recorded_run(state, engine, run_id) as finish:
+        for path in files:
+            if not path.is_file():
+                raise UsageError(f"{path}: no such file")
+            reports.append(
+                ingest_icite_file(path, engine=engine, all_edges=all_edges, force=force, run_id=run_id)
+            )
+        finish(ExitCode.OK, {"files": [r.as_dict() for r in reports]})
+    for report in reports:
+        for message in report.rejected[:20]:
+            log.warning("%s: %s", report.path, message)
+    if state.json_output:
+        typer.echo(json.dumps({"files": [r.as_dict() for r in reports]}, ensure_ascii=False))
+    else:
+        for report in reports:
+            typer.echo(report.summary_line())
+    return int(ExitCode.OK)
 
 
 @app.command("nightly")

@@ -300,3 +300,60 @@ def test_a_batch_that_keeps_failing_names_its_pmids_and_the_others_are_stored(
     icite = report.enrichment.icite
     assert len(icite.failed) == 200 and icite.updated == N - 1 - 200
     assert report.exit_code == 4
+
+
+# ----------------------------------------------------------------------------------------- snapshots
+
+METADATA_HEADER = (
+    "pmid,doi,title,authors,year,journal,is_research_article,citation_count,field_citation_rate,"
+    "expected_citations_per_year,citations_per_year,relative_citation_ratio,nih_percentile,molecular_cellular,"
+    "animal,human,apt,is_clinical,cited_by_clin,x_coord,y_coord,cited_by,references,provisional,last_modified"
+)
+
+
+def metadata_row(pmid: int, rcr: str = "1.25") -> str:
+    return (
+        f'{pmid},10.5555/x.{pmid},"Record {pmid}","A Author, B Author",2024.0,J Test,True,3,2.0,1.0,1.5,'
+        f"{rcr},"
+        f'55.5,0.0,0.0,1.0,0.05,False,,0,1,"{pmid + 1} 99000001",{pmid - 1},False,11/01/2026 08:00:00'
+    )
+
+
+def test_ingest_icite_loads_both_snapshot_files_once_and_a_forced_second_load_writes_nothing(
+    standin: StandIn, engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    from harvester.icite_ingest import ingest_icite_file
+
+    settings = make_settings(standin, db_url)
+    pmids = [str(p) for p in range(FIRST, FIRST + 3)]
+    harvest("pmid", pmids, settings=settings, services=build_services(settings), engine=engine, enrich=False)
+    meta = tmp_path / "icite_metadata.csv"
+    rows_ = [metadata_row(p) for p in range(FIRST, FIRST + 3)] + [metadata_row(5), "x,bad"]
+    meta.write_text(METADATA_HEADER + "\n" + "\n".join(rows_) + "\n")
+    occ = tmp_path / "open_citation_collection.csv"
+    occ.write_text(f"citing,referenced\n{FIRST},{FIRST + 2}\n7,8\n{FIRST},{FIRST + 2}\n9,{FIRST}\n")
+
+    first = ingest_icite_file(meta, engine=engine)
+    assert (first.kind, first.rows, first.metrics_updated, first.not_stored) == ("icite-metadata", 5, 3, 1)
+    assert len(first.rejected) == 1
+    edges = ingest_icite_file(occ, engine=engine)
+    assert edges.kind == "icite-citations" and edges.edges_added == 2  # 7->8 has no stored end; one duplicate
+    assert ingest_icite_file(meta, engine=engine).skipped  # the same bytes: applied before
+    again = [ingest_icite_file(p, engine=engine, force=True) for p in (meta, occ)]
+    assert [r.writes for r in again] == [0, 0]
+    assert again[0].metrics_unchanged == 3
+    kinds = rows(engine, "SELECT kind, records FROM bulk_files ORDER BY id")
+    assert kinds == [("icite-metadata", 5), ("icite-citations", 4)]
+    rcr = rows(engine, "SELECT relative_citation_ratio FROM article_metrics WHERE source = 'icite'")
+    assert [r[0] for r in rcr] == [1.25, 1.25, 1.25]
+
+
+def test_a_file_that_is_not_an_icite_snapshot_is_a_bulk_file_error(engine: Engine, tmp_path: Path) -> None:
+    from harvester.errors import BulkFileError
+    from harvester.icite_ingest import ingest_icite_file
+
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(BulkFileError, match="not an iCite snapshot"):
+        ingest_icite_file(path, engine=engine)
+    assert rows(engine, "SELECT COUNT(*) FROM bulk_files")[0][0] == 0
