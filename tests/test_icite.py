@@ -357,3 +357,20 @@ def test_a_file_that_is_not_an_icite_snapshot_is_a_bulk_file_error(engine: Engin
     with pytest.raises(BulkFileError, match="not an iCite snapshot"):
         ingest_icite_file(path, engine=engine)
     assert rows(engine, "SELECT COUNT(*) FROM bulk_files")[0][0] == 0
+
+
+def test_the_standin_answers_icite_as_the_service_does() -> None:
+    import requests
+
+    with StandIn() as server:
+        server.add_icite_records([icite_record(10), icite_record(11)])
+        url = server.icite_url + "api/pubs"
+        answer = requests.get(url, params={"pmids": "11,12,10"}, timeout=5).json()
+        assert [r["pmid"] for r in answer["data"]] == [11, 10] and set(answer) == {"data"}
+        server.icite_legacy_envelope = True
+        legacy = requests.get(url, params={"pmids": "10"}, timeout=5).json()
+        assert legacy["meta"] == {"pmids": "10"} and "self" in legacy["links"]
+        assert requests.get(url + "/11", timeout=5).json()["data"][0]["pmid"] == 11
+        too_many = ",".join(str(p) for p in range(1, 202))
+        assert requests.get(url, params={"pmids": too_many}, timeout=5).status_code == 400
+        assert len(server.requests_for(ICITE_PUBS)) == 4
