@@ -785,12 +785,34 @@ def _as_text(doc: dict[str, Any]) -> str:
         f"Retracted    {'yes (' + retraction + ')' if doc.get('retracted') else 'no'}"
         + ("   (deleted from PubMed)" if doc.get("deleted") else ""),
     ]
+    lines.append(_icite_line(doc))
     for d in doc.get("disagreements") or []:
         theirs = f"{d['other_source']} {d['other_value']!r}"
         lines.append(f"Disagrees    {d['field']}: {d['source']} {d['value']!r} vs {theirs}")
     lines.append("Abstract" + src("abstract"))
     lines.extend(f"  {line}" for line in (doc.get("abstract") or "-").splitlines())
     return "\n".join(lines)
+
+
+def _icite_line(doc: dict[str, Any]) -> str:
+    """The latest iCite metrics, or why there are none."""
+    icite = (doc.get("metrics") or {}).get("icite")
+    if not icite:
+        why = {"not_found": "iCite does not know it", None: "iCite not asked"}.get(
+            doc.get("icite_status"), "none"
+        )
+        return f"iCite        - ({why})"
+
+    def num(name: str) -> str:
+        value = icite.get(name)
+        return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return (
+        f"iCite        RCR {num('relative_citation_ratio')} (NIH percentile {num('nih_percentile')}), "
+        f"{num('citation_count')} citations, APT {num('apt')}; as of {icite['valid_on']}; stored edges: "
+        f"cited by {icite['cited_by_stored_edges']}, cites {icite['references_stored_edges']}"
+        f"  [icite {doc.get('pmid')}]"
+    )
 
 
 def _views_epilog() -> str:

@@ -374,3 +374,38 @@ def test_the_standin_answers_icite_as_the_service_does() -> None:
         too_many = ",".join(str(p) for p in range(1, 202))
         assert requests.get(url, params={"pmids": too_many}, timeout=5).status_code == 400
         assert len(server.requests_for(ICITE_PUBS)) == 4
+
+
+def test_metrics_are_in_the_document_the_csv_the_solr_export_and_show(
+    standin: StandIn, engine: Engine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from db.documents import csv_row, load_documents, resolve_identifiers
+    from db.solr import solr_document
+    from harvester.cli import run
+
+    run_harvest(standin, engine, db_url)
+    ids = resolve_identifiers(engine, [str(FIRST + 1), UNKNOWN])
+    known, unknown = (doc for doc in load_documents(engine, [i for i in ids.values() if i is not None]))
+    icite = known["metrics"]["icite"]
+    assert (icite["valid_on"], icite["citation_count"], icite["relative_citation_ratio"]) == (
+        "2026-11-01",
+        3,
+        1.25,
+    )
+    # stored edges naming it: FIRST+2 and 99000001 cite it (FIRST+2's record names it too); it cites FIRST
+    assert (icite["cited_by_stored_edges"], icite["references_stored_edges"]) == (2, 1)
+    assert known["icite_status"] == "found"
+    assert (unknown["metrics"], unknown["icite_status"]) == ({}, "not_found")
+    row = csv_row(known)
+    assert (row["relative_citation_ratio"], row["icite_citation_count"], row["metrics_valid_on"]) == (
+        "1.25",
+        "3",
+        "2026-11-01",
+    )
+    solr = solr_document(known)
+    assert (solr["icite_rcr_str"], solr["icite_citation_count_str"]) == ("1.25", "3")
+    assert "icite_rcr_str" not in solr_document(unknown)
+    assert run(["--db", db_url, "show", str(FIRST + 1), UNKNOWN]) == 0
+    out = capsys.readouterr().out
+    assert "iCite        RCR 1.25 (NIH percentile 55.5), 3 citations" in out
+    assert "iCite        - (iCite does not know it)" in out
