@@ -409,3 +409,100 @@ def test_metrics_are_in_the_document_the_csv_the_solr_export_and_show(
     out = capsys.readouterr().out
     assert "iCite        RCR 1.25 (NIH percentile 55.5), 3 citations" in out
     assert "iCite        - (iCite does not know it)" in out
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+@pytest.fixture
+def cli_env(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HARVEST_EMAIL", "tests@example.org")
+    for name, value in standin.env().items():
+        monkeypatch.setenv(name, value)
+    return standin
+
+
+def test_enrich_source_icite_asks_only_icite_and_reports_not_found(
+    cli_env: StandIn, engine: Engine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harvester.cli import run
+
+    settings = make_settings(cli_env, db_url)
+    pmids = [str(p) for p in range(FIRST, FIRST + 3)] + [UNKNOWN]
+    harvest("pmid", pmids, settings=settings, services=build_services(settings), engine=engine, enrich=False)
+    cli_env.clear_log()
+    assert run(["--db", db_url, "--json", "enrich", "--source", "icite", *pmids]) == 0
+    assert [r.path for r in cli_env.requests] == ["/icite/api/pubs"]
+    out = json.loads(capsys.readouterr().out)
+    icite = out["enrichment"]["icite"]
+    assert (icite["asked"], icite["updated"], icite["not_found"], icite["failed"]) == (4, 3, 1, [])
+    assert out["enrichment"]["pmc"]["asked"] == 0 and out["enrichment"]["crossref"]["asked"] == 0
+    # without ids: articles never asked, asked long ago, or not found (as for PMC and Crossref) are due
+    cli_env.clear_log()
+    assert run(["--db", db_url, "enrich", "--source", "icite"]) == 0
+    assert "articles 1;" in capsys.readouterr().out
+    assert [r.params["pmids"] for r in cli_env.requests] == [UNKNOWN]
+    assert run(["--db", db_url, "enrich", "--source", "pubmed"]) == 2
+
+
+def test_ingest_icite_command_loads_and_reports(
+    cli_env: StandIn, engine: Engine, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harvester.cli import run
+
+    settings = make_settings(cli_env, db_url)
+    harvest(
+        "pmid",
+        [str(FIRST)],
+        settings=settings,
+        services=build_services(settings),
+        engine=engine,
+        enrich=False,
+    )
+    occ = tmp_path / "open_citation_collection.csv"
+    occ.write_text(f"citing,referenced\n{FIRST},5\n6,7\n")
+    assert run(["--db", db_url, "ingest-icite", str(occ)]) == 0
+    assert "icite-citations, 2 rows" in capsys.readouterr().out
+    assert run(["--db", db_url, "--json", "ingest-icite", "--all-edges", "--force", str(occ)]) == 0
+    report = json.loads(capsys.readouterr().out)["files"][0]
+    assert report["edges_added"] == 1  # 6 -> 7, kept with --all-edges; the other was there
+    bad = tmp_path / "other.csv"
+    bad.write_text("x\n1\n")
+    assert run(["--db", db_url, "ingest-icite", str(bad)]) == 2
+    assert "not an iCite snapshot" in capsys.readouterr().err
+
+
+def test_nightly_refreshes_icite_about_monthly_spread_over_the_month(
+    standin: StandIn, engine: Engine, db_url: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from db.reconcile import start_run
+    from harvester.nightly import enrich_stale_articles
+    from harvester.settings import NightlySettings
+
+    run_harvest(standin, engine, db_url)
+    settings = dataclasses.replace(make_settings(standin, db_url), nightly=NightlySettings(icite_days=30))
+    services = build_services(settings)
+    standin.clear_log()
+    report, _ = enrich_stale_articles(
+        settings=settings, services=services, engine=engine, run_id=start_run(engine, "nightly")
+    )
+    slot = datetime.now(UTC).date().toordinal() % 30
+    ids = dict(rows(engine, "SELECT pmid, id FROM articles"))
+    # asked today: nothing is due but the PMID iCite did not know, on its article's night of the month
+    assert report.icite.asked == (1 if ids[UNKNOWN] % 30 == slot else 0)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE source_records SET fetched_at = :t"),
+            {"t": datetime.now(UTC) - timedelta(days=40)},
+        )
+    standin.clear_log()
+    report, _ = enrich_stale_articles(
+        settings=settings, services=services, engine=engine, run_id=start_run(engine, "nightly")
+    )
+    tonight = sorted(pmid for pmid, article_id in ids.items() if article_id % 30 == slot)
+    asked = sorted(p for r in standin.requests_for(ICITE_PUBS) for p in r.params["pmids"].split(","))
+    assert asked == tonight and 10 <= len(tonight) <= 20  # a thirtieth of 450 each night
+    assert report.icite.unchanged == len([p for p in tonight if p != UNKNOWN])
