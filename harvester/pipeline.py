@@ -83,7 +83,14 @@ def build_services(settings: Settings, session: requests.Session | None = None) 
         eutils=EutilsClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
         idconv=IdConverterClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
         crossref=CrossrefClient.from_settings(settings, session, limiter=crossref_limiter, policy=policy),
-        icite=IciteClient.from_settings(settings, session, policy=policy),
+        icite=IciteClient.from_settings(
+            settings,
+            session,
+            limiter=RateLimiter(
+                settings.icite_requests_per_second, shared=shared_sends(rate_dir, "icite", settings.icite_url)
+            ),
+            policy=policy,
+        ),
     )
 
 
