@@ -109,6 +109,8 @@ DOCUMENT_KEYS: tuple[str, ...] = (
     "provenance",
     "created_at",
     "updated_at",
+    "icite_status",  # migration 0009: "found" / "not_found" / None (never asked)
+    "metrics",  # {"icite": the latest metrics, valid_on, and citation edge counts} ({} when none)
 )
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -148,6 +150,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "citation_count",
     "funders",
     "retraction_sources",
+    "icite_citation_count",
+    "relative_citation_ratio",
+    "nih_percentile",
+    "metrics_valid_on",
 )
 
 _PMCID_LIKE = re.compile(r"^\s*pmc", re.IGNORECASE)
@@ -278,8 +284,19 @@ def csv_row(doc: dict[str, Any]) -> dict[str, str]:
         license_url=(doc["license"] or {}).get("url"),
         funders=[_funder_text(f) for f in doc["funders"]],
         retraction_sources=[f"{r['source']}: {r['statement']}" for r in doc["retraction_sources"]],
+        **_metrics_columns(doc.get("metrics") or {}),
     )
     return {key: _csv_value(values[key]) for key in CSV_COLUMNS}
+
+
+def _metrics_columns(metrics: dict[str, Any]) -> dict[str, Any]:
+    icite = metrics.get("icite") or {}
+    return {
+        "icite_citation_count": icite.get("citation_count"),
+        "relative_citation_ratio": icite.get("relative_citation_ratio"),
+        "nih_percentile": icite.get("nih_percentile"),
+        "metrics_valid_on": icite.get("valid_on"),
+    }
 
 
 def _csv_value(value: Any) -> str:
@@ -365,7 +382,7 @@ def _documents(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]
         known = pubmed.get(article_id)
         if known is None or (fetched_at, record_id) > known[0]:
             pubmed[article_id] = ((fetched_at, record_id), source_id, fetched_at)
-    return {
+    docs = {
         row.id: _document(
             row,
             children,
@@ -376,6 +393,32 @@ def _documents(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]
         )
         for row in rows
     }
+    _add_metrics(conn, docs)
+    return docs
+
+
+def _add_metrics(conn: Connection, docs: dict[int, dict[str, Any]]) -> None:
+    """``icite_status`` and ``metrics``: the latest iCite row and how many stored edges cite or are cited."""
+    from db.icite import METRIC_FIELDS, latest_metrics
+
+    edges = _T["citation_edges"]
+    latest = latest_metrics(conn, list(docs))
+    pmids = {doc["pmid"]: article_id for article_id, doc in docs.items() if doc["pmid"]}
+    counts: dict[tuple[int, str], int] = {}
+    for column, name in ((edges.c.cited_pmid, "cited_by"), (edges.c.citing_pmid, "references")):
+        for chunk in _chunks(sorted(pmids)):
+            query = sa.select(column, sa.func.count()).where(column.in_(chunk)).group_by(column)
+            counts.update({(pmids[pmid], name): n for pmid, n in conn.execute(query)})
+    for article_id, doc in docs.items():
+        row = latest.get(article_id)
+        doc["metrics"] = {}
+        if row is not None:
+            doc["metrics"]["icite"] = {
+                "valid_on": row["valid_on"].isoformat(),
+                **{name: row[name] for name in METRIC_FIELDS},
+                "cited_by_stored_edges": counts.get((article_id, "cited_by"), 0),
+                "references_stored_edges": counts.get((article_id, "references"), 0),
+            }
 
 
 # Child tables a document reads, with the columns to order each article's rows by.
@@ -579,6 +622,7 @@ def _document(
         "provenance": {},
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
+        "icite_status": row.icite_status,
     }
     # The provenance of each field with a value: its field_provenance row, else the current PubMed record
     # (the rule of db.reconcile, whose read_provenance gives the same for a fraction of the queries).

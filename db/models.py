@@ -132,6 +132,7 @@ class Article(Base):
     crossref_type: Mapped[str | None]  # "journal-article", "book-chapter", ...
     crossref_status: Mapped[str | None]  # "found" | "not_found"; None: Crossref was never asked
     pmc_status: Mapped[str | None]  # "found" | "not_found"; None: PMC was never asked
+    icite_status: Mapped[str | None]  # migration 0009: "found" | "not_found"; None: iCite was never asked
     retracted: Mapped[bool] = mapped_column(server_default=sa.false())
     in_pubmed: Mapped[bool] = mapped_column(server_default=sa.true())
     deleted: Mapped[bool] = mapped_column(server_default=sa.false())  # a DeleteCitation named it
@@ -633,6 +634,63 @@ class RejectedRecordRow(Base):
     raw_xml: Mapped[bytes] = mapped_column(sa.LargeBinary())  # the record's own XML, as in the file
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("harvest_runs.id", ondelete="SET NULL"))
     rejected_at: Mapped[datetime]
+
+
+# Citation impact (migration 0009; see db.icite): metrics per article and source over time, and the
+# citation graph between PMIDs.
+
+
+class ArticleMetrics(Base):
+    """Citation metrics of an article from one source ("icite"), valid for ``valid_on``.
+
+    A row is added only when a value changed since the article's latest row of that source, so the rows
+    of an article are its metrics' history (an RCR month by month). ``valid_on`` is the date of the
+    source's ``last_modified`` when it gave one, else the day they were fetched; the latest row is the
+    one with the greatest (valid_on, id).
+    """
+
+    __tablename__ = "article_metrics"
+    __table_args__ = (sa.Index(None, "article_id", "source", "valid_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(_article_fk())
+    source: Mapped[str]
+    valid_on: Mapped[date] = mapped_column(sa.Date())
+    fetched_at: Mapped[datetime]
+    run_id: Mapped[int | None] = mapped_column(_run_fk())
+    citation_count: Mapped[int | None]
+    relative_citation_ratio: Mapped[float | None] = mapped_column(sa.Float())
+    nih_percentile: Mapped[float | None] = mapped_column(sa.Float())
+    field_citation_rate: Mapped[float | None] = mapped_column(sa.Float())
+    expected_citations_per_year: Mapped[float | None] = mapped_column(sa.Float())
+    citations_per_year: Mapped[float | None] = mapped_column(sa.Float())
+    apt: Mapped[float | None] = mapped_column(sa.Float())
+    is_research_article: Mapped[bool | None]
+    is_clinical: Mapped[bool | None]
+    provisional: Mapped[bool | None]
+    human: Mapped[float | None] = mapped_column(sa.Float())
+    animal: Mapped[float | None] = mapped_column(sa.Float())
+    molecular_cellular: Mapped[float | None] = mapped_column(sa.Float())
+    x_coord: Mapped[float | None] = mapped_column(sa.Float())
+    y_coord: Mapped[float | None] = mapped_column(sa.Float())
+    cited_by_clinical_count: Mapped[int | None]
+    references_count: Mapped[int | None]
+    last_modified: Mapped[str | None]  # the source's own date-time, ISO
+
+
+class CitationEdge(Base):
+    """``citing_pmid`` cites ``cited_pmid``, as ``source`` says ("icite": the NIH Open Citation Collection).
+
+    Kept when either end is a stored article (or, on request, always); no foreign key, since the other
+    end is often not stored.
+    """
+
+    __tablename__ = "citation_edges"
+    __table_args__ = (sa.Index(None, "cited_pmid"),)
+
+    citing_pmid: Mapped[str] = mapped_column(primary_key=True)
+    cited_pmid: Mapped[str] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(primary_key=True)
 
 
 metadata = Base.metadata

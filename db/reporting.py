@@ -37,6 +37,8 @@ _TEXT = sa.Text()
 _INT = sa.Integer()
 _BOOL = sa.Boolean()
 _TIME = UtcDateTime()
+_FLOAT = sa.Float()
+_DATE = sa.Date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,79 @@ VIEWS: tuple[ReportView, ...] = (
             ("in_pubmed", _BOOL),
         ),
         ("id_type", "value", "article_id"),
+    ),
+    # Migration 0009: citation impact (iCite).
+    ReportView(
+        "report_article_metrics",
+        "Every stored metrics row (iCite) of each article, with its journal and year: the metrics over time.",
+        (
+            *_ARTICLE_COLUMNS,
+            ("source", _TEXT),
+            ("valid_on", _DATE),
+            ("citation_count", _INT),
+            ("relative_citation_ratio", _FLOAT),
+            ("nih_percentile", _FLOAT),
+            ("field_citation_rate", _FLOAT),
+            ("expected_citations_per_year", _FLOAT),
+            ("citations_per_year", _FLOAT),
+            ("apt", _FLOAT),
+            ("is_research_article", _BOOL),
+            ("is_clinical", _BOOL),
+            ("provisional", _BOOL),
+            ("fetched_at", _TIME),
+        ),
+        ("article_id", "source", "valid_on"),
+    ),
+    ReportView(
+        "report_latest_metrics",
+        "The latest metrics of each article beside the row before them, and the RCR's trend.",
+        (
+            *_ARTICLE_COLUMNS,
+            ("source", _TEXT),
+            ("valid_on", _DATE),
+            ("citation_count", _INT),
+            ("relative_citation_ratio", _FLOAT),
+            ("nih_percentile", _FLOAT),
+            ("previous_valid_on", _DATE),
+            ("previous_citation_count", _INT),
+            ("previous_relative_citation_ratio", _FLOAT),
+            ("citation_count_change", _INT),
+            ("relative_citation_ratio_change", _FLOAT),
+            ("trend", _TEXT),
+        ),
+        ("article_id", "source"),
+    ),
+    ReportView(
+        "report_citations",
+        "Citation edges with a stored article on either end, with both titles where stored.",
+        (
+            ("citing_pmid", _TEXT),
+            ("citing_article_id", _INT),
+            ("citing_title", _TEXT),
+            ("cited_pmid", _TEXT),
+            ("cited_article_id", _INT),
+            ("cited_title", _TEXT),
+            ("source", _TEXT),
+        ),
+        ("citing_pmid", "cited_pmid", "source"),
+    ),
+    ReportView(
+        "report_author_impact",
+        "Per author (ORCID, else name; an approximation): articles, citations, mean and median RCR, h-index.",
+        (
+            ("author_key", _TEXT),
+            ("orcid", _TEXT),
+            ("last_name", _TEXT),
+            ("fore_name", _TEXT),
+            ("collective_name", _TEXT),
+            ("articles", _INT),
+            ("articles_with_metrics", _INT),
+            ("total_citations", _INT),
+            ("mean_rcr", _FLOAT),
+            ("median_rcr", _FLOAT),
+            ("h_index", _INT),
+        ),
+        ("-h_index", "-total_citations", "author_key"),
     ),
 )
 

@@ -331,6 +331,7 @@ def solr_document(doc: Mapping[str, Any]) -> dict[str, Any]:
         "container_start_page": (journal.get("pages") or "").split("-")[0].strip() or None,
         "spellingShingle": [*topics, *persons, *corporate, *([title] if title else [])],
         "work_keys_str_mv": work_keys(title, [*persons, *corporate]),
+        **_icite_fields(doc.get("metrics") or {}),
     }
     return {key: value for key, value in fields.items() if value not in (None, "", [])}
 
@@ -353,6 +354,18 @@ def export_solr(engine: Engine, out: TextIO, *, include_deleted: bool = False) -
         count += 1
     out.write("\n]\n")
     return count
+
+
+def _icite_fields(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The latest iCite metrics as VuFind dynamic string fields (``*_str``, in every VuFind schema)."""
+    icite = metrics.get("icite") or {}
+    values = {
+        "icite_citation_count_str": icite.get("citation_count"),
+        "icite_rcr_str": icite.get("relative_citation_ratio"),
+        "icite_nih_percentile_str": icite.get("nih_percentile"),
+        "icite_valid_on_str": icite.get("valid_on"),
+    }
+    return {key: str(value) for key, value in values.items() if value is not None}
 
 
 def language_name(code: str) -> str:

@@ -133,3 +133,40 @@ class CrossrefWork:
     def retraction_relations(self) -> tuple[UpdateRelation, ...]:
         """Relations that say this work is retracted (updated-by a retraction notice)."""
         return tuple(u for u in self.updates if u.direction == "updated-by" and u.kind == "retraction")
+
+
+@dataclass(frozen=True, slots=True)
+class IciteRecord:
+    """One article as NIH iCite describes it (``/api/pubs``, either answer shape, or a snapshot row).
+
+    Every value is optional: iCite leaves fields out, and provisional records carry few. Flags are
+    ``True``/``False`` whichever spelling came ("Yes"/"No", true/false, 1/0). Citing and cited PMIDs are
+    the NIH Open Citation Collection's, as digit strings.
+    """
+
+    pmid: str
+    doi: str | None = None
+    title: str | None = None
+    year: int | None = None
+    journal: str | None = None
+    authors: tuple[str, ...] = ()  # display names, as iCite gives them
+    is_research_article: bool | None = None
+    citation_count: int | None = None
+    relative_citation_ratio: float | None = None
+    nih_percentile: float | None = None
+    field_citation_rate: float | None = None
+    expected_citations_per_year: float | None = None
+    citations_per_year: float | None = None
+    apt: float | None = None  # approximate potential to translate
+    is_clinical: bool | None = None
+    provisional: bool | None = None
+    human: float | None = None
+    animal: float | None = None
+    molecular_cellular: float | None = None
+    x_coord: float | None = None
+    y_coord: float | None = None
+    cited_by_clinical: tuple[str, ...] = ()  # cited_by_clin
+    cited_by: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    last_modified: str | None = None  # ISO date-time, when iCite gave one
+    raw_json: bytes | None = field(default=None, compare=False, repr=False)

@@ -322,6 +322,7 @@ _SHORT = {
     "nightly": "Run the configured searches from their watermarks, then re-enrich stale articles (cron).",
     "runs": "List recorded runs, newest first.",
     "history": "List the recorded changes of a stored article.",
+    "ingest-icite": "Load NIH iCite's monthly snapshot files: metrics and the Open Citation Collection.",
     "conflicts": "List and settle records that name two stored articles they would merge into one.",
     "ingest": "Load PubMed baseline and update files, each once, in NLM's order.",
     "show": "Show stored articles (by PMID, PMCID or DOI) as text or JSON.",
@@ -665,13 +666,21 @@ def enrich_command(
             help="Without ids: enrich articles whose PMC or Crossref record is missing or older than N days.",
         ),
     ] = 30,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="Ask only this source: pmc, crossref or icite (repeat for several; default: all three).",
+        ),
+    ] = None,
 ) -> int:
-    """Fetch PMC front matter and Crossref works again for stored articles and merge what changed.
+    """Fetch PMC front matter, Crossref works and iCite metrics again for stored articles; store changes.
 
     \b
     Examples:
-      harvest enrich                       every article whose PMC or Crossref record is due
+      harvest enrich                       every article whose PMC, Crossref or iCite record is due
       harvest enrich 35350566 10.3389/fonc.2022.836548
+      harvest enrich --source icite        only iCite's metrics, for the articles due
     """
     from datetime import UTC, datetime, timedelta
 
@@ -680,6 +689,10 @@ def enrich_command(
     from db.targets import enrichment_targets, stale_article_ids
     from harvester.pipeline import HarvestReport, build_services, enrich_articles
 
+    sources = tuple(dict.fromkeys(s.strip().lower() for s in source or ("pmc", "crossref", "icite")))
+    unknown = [s for s in sources if s not in ("pmc", "crossref", "icite")]
+    if unknown:
+        raise UsageError(f"--source {unknown[0]!r}: use pmc, crossref or icite")
     state = _state(ctx)
     settings = state.settings()
     engine = state.engine()
@@ -689,7 +702,14 @@ def enrich_command(
         missing = [given for given, article_id in found.items() if article_id is None]
         article_ids = [a for a in dict.fromkeys(found.values()) if a is not None]
     else:
-        article_ids = stale_article_ids(engine, fetched_before=datetime.now(UTC) - timedelta(days=stale_days))
+        cutoff = datetime.now(UTC) - timedelta(days=stale_days)
+        article_ids = (
+            stale_article_ids(engine, fetched_before=cutoff) if {"pmc", "crossref"} & set(sources) else []
+        )
+        if "icite" in sources:
+            from db.icite import icite_due_article_ids
+
+            article_ids = sorted({*article_ids, *icite_due_article_ids(engine, fetched_before=cutoff)})
     run_id = start_run(engine, f"enrich ({len(article_ids)} articles)")
     with _recorded_run(state, engine, run_id) as finish:
         enrichment = enrich_articles(
@@ -698,6 +718,7 @@ def enrich_command(
             engine=engine,
             run_id=run_id,
             policy=settings.merge_policy,
+            sources=sources,
         )
         report = HarvestReport(
             requested=len(article_ids) + len(missing), not_found=missing, enrichment=enrichment
@@ -711,10 +732,65 @@ def enrich_command(
     lines: list[tuple[str, Sequence[str]]] = [
         ("not stored", missing),
         ("conflict", enrichment.conflicts),
-        ("enrichment failed", [*enrichment.pmc.failed, *enrichment.crossref.failed]),
+        (
+            "enrichment failed",
+            [*enrichment.pmc.failed, *enrichment.crossref.failed, *enrichment.icite.failed],
+        ),
     ]
     report_errors(state, enrichment.errors, lines)
     return int(report.exit_code)
+
+
+@app.command("ingest-icite", short_help=_SHORT["ingest-icite"], cls=HelpCommand)
+def ingest_icite_command(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="iCite snapshot CSV files (plain or .gz): metadata, citations.", metavar="FILE"),
+    ],
+    all_edges: Annotated[
+        bool,
+        typer.Option("--all-edges", help="Keep every citation edge, not only those with a stored article."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Load a file again even if it was applied before.")
+    ] = False,
+) -> int:
+    """Load iCite's monthly snapshot files: metrics of stored articles and the Open Citation Collection.
+
+    The metadata CSV (one row per PMID) and open_citation_collection.csv (citing,referenced) are told apart by
+    their header and streamed. Exit 0: loaded (or applied before); 2: a file is not an iCite snapshot or
+    cannot be read (what was stored of it stays; it is not recorded, run it again); 5: database error.
+
+    \b
+    Examples:
+      harvest ingest-icite icite_metadata.csv.gz open_citation_collection.csv.gz
+      harvest ingest-icite --all-edges open_citation_collection.csv
+    """
+    from db.reconcile import start_run
+    from harvester.icite_ingest import ingest_icite_file
+
+    state = _state(ctx)
+    engine = state.engine()
+    run_id = start_run(engine, f"ingest-icite ({len(files)} files)")
+    reports = []
+    with _recorded_run(state, engine, run_id) as finish:
+        for path in files:
+            if not path.is_file():
+                raise UsageError(f"{path}: no such file")
+            reports.append(
+                ingest_icite_file(path, engine=engine, all_edges=all_edges, force=force, run_id=run_id)
+            )
+        finish(ExitCode.OK, {"files": [r.as_dict() for r in reports]})
+    for report in reports:
+        for message in report.rejected[:20]:
+            say(state, f"{report.path}: {message}", err=True)
+    if state.json_output:
+        emit_json({"files": [r.as_dict() for r in reports]})
+    else:
+        for report in reports:
+            say(state, report.summary_line())
+    return int(ExitCode.OK)
 
 
 @app.command("nightly", short_help=_SHORT["nightly"], cls=HelpCommand)
@@ -1183,12 +1259,34 @@ def _as_text(doc: dict[str, Any]) -> str:
         f"Retracted    {'yes (' + retraction + ')' if doc.get('retracted') else 'no'}"
         + ("   (deleted from PubMed)" if doc.get("deleted") else ""),
     ]
+    lines.append(_icite_line(doc))
     for d in doc.get("disagreements") or []:
         theirs = f"{d['other_source']} {d['other_value']!r}"
         lines.append(f"Disagrees    {d['field']}: {d['source']} {d['value']!r} vs {theirs}")
     lines.append("Abstract" + src("abstract"))
     lines.extend(f"  {line}" for line in (doc.get("abstract") or "-").splitlines())
     return "\n".join(lines)
+
+
+def _icite_line(doc: dict[str, Any]) -> str:
+    """The latest iCite metrics, or why there are none."""
+    icite = (doc.get("metrics") or {}).get("icite")
+    if not icite:
+        why = {"not_found": "iCite does not know it", None: "iCite not asked"}.get(
+            doc.get("icite_status"), "none"
+        )
+        return f"iCite        - ({why})"
+
+    def num(name: str) -> str:
+        value = icite.get(name)
+        return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return (
+        f"iCite        RCR {num('relative_citation_ratio')} (NIH percentile {num('nih_percentile')}), "
+        f"{num('citation_count')} citations, APT {num('apt')}; as of {icite['valid_on']}; stored edges: "
+        f"cited by {icite['cited_by_stored_edges']}, cites {icite['references_stored_edges']}"
+        f"  [icite {doc.get('pmid')}]"
+    )
 
 
 def _views_epilog() -> str:

@@ -356,16 +356,47 @@ def enrich_stale_articles(
     due = stale_article_ids(engine, fetched_before=cutoff, share=(now.date().toordinal() % slots, slots))
     article_ids = [i for i in due if i not in skip]
     log.info("re-enriching %d stale article(s)", len(article_ids))
-    if not article_ids:
-        return EnrichReport(), 0
-    enrichment = enrich_articles(
-        enrichment_targets(engine, article_ids),
-        services=services,
-        engine=engine,
-        run_id=run_id,
-        policy=settings.merge_policy,
+    enrichment = EnrichReport()
+    if article_ids:
+        enrichment = enrich_articles(
+            enrichment_targets(engine, article_ids),
+            services=services,
+            engine=engine,
+            run_id=run_id,
+            policy=settings.merge_policy,
+            sources=("pmc", "crossref"),
+        )
+    _refresh_icite(
+        settings=settings, services=services, engine=engine, run_id=run_id, skip=skip, report=enrichment
     )
     return enrichment, len(article_ids)
+
+
+def _refresh_icite(
+    *,
+    settings: Settings,
+    services: Services,
+    engine: Engine,
+    run_id: int,
+    skip: set[int],
+    report: EnrichReport,
+) -> None:
+    """iCite updates monthly: ask again about metrics older than ``[nightly] icite_days``, spread over that
+    many nights (each article about once a month), and about articles never asked."""
+    from db.icite import icite_due_article_ids
+    from db.targets import enrichment_targets
+    from harvester.pipeline import enrich_icite
+
+    now = datetime.now(UTC)
+    slots = max(1, settings.nightly.icite_days)
+    due = icite_due_article_ids(
+        engine,
+        fetched_before=now - timedelta(days=settings.nightly.icite_days),
+        share=(now.date().toordinal() % slots, slots),
+    )
+    pmids = [t.pmid for t in enrichment_targets(engine, [i for i in due if i not in skip]) if t.pmid]
+    log.info("refreshing iCite metrics of %d article(s)", len(pmids))
+    enrich_icite(pmids, services=services, engine=engine, run_id=run_id, report=report)
 
 
 def _close_failed(engine: Engine, run_id: int, report: NightlyReport, exc: BaseException) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,6 +24,7 @@ from enrich.crossref import (
     CrossrefBatch,
     CrossrefClient,
 )
+from enrich.icite import IciteClient
 from enrich.merge import DEFAULT_POLICY
 from enrich.pmc_jats import parse_pmc_articles
 from harvester.errors import (
@@ -61,6 +62,7 @@ class Services:
     eutils: EutilsClient
     idconv: IdConverterClient
     crossref: CrossrefClient
+    icite: IciteClient | None = None  # None: iCite is not asked
 
 
 def build_services(settings: Settings, session: requests.Session | None = None) -> Services:
@@ -82,6 +84,14 @@ def build_services(settings: Settings, session: requests.Session | None = None) 
         eutils=EutilsClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
         idconv=IdConverterClient.from_settings(settings, session, limiter=ncbi_limiter, policy=policy),
         crossref=CrossrefClient.from_settings(settings, session, limiter=crossref_limiter, policy=policy),
+        icite=IciteClient.from_settings(
+            settings,
+            session,
+            limiter=RateLimiter(
+                settings.icite_requests_per_second, shared=shared_sends(rate_dir, "icite", settings.icite_url)
+            ),
+            policy=policy,
+        ),
     )
 
 
@@ -116,6 +126,7 @@ class EnrichReport:
 
     pmc: SourceCounts = field(default_factory=SourceCounts)
     crossref: SourceCounts = field(default_factory=SourceCounts)
+    icite: SourceCounts = field(default_factory=SourceCounts)  # counted in PMIDs
     created_from_crossref: list[str] = field(default_factory=list)  # DOIs stored from Crossref alone
     conflicts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -127,13 +138,14 @@ class EnrichReport:
 
         return (
             f"enriched: {part('pmc', self.pmc)}; {part('crossref', self.crossref)}; "
-            f"conflicts {len(self.conflicts)}"
+            f"{part('icite', self.icite)}; conflicts {len(self.conflicts)}"
         )
 
     def as_dict(self) -> dict[str, object]:
         return {
             "pmc": self.pmc.as_dict(),
             "crossref": self.crossref.as_dict(),
+            "icite": self.icite.as_dict(),
             "created_from_crossref": self.created_from_crossref,
             "conflicts": self.conflicts,
             "errors": self.errors,
@@ -161,7 +173,7 @@ class HarvestReport:
     def exit_code(self) -> ExitCode:
         """The most severe outcome decides: failed upstream > conflict > invalid > rejected > not found."""
         enrichment_failed = self.enrichment is not None and (
-            self.enrichment.pmc.failed or self.enrichment.crossref.failed
+            self.enrichment.pmc.failed or self.enrichment.crossref.failed or self.enrichment.icite.failed
         )
         rejected = set(self.rejected)
         if any(f not in rejected for f in self.failed) or enrichment_failed:
@@ -343,23 +355,42 @@ def enrich_articles(
     run_id: int | None,
     policy: Mapping[str, tuple[str, ...]] = DEFAULT_POLICY,
     create_missing: Sequence[str] = (),
+    sources: Collection[str] = ("pmc", "crossref", "icite"),
 ) -> EnrichReport:
-    """Fetch PMC front matter and Crossref works for stored articles and merge them in.
+    """Fetch PMC front matter, Crossref works and iCite metrics for stored articles and merge them in.
 
     PMC answers efetch db=pmc in batches, Crossref a ``filter=doi:...`` list per batch; a batch that fails
     names its ids and the others are still merged. ``create_missing`` are DOIs PubMed does not know: an
-    article is created for each that Crossref knows (marked not in PubMed).
+    article is created for each that Crossref knows (marked not in PubMed). iCite is asked for the PMIDs,
+    200 a request (:func:`enrich_icite`). ``sources`` limits which are asked.
     """
     report = EnrichReport()
-    with_pmcid = [t.pmcid for t in targets if t.pmcid]
-    report.pmc.asked = len(with_pmcid)
-    # As for PubMed, a PMCID missing from an answer is asked for once more before it counts as not found:
-    # a short answer must not mark a PMC article missing (found by the chaos run, issue 6).
-    missing = _enrich_pmc_round(with_pmcid, services, engine, report, run_id, policy, final=False)
-    if missing:
-        log.info("asking PMC again for %d article(s) missing from the first answers", len(missing))
-        _enrich_pmc_round(missing, services, engine, report, run_id, policy, final=True)
+    if "pmc" in sources:
+        with_pmcid = [t.pmcid for t in targets if t.pmcid]
+        report.pmc.asked = len(with_pmcid)
+        # As for PubMed, a PMCID missing from an answer is asked for once more before it counts as not
+        # found: a short answer must not mark a PMC article missing (found by the chaos run, issue 6).
+        missing = _enrich_pmc_round(with_pmcid, services, engine, report, run_id, policy, final=False)
+        if missing:
+            log.info("asking PMC again for %d article(s) missing from the first answers", len(missing))
+            _enrich_pmc_round(missing, services, engine, report, run_id, policy, final=True)
+    if "crossref" in sources:
+        _enrich_crossref(targets, services, engine, report, run_id, policy, create_missing)
+    if "icite" in sources:
+        pmids = [t.pmid for t in targets if t.pmid]
+        enrich_icite(pmids, services=services, engine=engine, run_id=run_id, report=report)
+    return report
 
+
+def _enrich_crossref(
+    targets: Sequence[EnrichmentTarget],
+    services: Services,
+    engine: Engine,
+    report: EnrichReport,
+    run_id: int | None,
+    policy: Mapping[str, tuple[str, ...]],
+    create_missing: Sequence[str],
+) -> EnrichReport:
     create = set(create_missing)
     dois = list(dict.fromkeys([*(t.doi for t in targets if t.doi), *create_missing]))
     report.crossref.asked = len(dois)
@@ -372,6 +403,48 @@ def enrich_articles(
         log.info("crossref batch: %d DOIs, %d not found", len(batch.requested), len(batch.not_found))
         report.crossref.add(result)
         report.conflicts.extend(_describe_conflicts(result))
+    return report
+
+
+def enrich_icite(
+    pmids: Sequence[str],
+    *,
+    services: Services,
+    engine: Engine,
+    run_id: int | None,
+    report: EnrichReport | None = None,
+) -> EnrichReport:
+    """Fetch iCite metrics and citation edges for stored PMIDs (ceil(n/200) requests) and store them.
+
+    A PMID iCite does not know counts as not found (its article's icite_status says so), a record that
+    does not parse or a batch that fails after every retry as failed; the other batches are stored.
+    """
+    from db.icite import store_icite
+
+    report = report if report is not None else EnrichReport()
+    if services.icite is None or not pmids:
+        return report
+    wanted = list(dict.fromkeys(pmids))
+    report.icite.asked += len(wanted)
+    for batch in services.icite.fetch_metrics(wanted):
+        if isinstance(batch, FetchFailedError):
+            report.icite.failed.extend(batch.ids)
+            report.errors.append(str(batch))
+            continue
+        for pmid, message in batch.rejected:
+            report.icite.failed.append(pmid)
+            report.errors.append(message)
+        result = store_icite(
+            engine,
+            batch.records,
+            url=batch.response.url,
+            fetched_at=batch.response.fetched_at,
+            run_id=run_id,
+            not_found=batch.not_found,
+        )
+        report.icite.updated += len(result.updated)
+        report.icite.unchanged += len(result.unchanged)
+        report.icite.not_found += len(batch.not_found)
     return report
 
 

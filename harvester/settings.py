@@ -24,6 +24,8 @@ from harvester.errors import ConfigError
 DEFAULT_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 DEFAULT_IDCONV_URL = "https://pmc.ncbi.nlm.nih.gov/tools/idconv/api/v1/articles/"
 DEFAULT_CROSSREF_URL = "https://api.crossref.org/"
+DEFAULT_ICITE_URL = "https://icite.od.nih.gov/"
+ICITE_MAX_PMIDS = 200  # per request, as iCite documents
 NCBI_RPS_WITHOUT_KEY = 3.0
 NCBI_RPS_WITH_KEY = 10.0
 IDCONV_MAX_IDS = 200
@@ -108,6 +110,7 @@ class NightlySettings:
     lookback_days: int = 3  # days before the watermark each window starts again (late and changed records)
     stale_days: int = 30  # re-enrich articles whose PMC/Crossref record is older than this
     first_run_days: int = 30  # a search without ``since`` starts this many days back on its first run
+    icite_days: int = 30  # iCite updates monthly: ask again about metrics older than this, spread over it
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,9 @@ class Settings:
     idconv_url: str = DEFAULT_IDCONV_URL
     crossref_url: str = DEFAULT_CROSSREF_URL
     crossref_plus_token: Secret | None = None
+    icite_url: str = DEFAULT_ICITE_URL
+    icite_requests_per_second: float = 2.0  # iCite publishes no limit
+    icite_batch_size: int = ICITE_MAX_PMIDS
     ncbi_requests_per_second: float = NCBI_RPS_WITHOUT_KEY
     efetch_batch_size: int = 200
     idconv_batch_size: int = IDCONV_MAX_IDS
@@ -172,6 +178,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
         "requests_per_second": ("ncbi_requests_per_second", float),
     },
     "crossref": {"url": ("crossref_url", str)},
+    "icite": {
+        "url": ("icite_url", str),
+        "requests_per_second": ("icite_requests_per_second", float),
+        "batch_size": ("icite_batch_size", int),
+    },
     "http": {
         "timeout": ("http.timeout", float),
         "max_attempts": ("http.max_attempts", int),
@@ -185,6 +196,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
         "lookback_days": ("nightly.lookback_days", int),
         "stale_days": ("nightly.stale_days", int),
         "first_run_days": ("nightly.first_run_days", int),
+        "icite_days": ("nightly.icite_days", int),
     },
 }
 
@@ -200,6 +212,7 @@ _ENV: dict[str, str] = {
     "HARVEST_EUTILS_URL": "eutils_url",
     "HARVEST_IDCONV_URL": "idconv_url",
     "HARVEST_CROSSREF_URL": "crossref_url",
+    "HARVEST_ICITE_URL": "icite_url",
     "HARVEST_LOG_FILE": "log_file",
     "HARVEST_RATE_DIR": "http.rate_dir",
 }
@@ -418,8 +431,8 @@ def load_settings(
     http = replace(HttpSettings(), rate_dir=rate_dir, **http_values)
     nightly_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("nightly.")}
     nightly = replace(NightlySettings(), **nightly_values)
-    if min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days) < 0:
-        raise ConfigError("[nightly] lookback_days, stale_days and first_run_days must be >= 0")
+    if min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days, nightly.icite_days) < 0:
+        raise ConfigError("[nightly] lookback_days, stale_days, first_run_days and icite_days must be >= 0")
     if http.timeout <= 0 or http.max_attempts < 1 or http.backoff_max < 0 or http.backoff_initial < 0:
         raise ConfigError("[http] timeout must be > 0, max_attempts >= 1 and back-off times >= 0")
 
@@ -451,7 +464,12 @@ def load_settings(
         eutils_url=_check_url("eutils_url", settings.eutils_url),
         idconv_url=_check_url("idconv_url", settings.idconv_url),
         crossref_url=_check_url("crossref_url", settings.crossref_url),
+        icite_url=_check_url("icite_url", settings.icite_url),
     )
+    if not 1 <= settings.icite_batch_size <= ICITE_MAX_PMIDS:
+        raise ConfigError(f"icite.batch_size must be between 1 and {ICITE_MAX_PMIDS}")
+    if not 0 < settings.icite_requests_per_second <= 20:
+        raise ConfigError("icite.requests_per_second must be above 0 and at most 20")
     if not 1 <= settings.efetch_batch_size <= 10_000:
         raise ConfigError("ncbi.efetch_batch_size must be between 1 and 10000")
     if not 1 <= settings.idconv_batch_size <= IDCONV_MAX_IDS:

@@ -48,7 +48,10 @@ ESEARCH = "entrez/eutils/esearch.fcgi"
 EPOST = "entrez/eutils/epost.fcgi"
 IDCONV = "idconv/api/v1/articles/"
 CROSSREF = "crossref/"
-CROSSREF_WORKS = "crossref/works"  # both /works/{doi} and /works?filter=... match this suffix
+CROSSREF_WORKS = "crossref/works"
+ICITE = "icite/"
+ICITE_PUBS = "icite/api/pubs"  # GET ?pmids=A,B (at most ICITE_MAX_PMIDS) and /api/pubs/{pmid}
+ICITE_MAX_PMIDS = 200  # both /works/{doi} and /works?filter=... match this suffix
 
 NCBI_RATE_LIMIT = 3  # requests per second without an API key (NBK25497)
 NCBI_RATE_LIMIT_WITH_KEY = 10  # with an api_key (NBK25497, KA-05510)
@@ -881,6 +884,8 @@ def _route_of(path: str) -> str | None:
         return "idconv"
     if parts[:1] == ["crossref"]:
         return "crossref"
+    if parts[:1] == ["icite"]:
+        return "icite"
     return None
 
 
@@ -1071,6 +1076,9 @@ class StandIn:
         self._records: dict[str, StoredRecord] = {}
         self._crossref: dict[str, dict[str, object]] = {}  # lower-case DOI -> the work's JSON object
         self._pmc: dict[str, bytes] = {}  # "PMC123" -> the serialized <article>
+        self._icite: dict[str, dict[str, object]] = {}  # PMID -> the iCite record's JSON object
+        # iCite answers {"data": [...]} (since July 2025); True adds the older "meta" and "links".
+        self.icite_legacy_envelope = False
         self._history: dict[str, dict[int, tuple[str, ...]]] = {}
         self._log: list[LoggedRequest] = []
         self._queued: list[_FaultRule] = []
@@ -1166,12 +1174,17 @@ class StandIn:
     def crossref_url(self) -> str:
         return self.base_url + CROSSREF
 
+    @property
+    def icite_url(self) -> str:
+        return self.base_url + ICITE
+
     def env(self) -> dict[str, str]:
         """HARVEST_EUTILS_URL, HARVEST_IDCONV_URL and HARVEST_CROSSREF_URL pointing here, for a subprocess."""
         return {
             "HARVEST_EUTILS_URL": self.eutils_url,
             "HARVEST_IDCONV_URL": self.idconv_url,
             "HARVEST_CROSSREF_URL": self.crossref_url,
+            "HARVEST_ICITE_URL": self.icite_url,
         }
 
     # -- records
@@ -1297,6 +1310,80 @@ class StandIn:
                     raise
                 self.skipped.append(str(exc))
         return loaded
+
+    def add_icite_records(
+        self, source: Path | bytes | Mapping[str, object] | Sequence[Mapping[str, object]]
+    ) -> list[str]:
+        """Load iCite records (a held PMID is replaced): an /api/pubs answer in either shape, a list of
+        records or one record, as bytes, a file or decoded; returns their PMIDs.
+
+        Raises:
+            ValueError: not JSON, or a record without a PMID.
+        """
+        if isinstance(source, Path):
+            source = source.read_bytes()
+        if isinstance(source, bytes):
+            try:
+                decoded: object = json.loads(source.decode("utf-8-sig"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise ValueError(f"iCite records: not JSON: {exc}") from None
+        else:
+            decoded = source
+        if isinstance(decoded, Mapping) and "data" in decoded:
+            decoded = decoded["data"]
+        items = [decoded] if isinstance(decoded, Mapping) else decoded
+        if not isinstance(items, list):
+            raise ValueError("iCite records: expected an answer, a list of records or one record")
+        loaded: list[str] = []
+        with self._lock:
+            for item in items:
+                pmid = str(item.get("pmid") or item.get("_id") or "") if isinstance(item, Mapping) else ""
+                if not pmid.isdigit():
+                    raise ValueError(f"iCite records: a record without a PMID: {str(item)[:80]}")
+                self._icite[str(int(pmid))] = dict(item)
+                loaded.append(str(int(pmid)))
+        return loaded
+
+    def remove_icite_record(self, pmid: str) -> None:
+        """Forget an iCite record, as if iCite did not know the PMID (it is then left out of answers)."""
+        with self._lock:
+            del self._icite[str(int(pmid))]
+
+    def icite_record(self, pmid: str) -> dict[str, object]:
+        """The JSON object the stand-in serves for this PMID."""
+        with self._lock:
+            return self._icite[str(int(pmid))]
+
+    def _icite_route(self, method: str, path: str, params: Mapping[str, str], drop: int) -> _Answer:
+        """iCite's /api/pubs: ``pmids=A,B`` (at most 200) or /api/pubs/{pmid}; unknown PMIDs left out.
+
+        More than 200 PMIDs get HTTP 400 (iCite's limit; the wording is the stand-in's). The answer is
+        ``{"data": [...]}`` in request order, with "meta"/"links" when ``icite_legacy_envelope``.
+        """
+        if method != "GET":
+            return _Answer(405, b"", {"Allow": "GET", "Content-Type": "text/plain"})
+        parts = [p for p in path.strip("/").split("/") if p]
+        if parts[1:3] != ["api", "pubs"] or len(parts) > 4:
+            return _text_answer(404, "Not Found")
+        raw = parts[3] if len(parts) == 4 else params.get("pmids", "")
+        pmids = _valid_pmids(raw)
+        if len(pmids) > ICITE_MAX_PMIDS:
+            body = json.dumps({"error": f"at most {ICITE_MAX_PMIDS} PMIDs per request"}).encode()
+            return _Answer(400, body, {"Content-Type": "application/json"})
+        with self._lock:
+            records = [self._icite[p] for p in pmids if p in self._icite]
+        if drop:
+            records = records[: max(0, len(records) - drop)]
+        payload: dict[str, object] = {"data": records}
+        if self.icite_legacy_envelope:
+            joined = ",".join(pmids)
+            payload = {
+                "meta": {"pmids": joined},
+                "links": {"self": f"https://icite.od.nih.gov/api/pubs?pmids={joined.replace(',', '%2C')}"},
+                **payload,
+            }
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        return _Answer(200, body, {"Content-Type": "application/json; charset=utf-8"})
 
     @property
     def pmcids(self) -> list[str]:
@@ -1568,6 +1655,8 @@ class StandIn:
                 if method != "GET":
                     return _Answer(405, b"", {"Allow": "GET", "Content-Type": "text/plain"})
                 return self._crossref_route(path, params, drop)
+            if route == "icite":
+                return self._icite_route(method, path, params, drop)
             return _text_answer(404, "Not Found")
         except _EutilsError as exc:
             return (

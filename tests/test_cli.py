@@ -295,7 +295,7 @@ def test_tool_and_email_on_every_request_and_no_api_key_in_the_database(
     monkeypatch.setenv("NCBI_API_KEY", "FAKE-SECRET-KEY-0123456789")
     assert run(["-vv", "pmcid", "PMC8958025"]) == ExitCode.OK
     assert standin.requests
-    ncbi = [r for r in standin.requests if "crossref" not in r.path]
+    ncbi = [r for r in standin.requests if "crossref" not in r.path and "icite" not in r.path]
     assert ncbi
     for request in ncbi:
         assert request.params.get("tool") == "pubmed-harvester"

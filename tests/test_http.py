@@ -834,7 +834,7 @@ def test_the_send_logs_hold_neither_key_nor_token(tmp_path: Path) -> None:
         services.eutils.service.request("GET", "efetch.fcgi", params={"db": "pubmed", "id": "1"})
         services.crossref.service.request("GET", "works", params={"filter": "doi:10.1/x"})
     files = sorted(tmp_path.iterdir())
-    assert [f.name.split("-")[0] for f in files] == ["crossref", "ncbi"]
+    assert [f.name.split("-")[0] for f in files] == ["crossref", "icite", "ncbi"]
     for f in files:
         assert key not in f.name and token not in f.name
         assert all(float(line) > 0 for line in f.read_text().split())  # times, and nothing else

@@ -137,6 +137,28 @@ def build(engine: Engine) -> None:
         engine, [crossref_work("10.5555/105", updated_by=[notice])], url=None, fetched_at=FETCHED, run_id=None
     )
 
+    # iCite (migration 0009): two monthly answers for 101 (its RCR falls), one for 102, edges among them
+    from db.icite import store_icite
+    from enrich.icite import parse_icite_record
+
+    def icite(pmid: str, rcr: float, modified: str, **more: Any) -> Any:
+        return parse_icite_record(
+            {"pmid": pmid, "relative_citation_ratio": rcr, "last_modified": modified, **more}
+        )
+
+    first = [
+        icite("101", 2.0, "10/01/2026, 08:00:00", citation_count=5, cited_by=[102, 999], references=[103]),
+        icite("102", 1.0, "10/01/2026, 08:00:00", citation_count=2),
+    ]
+    store_icite(engine, first, url=None, fetched_at=FETCHED, run_id=None)
+    store_icite(
+        engine,
+        [icite("101", 1.5, "11/01/2026, 08:00:00", citation_count=6)],
+        url=None,
+        fetched_at=FETCHED,
+        run_id=None,
+    )
+
     run1 = start_run(engine, "harvest pmid (1 ids)")
     pubmed(make_article("103", pub_date=PartialDate(2020, 1), title="Changed by run 1"), run=run1)
     finish_run(engine, run1, "ok", {})

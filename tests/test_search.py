@@ -96,6 +96,7 @@ def make_settings(standin: StandIn, database_url: str, *, batch_size: int = 5000
         eutils_url=standin.eutils_url,
         idconv_url=standin.idconv_url,
         crossref_url=standin.crossref_url,
+        icite_url=standin.icite_url,
         ncbi_requests_per_second=10.0,
         efetch_batch_size=batch_size,
         http=HttpSettings(timeout=10.0, max_attempts=3, backoff_initial=0.01, backoff_max=0.05),

@@ -209,10 +209,12 @@ def test_starts_on_a_free_port_and_names_its_urls() -> None:
         assert server.eutils_url == server.base_url + "entrez/eutils/"
         assert server.idconv_url == server.base_url + "idconv/api/v1/articles/"
         assert server.crossref_url == server.base_url + "crossref/"
+        assert server.icite_url == server.base_url + "icite/"
         assert server.env() == {
             "HARVEST_EUTILS_URL": server.eutils_url,
             "HARVEST_IDCONV_URL": server.idconv_url,
             "HARVEST_CROSSREF_URL": server.crossref_url,
+            "HARVEST_ICITE_URL": server.icite_url,
         }
         assert server.pmids == ["11111111"]
     with pytest.raises(RuntimeError):
