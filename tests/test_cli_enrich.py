@@ -137,7 +137,7 @@ def test_title_changed_upstream_is_updated_and_history_keeps_the_old(
     assert documents("900002")[0]["title"] == "A Corrected Title"
     capsys.readouterr()
     assert run(["--json", "history", "900002"]) == ExitCode.OK
-    changes = json.loads(capsys.readouterr().out)
+    changes = json.loads(capsys.readouterr().out)["history"]
     titles = [c for c in changes if c["field"] == "title"]
     assert len(titles) == 1
     assert json.loads(titles[0]["old_value"]) == SEED_TITLE
