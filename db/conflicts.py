@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -31,6 +31,9 @@ from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from db.store import chunks
 from harvester.errors import UsageError
+
+if TYPE_CHECKING:
+    from db.reconcile import ConflictInfo
 
 _T = metadata.tables
 ARTICLES = _T["articles"]
@@ -106,6 +109,27 @@ def describe(source: str, source_id: str, claims: Sequence[dict[str, Any]]) -> s
     ]
     record = f"{source} {_ID_WORDS['pmid'] + ' ' if source == 'pubmed' else ''}{source_id}"
     return f"{record} names " + "; ".join(parts)
+
+
+def describe_found(engine: Engine, conflicts: Sequence[ConflictInfo]) -> list[str]:
+    """The conflicts a run just met, in words (PMIDs and titles of the stored articles, as ``harvest
+    conflicts`` lists them), for the run's own error lines."""
+    if not conflicts:
+        return []
+    with begin_read(engine) as conn:
+        articles = _articles(conn, {article_id for c in conflicts for _t, _v, article_id in c.claims})
+    return [
+        describe(
+            c.source,
+            c.source_id,
+            [
+                {"id_type": id_type, "value": value, **articles.get(article_id, {"article_id": article_id})}
+                for id_type, value, article_id in c.claims
+            ],
+        )
+        + " (see 'harvest conflicts')"
+        for c in conflicts
+    ]
 
 
 def article_words(article: dict[str, Any]) -> str:

@@ -259,9 +259,8 @@ def _keep_payloads(
     upsert = dialect_insert(conn, sr)
     conn.execute(
         upsert.on_conflict_do_update(
-            index_elements=[sr.c.source, sr.c.source_id],
+            index_elements=[sr.c.source, sr.c.source_id, sr.c.article_id],  # unique since migration 0006
             set_={
-                "article_id": upsert.excluded.article_id,
                 "payload_id": upsert.excluded.payload_id,
                 "fetched_at": upsert.excluded.fetched_at,
             },

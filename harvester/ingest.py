@@ -66,7 +66,8 @@ from db.bulk import (
     latest_applied,
     record_applied,
 )
-from db.reconcile import EnrichResult, reconcile_articles
+from db.conflicts import describe_found
+from db.reconcile import reconcile_articles
 from db.store import StoreResult, store_articles_isolated
 from db.targets import article_ids_by_pmid, enrichment_targets
 from harvester.bulk_reader import (
@@ -552,7 +553,7 @@ class _FileApplier:
             merged = reconcile_articles(
                 self.engine, list(result.enriched_changed), run_id=self.run_id, policy=self.policy
             )
-            report.add_conflicts(_describe_conflicts(merged))
+            report.add_conflicts(describe_found(self.engine, merged.conflicts))
         if self.services is None:
             return
         written = [*result.created, *result.updated]
@@ -651,13 +652,6 @@ def _as(applied: AppliedFile, name: str) -> str:
 def _when(applied: AppliedFile) -> str:
     run = f" (run {applied.run_id})" if applied.run_id is not None else ""
     return f"{applied.applied_at:%Y-%m-%d %H:%M} UTC{run}"
-
-
-def _describe_conflicts(result: EnrichResult) -> list[str]:
-    return [
-        f"{c.source} {c.source_id} matches articles {', '.join(map(str, c.article_ids))}"
-        for c in result.conflicts
-    ]
 
 
 def _add_enrichment(total: EnrichReport, part: EnrichReport) -> EnrichReport:

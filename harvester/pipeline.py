@@ -16,6 +16,7 @@ import requests
 from sqlalchemy.engine import Engine
 
 from db.bulk import record_rejected
+from db.conflicts import describe_found
 from db.reconcile import EnrichResult, reconcile_articles, store_crossref, store_pmc
 from db.store import StoreResult, store_articles_isolated
 from db.targets import EnrichmentTarget, article_ids_by_pmid, enrichment_targets
@@ -321,7 +322,7 @@ def harvest(
     policy = settings.merge_policy
     if outcome.enriched_changed:  # their PubMed record changed: merge it again with PMC and Crossref
         result = reconcile_articles(engine, sorted(outcome.enriched_changed), run_id=run_id, policy=policy)
-        report.conflicts.extend(_describe_conflicts(result))
+        report.conflicts.extend(describe_found(engine, result.conflicts))
     if not enrich:
         return report
     stored = [p for p in pmids if p in outcome.created | outcome.updated | outcome.unchanged]
@@ -402,7 +403,7 @@ def _enrich_crossref(
         result = _store_crossref_batch(batch, engine, run_id=run_id, policy=policy, create=create)
         log.info("crossref batch: %d DOIs, %d not found", len(batch.requested), len(batch.not_found))
         report.crossref.add(result)
-        report.conflicts.extend(_describe_conflicts(result))
+        report.conflicts.extend(describe_found(engine, result.conflicts))
     return report
 
 
@@ -485,7 +486,7 @@ def _enrich_pmc_round(
             not_found=lacking if final else [],
         )
         report.pmc.add(result)
-        report.conflicts.extend(_describe_conflicts(result))
+        report.conflicts.extend(describe_found(engine, result.conflicts))
     return missing
 
 
@@ -508,13 +509,6 @@ def _store_crossref_batch(
         create_missing=[doi for doi in batch.requested if doi in create],
         aliases=batch.aliases,
     )
-
-
-def _describe_conflicts(result: EnrichResult) -> list[str]:
-    return [
-        f"{c.source} {c.source_id} matches articles {', '.join(map(str, c.article_ids))}"
-        for c in result.conflicts
-    ]
 
 
 def _resolve(kind: IdKind, ids: list[str], services: Services) -> tuple[dict[str, str], list[str]]:

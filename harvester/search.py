@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from db.bulk import record_rejected
+from db.conflicts import describe_found
 from db.reconcile import reconcile_articles
 from db.store import StoreResult, store_articles_isolated
 from db.targets import article_ids_by_pmid, enrichment_targets
@@ -444,10 +445,7 @@ def run_search(
     policy = settings.merge_policy
     if run.enriched_changed:  # their PubMed record changed: merge it again with PMC and Crossref
         result = reconcile_articles(engine, sorted(run.enriched_changed), run_id=run_id, policy=policy)
-        report.conflicts.extend(
-            f"{c.source} {c.source_id} matches articles {', '.join(map(str, c.article_ids))}"
-            for c in result.conflicts
-        )
+        report.conflicts.extend(describe_found(engine, result.conflicts))
     if enrich:
         changed = [p for p in report.pmids if p in run.created or p in run.updated]
         ids = article_ids_by_pmid(engine, changed)
