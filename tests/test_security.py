@@ -317,6 +317,8 @@ ALLOWED = {
     # no parameters.
     ("migrations/versions/0003_reporting_views.py", "upgrade"),
     ("migrations/versions/0003_reporting_views.py", "downgrade"),
+    ("migrations/versions/0009_icite.py", "upgrade"),
+    ("migrations/versions/0009_icite.py", "downgrade"),
 }
 
 
