@@ -526,8 +526,10 @@ def _store_batch(
         _keep_payloads(conn, source, to_keep, url=url, fetched_at=fetched_at)
     if status_changes:
         _write_statuses(conn, source, status_changes, old_status, now=now, run_id=run_id)
-    if wanted_status:
-        _write_misses(conn, source, wanted_status, at=fetched_at)
+    # misses count every "not found"; a "found" resets them only where it ends a run of misses
+    misses = {a: s for a, s in wanted_status.items() if s == NOT_FOUND or status_changes.get(a) == FOUND}
+    if misses:
+        _write_misses(conn, source, misses, at=fetched_at)
     raws = {(source, record.source_id): record.raw for record, _ in to_keep}
     written, conflicts = _remerge(
         conn,
@@ -820,8 +822,7 @@ def _write_misses(conn: Connection, source: str, statuses: Mapping[int, str], *,
     for chunk in chunks(missed):
         conn.execute(sa.update(a).where(a.c.id.in_(chunk)).values({misses: misses + 1, missed_at: at}))
     for chunk in chunks(found):
-        query = sa.update(a).where(a.c.id.in_(chunk), misses != 0).values({misses: 0, missed_at: None})
-        conn.execute(query)
+        conn.execute(sa.update(a).where(a.c.id.in_(chunk)).values({misses: 0, missed_at: None}))
 
 
 def _payload_ids(
