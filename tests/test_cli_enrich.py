@@ -400,3 +400,45 @@ def test_a_crossref_work_naming_an_article_not_in_pubmed_and_a_pubmed_article_ex
             ("10.9999/orphan.a",),
         ).fetchall()
     assert holders == [(kept["article_id"],)]
+
+
+def test_harvest_enrich_backs_off_from_a_doi_crossref_does_not_know(
+    standin: StandIn, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A not-found DOI: asked by name, skipped by `harvest enrich` until 1, then 2 days after its misses.
+
+    `--source crossref`: an article due for another source (iCite here) is asked of every source chosen.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    import db.targets
+
+    class Clock(datetime):
+        offset = timedelta(0)
+
+        @classmethod
+        def now(cls, tz: Any = None) -> Clock:
+            real = datetime.now(UTC) + cls.offset
+            return cls.fromtimestamp(real.timestamp(), tz)
+
+    monkeypatch.setattr(db.targets, "datetime", Clock)
+    standin.add_records(clone_record(SEED, "900005").replace(b"10.5555/test.900005", b"10.5555/nowhere.1"))
+
+    def asked() -> int:
+        count = len([r for r in standin.requests_for("crossref/works") if "nowhere" in r.path])
+        standin.clear_log()
+        return count
+
+    assert run(["pmid", "900005"]) == ExitCode.OK  # named: asked, 1st "not found"
+    assert asked() == 1
+    Clock.offset = timedelta(hours=12)
+    assert run(["enrich", "--source", "crossref"]) == ExitCode.OK
+    assert asked() == 0  # same day: backing off
+    assert run(["enrich", "900005"]) == ExitCode.OK  # named ids are always asked: 2nd "not found"
+    assert asked() == 1
+    Clock.offset = timedelta(hours=12 + 25)
+    assert run(["enrich", "--source", "crossref"]) == ExitCode.OK
+    assert asked() == 0  # a day later: the wait is 2 days now
+    Clock.offset = timedelta(hours=12 + 49)
+    assert run(["enrich", "--source", "crossref"]) == ExitCode.OK
+    assert asked() == 1  # after 2 days: asked again

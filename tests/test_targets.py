@@ -78,3 +78,61 @@ def test_a_deleted_article_is_never_due(engine: Engine) -> None:
     mark_deleted(engine, ["1001", "1003"], at=FRESH + timedelta(days=1))
     due = stale_article_ids(engine, fetched_before=CUTOFF)
     assert ids["old"] not in due and ids["never"] not in due
+
+
+def _not_found_article(engine: Engine) -> int:
+    """An article with a DOI only, whose Crossref record was never asked for."""
+    store_articles(engine, [pubmed_record("2001", doi="10.5555/gone", pmcid=None)], url=None, fetched_at=OLD)
+    return article_ids_by_pmid(engine, ["2001"])["2001"]
+
+
+def _miss(engine: Engine, at: datetime) -> None:
+    store_crossref(engine, [], url=None, fetched_at=at, run_id=None, not_found=["10.5555/gone"])
+
+
+def test_not_found_backs_off_1_2_4_days_and_the_interval_grows(engine: Engine) -> None:
+    article = _not_found_article(engine)
+    day = FRESH
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day) == [article]  # never asked
+    _miss(engine, day)  # 1st "not found": wait 1 day
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(hours=12)) == []
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=1)) == [article]
+    day += timedelta(days=1)
+    _miss(engine, day)  # 2nd: wait 2 days
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=1)) == []
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=2)) == [article]
+    day += timedelta(days=2)
+    _miss(engine, day)  # 3rd: wait 4 days
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=3)) == []
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=4)) == [article]
+
+
+def test_the_backoff_is_capped(engine: Engine) -> None:
+    article = _not_found_article(engine)
+    day = FRESH
+    for _ in range(6):  # 6 misses: 32 days uncapped
+        _miss(engine, day)
+    due = stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=3), backoff_cap_days=3)
+    assert due == [article]
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=31)) == []
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=32)) == [article]
+
+
+def test_a_found_answer_resets_the_backoff(engine: Engine) -> None:
+    article = _not_found_article(engine)
+    day = FRESH
+    for _ in range(4):
+        _miss(engine, day)
+    store_crossref(engine, [crossref_work("10.5555/gone")], url=None, fetched_at=OLD, run_id=None)
+    # found (with an old record): due by age at once, no backoff left
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day) == [article]
+    _miss(engine, day)  # not found again: back to a 1-day wait
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(hours=23)) == []
+    assert stale_article_ids(engine, fetched_before=CUTOFF, now=day + timedelta(days=1)) == [article]
+
+
+def test_backoff_days() -> None:
+    from db.targets import backoff_days
+
+    assert [backoff_days(n, 90) for n in range(9)] == [0, 1, 2, 4, 8, 16, 32, 64, 90]
+    assert backoff_days(500, 90) == 90 and backoff_days(3, 0) == 0
