@@ -133,11 +133,6 @@ class Article(Base):
     crossref_status: Mapped[str | None]  # "found" | "not_found"; None: Crossref was never asked
     pmc_status: Mapped[str | None]  # "found" | "not_found"; None: PMC was never asked
     icite_status: Mapped[str | None]  # migration 0009: "found" | "not_found"; None: iCite was never asked
-    # migration 0010: consecutive "not found" answers of PMC / Crossref and when the last came (backoff)
-    pmc_misses: Mapped[int] = mapped_column(server_default="0")
-    pmc_missed_at: Mapped[datetime | None]
-    crossref_misses: Mapped[int] = mapped_column(server_default="0")
-    crossref_missed_at: Mapped[datetime | None]
     retracted: Mapped[bool] = mapped_column(server_default=sa.false())
     in_pubmed: Mapped[bool] = mapped_column(server_default=sa.true())
     deleted: Mapped[bool] = mapped_column(server_default=sa.false())  # a DeleteCitation named it

@@ -526,10 +526,6 @@ def _store_batch(
         _keep_payloads(conn, source, to_keep, url=url, fetched_at=fetched_at)
     if status_changes:
         _write_statuses(conn, source, status_changes, old_status, now=now, run_id=run_id)
-    # misses count every "not found"; a "found" resets them only where it ends a run of misses
-    misses = {a: s for a, s in wanted_status.items() if s == NOT_FOUND or status_changes.get(a) == FOUND}
-    if misses:
-        _write_misses(conn, source, misses, at=fetched_at)
     raws = {(source, record.source_id): record.raw for record, _ in to_keep}
     written, conflicts = _remerge(
         conn,
@@ -810,19 +806,6 @@ def _write_statuses(
             for article_id, status in changes.items()
         ],
     )
-
-
-def _write_misses(conn: Connection, source: str, statuses: Mapping[int, str], *, at: datetime) -> None:
-    """Count consecutive "not found" answers and keep the last one's time (the look-up backoff reads
-    them, see db.targets.stale_article_ids); a "found" answer resets both."""
-    a = ARTICLES
-    misses, missed_at = a.c[f"{source}_misses"], a.c[f"{source}_missed_at"]
-    missed = sorted(i for i, s in statuses.items() if s == NOT_FOUND)
-    found = sorted(i for i, s in statuses.items() if s == FOUND)
-    for chunk in chunks(missed):
-        conn.execute(sa.update(a).where(a.c.id.in_(chunk)).values({misses: misses + 1, missed_at: at}))
-    for chunk in chunks(found):
-        conn.execute(sa.update(a).where(a.c.id.in_(chunk)).values({misses: 0, missed_at: None}))
 
 
 def _payload_ids(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,24 +58,8 @@ def article_ids_by_pmid(engine: Engine, pmids: Sequence[str]) -> dict[str, int]:
     return ids
 
 
-BACKOFF_CAP_DAYS = 90
-
-
-def backoff_days(misses: int, cap_days: int = BACKOFF_CAP_DAYS) -> int:
-    """Days after the last of ``misses`` consecutive "not found" answers before a source is asked again:
-    1, 2, 4, 8, ... capped at ``cap_days`` (0 misses: no wait)."""
-    if misses < 1:
-        return 0
-    return int(min(2 ** min(misses - 1, 30), max(cap_days, 0)))
-
-
 def stale_article_ids(
-    engine: Engine,
-    *,
-    fetched_before: datetime,
-    share: tuple[int, int] | None = None,
-    now: datetime | None = None,
-    backoff_cap_days: int = BACKOFF_CAP_DAYS,
+    engine: Engine, *, fetched_before: datetime, share: tuple[int, int] | None = None
 ) -> list[int]:
     """Articles (not deleted) due for PMC or Crossref: never asked, or asked and their record is missing
     (not found) or was fetched before the time.
@@ -87,12 +71,7 @@ def stale_article_ids(
     those whose id is ``slot`` modulo ``slots`` are due (never-asked ones always are), so a nightly run
     with ``slots`` = the stale age asks about each stale article about once per that many nights instead
     of every night.
-
-    Backoff: a source that answered "not found" ``n`` times in a row is not asked again before
-    :func:`backoff_days` (1, 2, 4, ... days, at most ``backoff_cap_days``) after its last such answer,
-    counted from ``now`` (default: the current time); a "found" answer resets the count.
     """
-    at = now or datetime.now(UTC)
     a, sr = ARTICLES, SOURCE_RECORDS
     pmc = sr.alias("pmc")
     crossref = sr.alias("crossref")
@@ -108,15 +87,7 @@ def stale_article_ids(
         return sa.or_(status.is_(None), sa.and_(asked_and_old, rotation))
 
     query = (
-        sa.select(
-            a.c.id,
-            sa.case((sa.and_(a.c.pmcid.is_not(None), due(pmc, a.c.pmc_status)), 1), else_=0),
-            a.c.pmc_misses,
-            a.c.pmc_missed_at,
-            sa.case((sa.and_(a.c.doi.is_not(None), due(crossref, a.c.crossref_status)), 1), else_=0),
-            a.c.crossref_misses,
-            a.c.crossref_missed_at,
-        )
+        sa.select(a.c.id)
         .select_from(
             a.outerjoin(pmc, sa.and_(pmc.c.article_id == a.c.id, pmc.c.source == "pmc")).outerjoin(
                 crossref, sa.and_(crossref.c.article_id == a.c.id, crossref.c.source == "crossref")
@@ -134,18 +105,9 @@ def stale_article_ids(
     )
     try:
         with begin_read(engine) as conn:
-            rows = list(conn.execute(query))
+            return [row[0] for row in conn.execute(query)]
     except DBAPIError as exc:
         raise storage_error(exc, "cannot read articles from", engine) from exc
-
-    def waited(misses: int, missed_at: datetime | None) -> bool:
-        if missed_at is None or misses < 1:
-            return True
-        return missed_at + timedelta(days=backoff_days(misses, backoff_cap_days)) <= at
-
-    return [
-        row[0] for row in rows if (row[1] and waited(row[2], row[3])) or (row[4] and waited(row[5], row[6]))
-    ]
 
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:

@@ -704,11 +704,7 @@ def enrich_command(
     else:
         cutoff = datetime.now(UTC) - timedelta(days=stale_days)
         article_ids = (
-            stale_article_ids(
-                engine, fetched_before=cutoff, backoff_cap_days=settings.nightly.not_found_max_days
-            )
-            if {"pmc", "crossref"} & set(sources)
-            else []
+            stale_article_ids(engine, fetched_before=cutoff) if {"pmc", "crossref"} & set(sources) else []
         )
         if "icite" in sources:
             from db.icite import icite_due_article_ids

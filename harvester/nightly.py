@@ -353,13 +353,7 @@ def enrich_stale_articles(
     # Spread over stale_days nights: each stale article is asked about once in that many nights, not
     # every night from the day it turned stale (an unchanged record never moves its fetched_at).
     slots = max(1, settings.nightly.stale_days)
-    due = stale_article_ids(
-        engine,
-        fetched_before=cutoff,
-        share=(now.date().toordinal() % slots, slots),
-        now=now,
-        backoff_cap_days=settings.nightly.not_found_max_days,
-    )
+    due = stale_article_ids(engine, fetched_before=cutoff, share=(now.date().toordinal() % slots, slots))
     article_ids = [i for i in due if i not in skip]
     log.info("re-enriching %d stale article(s)", len(article_ids))
     enrichment = EnrichReport()

@@ -111,7 +111,6 @@ class NightlySettings:
     stale_days: int = 30  # re-enrich articles whose PMC/Crossref record is older than this
     first_run_days: int = 30  # a search without ``since`` starts this many days back on its first run
     icite_days: int = 30  # iCite updates monthly: ask again about metrics older than this, spread over it
-    not_found_max_days: int = 90  # cap on the backoff (1, 2, 4, ... days) after PMC/Crossref said "not found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +197,6 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
         "stale_days": ("nightly.stale_days", int),
         "first_run_days": ("nightly.first_run_days", int),
         "icite_days": ("nightly.icite_days", int),
-        "not_found_max_days": ("nightly.not_found_max_days", int),
     },
 }
 
@@ -433,14 +431,8 @@ def load_settings(
     http = replace(HttpSettings(), rate_dir=rate_dir, **http_values)
     nightly_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("nightly.")}
     nightly = replace(NightlySettings(), **nightly_values)
-    if (
-        min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days, nightly.icite_days) < 0
-        or nightly.not_found_max_days < 0
-    ):
-        raise ConfigError(
-            "[nightly] lookback_days, stale_days, first_run_days, icite_days and not_found_max_days"
-            " must be >= 0"
-        )
+    if min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days, nightly.icite_days) < 0:
+        raise ConfigError("[nightly] lookback_days, stale_days, first_run_days and icite_days must be >= 0")
     if http.timeout <= 0 or http.max_attempts < 1 or http.backoff_max < 0 or http.backoff_initial < 0:
         raise ConfigError("[http] timeout must be > 0, max_attempts >= 1 and back-off times >= 0")
 

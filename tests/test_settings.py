@@ -134,14 +134,3 @@ def test_config_example_lists_every_merge_field_with_its_default() -> None:
     for name, order in DEFAULT_POLICY.items():
         listed = ", ".join(f'"{source}"' for source in order)
         assert f"# {name} = [{listed}]" in text, name
-
-
-def test_not_found_max_days_is_read_from_nightly_and_must_not_be_negative(tmp_path: Path) -> None:
-    home = {"HOME": str(tmp_path)}
-    assert load_settings(env=home).nightly.not_found_max_days == 90
-    config = tmp_path / "c.toml"
-    config.write_text("[nightly]\nnot_found_max_days = 7\n")
-    assert load_settings(config, env=home).nightly.not_found_max_days == 7
-    config.write_text("[nightly]\nnot_found_max_days = -1\n")
-    with pytest.raises(ConfigError, match="not_found_max_days"):
-        load_settings(config, env=home)
