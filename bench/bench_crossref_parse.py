@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: make tests importable
-from enrich.crossref import parse_crossref_response
+from enrich.crossref_json import parse_crossref_response
 from tests.test_crossref import FONC, local_bytes, thousand_author_work
 
 

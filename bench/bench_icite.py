@@ -69,7 +69,7 @@ def measure(db: Path, files: list[Path], stored: int) -> dict[str, Any]:
 
     from db.engine import open_database
     from db.models import metadata
-    from harvester.icite_ingest import ingest_icite_file
+    from harvester.jobs.icite_ingest import ingest_icite_file
 
     db.unlink(missing_ok=True)
     engine = open_database(f"sqlite:///{db}")

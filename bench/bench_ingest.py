@@ -5,14 +5,14 @@
 Measurements, each in a fresh interpreter so that its peak RSS is its own:
 
   bare     the bare lxml iterparse walk of bench_parse.py (the same function), over the 30,000-record file
-  ingest   harvester.ingest.ingest_files over the same file into a fresh SQLite database: checksum pass,
+  ingest   harvester.jobs.ingest.ingest_files over the same file into a fresh SQLite database: checksum pass,
            parse, store in batches, record the file; the work of ``harvest ingest FILE`` minus the CLI
   ingest-big  the same over the 120,000-record file, for peak memory only
   ingest-thread  ``ingest`` with the file read and parsed in a thread of the storing process instead of a
            process of its own (what ingest did before, and still does for files under 4 MB): the gain
            of the reading process, measured in the same run
 
-A file this large is read and parsed by a second process (harvester.bulk_reader.ProcessReader), so CPU
+A file this large is read and parsed by a second process (harvester.jobs.bulk_reader.ProcessReader), so CPU
 time is this process's plus its children's, and peak memory is this process's peak plus the reading
 process's peak (an upper bound: the two peaks need not coincide); both parts are also reported.
 
@@ -50,8 +50,8 @@ def prepare_ingest(
     """A fresh, migrated SQLite database (made before the clock starts, as it exists before a nightly
     ``harvest ingest``) and the ingest of one file into it, which returns the records stored."""
     from db.engine import open_database
-    from harvester.ingest import ingest_files
-    from harvester.settings import Settings
+    from harvester.core.settings import Settings
+    from harvester.jobs.ingest import ingest_files
 
     url = f"sqlite:///{tmp / 'bench.sqlite'}"
     open_database(url).dispose()
@@ -85,8 +85,8 @@ def run_child(name: str, corpus: Path, batch_size: int) -> int:
 
     import db.bulk
     import db.store  # noqa: F401
-    import harvester.ingest
-    import harvester.pubmed_xml  # noqa: F401
+    import harvester.jobs.ingest
+    import harvester.sources.pubmed_xml  # noqa: F401
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = (
@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=30_000)
     parser.add_argument("--memory-records", type=int, default=120_000, help="0 leaves the memory run out")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: harvester.ingest.INGEST_BATCH")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: harvester.jobs.ingest.INGEST_BATCH"
+    )
     parser.add_argument("--corpus", type=Path, default=None, help="default: bench/out/corpus-<records>.xml")
     parser.add_argument(
         "--only",
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.batch_size is None:
-        from harvester.ingest import INGEST_BATCH
+        from harvester.jobs.ingest import INGEST_BATCH
 
         args.batch_size = INGEST_BATCH
 

@@ -8,7 +8,7 @@ Measurements, each in its own interpreter so that its peak RSS is its own:
   (b) parse    parse_pubmed over the same file, every record built
   (c) entrez   Bio.Entrez.read(validate=False) over the same file (Entrez.parse refuses PubmedArticleSet
                in Biopython 1.88: "The XML file does not represent a list")
-  (d) store    parse + store into a fresh SQLite file as `harvest ingest FILE` does (harvester.ingest:
+  (d) store    parse + store into a fresh SQLite file as `harvest ingest FILE` does (harvester.jobs.ingest:
                records read and parsed on one thread, stored with db.store.store_articles on another)
 
 Within each run the measurements follow one another, and the ratios b/a and c/b are taken per run, so a
@@ -47,7 +47,7 @@ class Skipped(Exception):
 
 def measure_bare(corpus: Path) -> int:
     """(a) The floor: lxml builds and hands over every element, which is cleared at once."""
-    from harvester.xmlsafe import iterparse_safe
+    from harvester.core.xmlsafe import iterparse_safe
 
     count = 0
     for _event, elem in iterparse_safe(str(corpus), events=("end",)):
@@ -58,7 +58,7 @@ def measure_bare(corpus: Path) -> int:
 
 def measure_parse(corpus: Path) -> int:
     """(b) parse_pubmed, every record built as frozen dataclasses."""
-    from harvester.pubmed_xml import parse_pubmed
+    from harvester.sources.pubmed_xml import parse_pubmed
 
     count = 0
     for _record in parse_pubmed(corpus):
@@ -83,13 +83,13 @@ def measure_entrez(corpus: Path) -> int:
 def measure_store(corpus: Path) -> int:
     """(d) Parse and store into a fresh SQLite file the way `harvest ingest FILE` does it.
 
-    harvester.ingest.ingest_files: a checksum pass, then a second process reads and parses the records
-    (harvester.bulk_reader.ProcessReader, as for any file of 4 MB or more) while this one stores them
+    harvester.jobs.ingest.ingest_files: a checksum pass, then a second process reads and parses the records
+    (harvester.jobs.bulk_reader.ProcessReader, as for any file of 4 MB or more) while this one stores them
     with db.store.store_articles, in batches of 1,000. CPU time and peak RSS include that process.
     """
     from db.engine import open_database
-    from harvester.ingest import ingest_files
-    from harvester.settings import Settings
+    from harvester.core.settings import Settings
+    from harvester.jobs.ingest import ingest_files
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
@@ -129,7 +129,7 @@ def run_child(name: str, corpus: Path) -> int:
     # Imported before the baseline RSS is read, so that every child starts from the same footing.
     import lxml.etree  # noqa: F401
 
-    import harvester.pubmed_xml  # noqa: F401
+    import harvester.sources.pubmed_xml  # noqa: F401
 
     try:
         result = measure(name, partial(CHILDREN[name], corpus))

@@ -4,7 +4,7 @@
 
 For each run and each dialect, in fresh interpreters so that each peak RSS is its own:
 
-  first     harvester.ingest.ingest_files of the corpus (what `harvest ingest FILE` does: a checksum
+  first     harvester.jobs.ingest.ingest_files of the corpus (what `harvest ingest FILE` does: a checksum
             pass, then on one thread scan_pubmed + a lookup of what is stored + parsing of the rest, on
             the other db.store.store_articles, in batches of 1,000) into an empty database (a new SQLite
             file, or a new schema on the PostgreSQL server)
@@ -41,10 +41,10 @@ from bench_parse import ensure_corpus  # noqa: E402 - after the path set-up abov
 
 
 def store_corpus(corpus: Path, url: str) -> dict[str, int]:
-    """Load the corpus as `harvest ingest FILE` does (harvester.ingest.ingest_files); the counts."""
+    """Load the corpus as `harvest ingest FILE` does (harvester.jobs.ingest.ingest_files); the counts."""
     from db.engine import open_database
-    from harvester.ingest import ingest_files
-    from harvester.settings import Settings
+    from harvester.core.settings import Settings
+    from harvester.jobs.ingest import ingest_files
 
     engine = open_database(url)
     try:
@@ -62,7 +62,7 @@ def run_child(corpus: Path, url: str) -> int:
 
     import lxml.etree  # noqa: F401 - imported before timing, as in bench_parse
 
-    import harvester.pubmed_xml  # noqa: F401
+    import harvester.sources.pubmed_xml  # noqa: F401
 
     started = time.perf_counter()
     counts = store_corpus(corpus, url)

@@ -24,7 +24,7 @@ from pathlib import Path
 from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: make harvester importable
-from harvester.xmlsafe import parse_document
+from harvester.core.xmlsafe import parse_document
 
 FIRST_PMID = 900_000_001
 DOCTYPE = (

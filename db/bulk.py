@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from db.store import chunks
-from harvester.records import RejectedRecord
+from harvester.core.records import RejectedRecord
 
 BULK_FILES = metadata.tables["bulk_files"]
 ARTICLES = metadata.tables["articles"]

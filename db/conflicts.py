@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from db.store import chunks
-from harvester.errors import UsageError
+from harvester.core.errors import UsageError
 
 if TYPE_CHECKING:
     from db.reconcile import ConflictInfo

@@ -41,8 +41,8 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, storage_error
 from db.models import metadata
 from enrich.merge import FIELDS, is_empty
-from harvester.errors import InvalidIdentifierError
-from harvester.ids import normalize_doi, normalize_pmcid, normalize_pmid
+from harvester.core.errors import InvalidIdentifierError
+from harvester.core.ids import normalize_doi, normalize_pmcid, normalize_pmid
 
 CHUNK = 200  # articles per round of queries
 IN_CHUNK = 500

@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 import migrations
-from harvester.errors import SchemaVersionError, StorageError, UsageError
+from harvester.core.errors import SchemaVersionError, StorageError, UsageError
 
 if TYPE_CHECKING:  # Alembic is imported where it is used: a reading process of harvest ingest never needs it
     from alembic.config import Config

@@ -76,7 +76,7 @@ from db.store import (
     journal_key,
     resolve_journals,
 )
-from enrich.crossref import parse_crossref_response
+from enrich.crossref_json import parse_crossref_response
 from enrich.merge import (
     DEFAULT_POLICY,
     Merged,
@@ -90,10 +90,10 @@ from enrich.merge import (
 )
 from enrich.pmc_jats import parse_pmc_articles
 from enrich.records import CrossrefWork, PmcFront
-from harvester.errors import HarvestError
-from harvester.ids import doi_or_none, pmcid_or_none
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article, Journal
+from harvester.core.errors import HarvestError
+from harvester.core.ids import doi_or_none, pmcid_or_none
+from harvester.core.records import Article, Journal
+from harvester.sources.pubmed_xml import parse_pubmed
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, storage_error
 from db.models import UtcDateTime
-from harvester.errors import HarvestError, UsageError
+from harvester.core.errors import HarvestError, UsageError
 
 BATCH_SIZE = 1000  # rows fetched from the database at a time
 

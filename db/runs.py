@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from db.store import dialect_insert
-from harvester.errors import BusyError, ExitCode, StorageError, exit_code_for
+from harvester.core.errors import BusyError, ExitCode, StorageError, exit_code_for
 
 logger = logging.getLogger(__name__)
 

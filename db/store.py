@@ -68,8 +68,8 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_read, begin_write, storage_error
 from db.models import metadata
 from enrich.merge import pubmed_retractions
-from harvester.errors import StorageError
-from harvester.records import Article, Journal, RejectedRecord
+from harvester.core.errors import StorageError
+from harvester.core.records import Article, Journal, RejectedRecord
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ Disagreements: for each of :data:`SHARED_FIELDS`, every pair of views that both 
 after normalisation is reported (as the sources gave the values, the pair ordered by source name).
 Normalisation: titles are case-folded with markup, surrounding brackets, a trailing period and repeated
 whitespace removed; publishers and journal titles are also compared on letters and digits only ("Frontiers
-Media S.A." is "Frontiers Media SA"); DOIs are compared as :func:`harvester.ids.normalize_doi` gives them;
+Media S.A." is "Frontiers Media SA"); DOIs are compared as :func:`harvester.core.ids.normalize_doi` gives
+them;
 ISSNs upper-case without spaces or hyphens, and an ISSN agrees with any ISSN the other source names for
 the journal; dates agree at the precision both have ("2022" and "2022-03-08" agree); page ranges are
 compared after expanding MEDLINE's short form ("123-9" is "123-129"), and a first page alone agrees with a
@@ -40,13 +41,12 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 
 from enrich.records import ContributorName, CrossrefWork, Funder, License, PmcFront, UpdateRelation
-from harvester.errors import ConfigError
-from harvester.ids import doi_or_none
-from harvester.records import RETRACTED_PUBLICATION, RETRACTION_IN, Article, Author, PartialDate
+from harvester.core.ids import doi_or_none
+from harvester.core.policy import DEFAULT_POLICY, FIELDS, SHARED_FIELDS, SOURCES, policy_from_config
+from harvester.core.records import RETRACTED_PUBLICATION, RETRACTION_IN, Article, Author, PartialDate
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -66,117 +66,7 @@ __all__ = [
     "view_of_pubmed",
 ]
 
-SOURCES: tuple[str, ...] = ("pubmed", "pmc", "crossref")
-
-# Field -> kind. The kind says how two values are compared: "title", "name" (publisher, journal), "doi",
-# "issn", "date" (ISO partial), "pages", "text" (volume, issue, other strings), "int", and "object" /
-# "list" (JSON objects and lists, compared as they are).
-FIELDS: Mapping[str, str] = MappingProxyType(
-    {
-        "title": "title",
-        "abstract": "text",
-        "authors": "list",
-        "journal_title": "name",
-        "journal_iso_abbrev": "text",
-        "issn": "issn",
-        "volume": "text",
-        "issue": "text",
-        "pages": "pages",
-        "pub_date": "date",
-        "epub_date": "date",
-        "keywords": "list",
-        "doi": "doi",
-        "pmcid": "text",
-        "publisher": "name",
-        "license": "object",  # {"url", "type"}: the licence the article is under
-        "licenses": "list",  # every licence statement: {"url", "license_type", "text", "start_date"}
-        "copyright": "text",
-        "copyright_year": "int",
-        "subjects": "list",
-        "citation_count": "int",
-        "references_count": "int",
-        "crossref_type": "text",
-        "funders": "list",  # {"name", "doi", "awards": [...]}
-        "updates": "list",  # {"kind", "direction", "doi", "asserted_by", "update_date", "label"}
-        "clinical_trials": "list",
-    }
-)
-
-SHARED_FIELDS: tuple[str, ...] = (
-    "title",
-    "doi",
-    "pub_date",
-    "epub_date",
-    "journal_title",
-    "issn",
-    "volume",
-    "issue",
-    "pages",
-    "publisher",
-)
-
-_BIBLIOGRAPHIC = ("pubmed", "pmc", "crossref")
-
-# PubMed first for what its indexers curate; PMC (the publisher's JATS) for licence, copyright, subjects
-# and publisher; Crossref for what only it counts or links. PMC comes before Crossref for authors because
-# JATS contributors carry affiliations and ORCIDs that Crossref deposits often lack; PMC's front matter has
-# no abstract, so abstract names PubMed and Crossref only.
-DEFAULT_POLICY: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "title": _BIBLIOGRAPHIC,
-        "abstract": ("pubmed", "crossref"),
-        "authors": _BIBLIOGRAPHIC,
-        "journal_title": _BIBLIOGRAPHIC,
-        "journal_iso_abbrev": ("pubmed", "crossref"),
-        "issn": _BIBLIOGRAPHIC,
-        "volume": _BIBLIOGRAPHIC,
-        "issue": _BIBLIOGRAPHIC,
-        "pages": _BIBLIOGRAPHIC,
-        "pub_date": _BIBLIOGRAPHIC,
-        "epub_date": _BIBLIOGRAPHIC,
-        "keywords": ("pubmed", "pmc"),
-        "doi": _BIBLIOGRAPHIC,
-        "pmcid": ("pubmed", "pmc"),
-        "publisher": ("pmc", "crossref", "pubmed"),
-        "license": ("pmc", "crossref"),
-        "licenses": ("pmc", "crossref"),
-        "copyright": ("pmc",),
-        "copyright_year": ("pmc",),
-        "subjects": ("pmc", "crossref"),
-        "citation_count": ("crossref",),
-        "references_count": ("crossref", "pubmed"),
-        "crossref_type": ("crossref",),
-        "funders": ("crossref", "pmc"),
-        "updates": ("crossref",),
-        "clinical_trials": ("crossref",),
-    }
-)
-
 _AUXILIARY = ("issn_all", "retractions")
-
-
-def policy_from_config(overrides: Mapping[str, Sequence[str]]) -> Mapping[str, tuple[str, ...]]:
-    """The default policy with ``overrides`` (field -> sources in order of precedence) put in.
-
-    Raises:
-        ConfigError: an unknown field or source, a source named twice, or no source at all.
-    """
-    policy = dict(DEFAULT_POLICY)
-    for name, order in overrides.items():
-        if name not in FIELDS:
-            raise ConfigError(f"merge: unknown field {name!r} (fields: {', '.join(FIELDS)})")
-        if isinstance(order, str):
-            raise ConfigError(f"merge.{name}: expected a list of sources, not the string {order!r}")
-        sources = tuple(order)
-        if not sources:
-            raise ConfigError(f"merge.{name}: name at least one source ({', '.join(SOURCES)})")
-        for source in sources:
-            if source not in SOURCES:
-                raise ConfigError(f"merge.{name}: unknown source {source!r} (sources: {', '.join(SOURCES)})")
-        if len(set(sources)) != len(sources):
-            raise ConfigError(f"merge.{name}: a source is named twice in {list(sources)}")
-        policy[name] = sources
-    return MappingProxyType(policy)
 
 
 @dataclass(frozen=True, slots=True)

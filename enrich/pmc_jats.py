@@ -36,9 +36,10 @@ Choices worth knowing:
   of type funder-id). Funders with the same name and DOI are merged, their awards kept in order.
 - Licences: the URL is the ``ali:license_ref`` when present, else ``@xlink:href``; the text is every
   ``license-p`` (or ``p``, in NLM 2.3 files) flattened and joined with a space.
-- Text is flattened as in :mod:`harvester.pubmed_xml`: inline markup contributes its text, MathML its token
-  text (one member of ``alternatives``, MathML first); ``xref``, ``fn``, ``label`` and ``institution-id``
-  contribute nothing; an empty ``ext-link`` or ``uri`` contributes its URL; whitespace is collapsed.
+- Text is flattened as in :mod:`harvester.sources.pubmed_xml`: inline markup contributes its text, MathML
+  its token text (one member of ``alternatives``, MathML first); ``xref``, ``fn``, ``label`` and
+  ``institution-id`` contribute nothing; an empty ``ext-link`` or ``uri`` contributes its URL;
+  whitespace is collapsed.
 """
 
 from __future__ import annotations
@@ -55,11 +56,11 @@ from typing import IO, Any, BinaryIO
 from lxml import etree
 
 from enrich.records import ContributorName, Funder, License, PmcFront
-from harvester.errors import ParseError
-from harvester.ids import doi_or_none, normalize_orcid, pmcid_or_none
-from harvester.records import MONTHS, PartialDate
-from harvester.xmlsafe import iterparse_safe
-from harvester.xmltext import (
+from harvester.core.errors import ParseError
+from harvester.core.ids import doi_or_none, normalize_orcid, pmcid_or_none
+from harvester.core.records import MONTHS, PartialDate
+from harvester.core.xmlsafe import iterparse_safe
+from harvester.core.xmltext import (
     attr as _attr,
     collapse as _collapse,
     doi_or_none as _doi_or_none,

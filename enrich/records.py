@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harvester.records import PartialDate
+from harvester.core.records import PartialDate
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The ``harvest`` command: parse arguments, build settings, call one pipeline function, print a summary.
 
 The command line is a contract (README, "Commands"): every error is one line on stderr starting
-``harvest: error:`` and a documented exit code (:class:`harvester.errors.ExitCode`); ``-q`` prints nothing
+``harvest: error:`` and a documented exit code (:class:`harvester.core.errors.ExitCode`); ``-q`` prints
+nothing
 on success; ``--json`` prints exactly one JSON object on stdout. A traceback goes only to the log at -vv.
 
 Start-up is kept short (``harvest --help`` and ``harvest show`` in well under half a second): this module
@@ -29,7 +30,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from harvester import __version__
-from harvester.errors import (
+from harvester.core.errors import (
     ExitCode,
     HarvestError,
     InvalidIdentifierError,
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy.engine import Engine
 
-    from harvester.pipeline import HarvestReport, IdKind
-    from harvester.settings import Settings
+    from harvester.core.settings import Settings
+    from harvester.jobs.by_id import HarvestReport, IdKind
 
 log = logging.getLogger("harvester")
 
@@ -157,8 +158,8 @@ class State:
 
     def settings(self) -> Settings:
         if self._settings is None:
-            from harvester.logsetup import setup_logging
-            from harvester.settings import load_settings
+            from harvester.core.logsetup import setup_logging
+            from harvester.core.settings import load_settings
 
             self._settings = load_settings(self.config, database_url=self.db)
             self._secrets = self._settings.secrets
@@ -282,7 +283,7 @@ def emit_json(obj: dict[str, Any]) -> None:
 
 def error_line(state: State | None, message: str) -> None:
     """One error: one line on stderr, ``harvest: error: ...``, secrets removed; the log file gets it too."""
-    from harvester.http import redact
+    from harvester.core.redaction import redact
 
     secrets = state.secrets if state is not None and state.secrets else _known_secrets()
     text = redact(" ".join(str(message).split()), secrets)
@@ -363,7 +364,8 @@ def _harvest_command(
     ctx: typer.Context, kind: IdKind, ids: list[str] | None, from_file: str | None, no_enrich: bool
 ) -> int:
     from db.reconcile import start_run
-    from harvester.pipeline import build_services, harvest
+    from harvester.jobs.by_id import harvest
+    from harvester.jobs.services import build_services
 
     state = _state(ctx)
     values = _ids_given(ids, from_file, f"{_ID_NAMES[kind]}s")
@@ -401,8 +403,8 @@ def _ids_given(args: Sequence[str] | None, from_file: str | None, noun: str) -> 
     Raises:
         UsageError: no ids at all (saying where they were looked for).
     """
-    from harvester.ids import split_ids
-    from harvester.pipeline import read_id_file
+    from harvester.core.ids import split_ids
+    from harvester.jobs.by_id import read_id_file
 
     values = [part for arg in args or () for part in split_ids(arg)]
     if from_file is not None:
@@ -438,7 +440,7 @@ def _read_stdin() -> str:
 
 def _hint_other_kind(kind: IdKind, values: Sequence[str]) -> None:
     """Refuse an id of another kind with the command that takes it (``harvest pmid PMC8958025``)."""
-    from harvester.ids import normalize_doi, normalize_pmcid, normalize_pmid, other_kind
+    from harvester.core.ids import normalize_doi, normalize_pmcid, normalize_pmid, other_kind
 
     normalize = {"pmid": normalize_pmid, "pmcid": normalize_pmcid, "doi": normalize_doi}[kind]
     for value in values:
@@ -459,7 +461,7 @@ def _recorded_run(
     """Closes the harvest_runs row with the status and exit code the process ends with (db.runs)."""
     from db.reconcile import finish_run
     from db.runs import failure_summary, run_status
-    from harvester.http import redact
+    from harvester.core.redaction import redact
 
     def finish(code: ExitCode, summary: dict[str, object]) -> None:
         finish_run(engine, run_id, run_status(code), summary, exit_code=code)
@@ -607,8 +609,8 @@ def search_command(
       harvest search 'crispr[tiab]' --max 100 --no-enrich
     """
     from db.reconcile import start_run
-    from harvester.pipeline import build_services
-    from harvester.search import check_search_arguments, parse_day, run_search
+    from harvester.jobs.search import check_search_arguments, parse_day, run_search
+    from harvester.jobs.services import build_services
 
     state = _state(ctx)
     first, last = parse_day("--since", since), parse_day("--until", until)
@@ -687,7 +689,9 @@ def enrich_command(
     from db.documents import resolve_identifiers
     from db.reconcile import start_run
     from db.targets import enrichment_targets, stale_article_ids
-    from harvester.pipeline import HarvestReport, build_services, enrich_articles
+    from harvester.jobs.by_id import HarvestReport
+    from harvester.jobs.enrichment import enrich_articles
+    from harvester.jobs.services import build_services
 
     sources = tuple(dict.fromkeys(s.strip().lower() for s in source or ("pmc", "crossref", "icite")))
     unknown = [s for s in sources if s not in ("pmc", "crossref", "icite")]
@@ -768,7 +772,7 @@ def ingest_icite_command(
       harvest ingest-icite --all-edges open_citation_collection.csv
     """
     from db.reconcile import start_run
-    from harvester.icite_ingest import ingest_icite_file
+    from harvester.jobs.icite_ingest import ingest_icite_file
 
     state = _state(ctx)
     engine = state.engine()
@@ -813,8 +817,8 @@ def nightly_command(
       harvest -q nightly                   for cron: silent unless something failed
       harvest nightly --search exosomes --no-enrich
     """
-    from harvester.nightly import run_nightly, select_searches
-    from harvester.pipeline import build_services
+    from harvester.jobs.nightly import run_nightly, select_searches
+    from harvester.jobs.services import build_services
 
     state = _state(ctx)
     settings = state.settings()
@@ -1091,9 +1095,9 @@ def ingest_command(
       harvest ingest --baseline ~/pubmed/baseline/*.xml.gz
     """
     from db.runs import exclusive_run, failure_summary, finish_locked_run, run_status, start_locked_run
-    from harvester.http import redact
-    from harvester.ingest import check_paths, ingest_files
-    from harvester.pipeline import build_services
+    from harvester.core.redaction import redact
+    from harvester.jobs.ingest import check_paths, ingest_files
+    from harvester.jobs.services import build_services
 
     state = _state(ctx)
     paths = check_paths(files)  # a missing or unreadable path is reported before any work

@@ -1,7 +1,7 @@
 """Alembic environment: run by db.engine with a connection already inside a write transaction, or by hand.
 
 By hand (developers): ``alembic upgrade head`` uses the database the ``harvest`` tool would use (config
-file and environment, as harvester.settings reads them); ``alembic -x url=sqlite:///x.sqlite ...`` names
+file and environment, as harvester.core.settings reads them); ``alembic -x url=sqlite:///x.sqlite ...`` names
 another one. Either way the whole run is one transaction, so a failed migration leaves nothing behind.
 """
 
@@ -31,7 +31,7 @@ def _url_given_by_hand() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from harvester.settings import load_settings
+    from harvester.core.settings import load_settings
 
     return load_settings().database_url
 

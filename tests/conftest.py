@@ -53,7 +53,8 @@ def rate_dir(
     isolated_home: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Each test's own HARVEST_RATE_DIR: harvest processes share their pacing through files there
-    (harvester.http.SharedSends). A test that clears HARVEST_* (test_cli's ``home``) gets its files under
+    (harvester.sources.http.SharedSends). A test that clears HARVEST_* (test_cli's ``home``) gets its files
+    under
     its own HOME instead, never the user's ~/.cache."""
     path = tmp_path_factory.mktemp("rate")
     monkeypatch.setenv("HARVEST_RATE_DIR", str(path))
@@ -89,7 +90,7 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     process of their own (as files of READ_IN_PROCESS_BYTES or more into SQLite are; here on either
     database)."""
     monkeypatch.setattr(
-        "harvester.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
+        "harvester.jobs.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
     )
-    monkeypatch.setattr("harvester.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
+    monkeypatch.setattr("harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
     return str(request.param)

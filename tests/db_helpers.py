@@ -27,11 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from db.models import metadata
-from enrich.crossref import parse_crossref_work
+from enrich.crossref_json import parse_crossref_work
 from enrich.pmc_jats import parse_pmc_articles
 from enrich.records import CrossrefWork, PmcFront
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import (
+from harvester.core.records import (
     Abstract,
     AbstractSection,
     Article,
@@ -50,6 +49,7 @@ from harvester.records import (
     PublicationType,
     Reference,
 )
+from harvester.sources.pubmed_xml import parse_pubmed
 
 POSTGRES_ENV = "HARVEST_TEST_POSTGRES_URL"
 DIALECTS_ENV = "HARVEST_TEST_DIALECTS"

@@ -1,6 +1,7 @@
 """What the stand-in's request log may show from clients that pace themselves: counting, never timing.
 
-A harvest process paces when it *sends* (harvester.http.RateLimiter: at most ``ceil(rate)`` sends in any
+A harvest process paces when it *sends* (harvester.sources.http.RateLimiter: at most ``ceil(rate)`` sends
+in any
 sliding window of one second plus WINDOW_MARGIN); the stand-in logs a request when it gets round to reading
 it, by its own clock. On a loaded machine a request sent in time can be logged late and land in the next
 second's count beside the requests sent then, so a test that wants "at most 3 in any second" of the log
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from harvester.http import WINDOW_MARGIN
+from harvester.sources.http import WINDOW_MARGIN
 from tests.standin import LoggedRequest, max_requests_in_any_window
 
 CLIENT_WINDOW = 1.0 + WINDOW_MARGIN

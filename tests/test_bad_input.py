@@ -21,10 +21,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-import harvester.pipeline
+import harvester.jobs.by_id
 from db.store import store_articles_isolated
 from harvester.cli import run
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 from tests import test_cli
 from tests.db_helpers import POSTGRES_ENV, database_params, fresh_database_url, snapshot
 from tests.standin import StandIn, Status
@@ -153,7 +153,7 @@ def _ctrl_c_mid_harvest(ctx: Context) -> list[str]:
             raise KeyboardInterrupt
         return store_articles_isolated(*args, **kwargs)
 
-    ctx.monkeypatch.setattr(harvester.pipeline, "store_articles_isolated", interrupted)
+    ctx.monkeypatch.setattr(harvester.jobs.by_id, "store_articles_isolated", interrupted)
     config = ctx.config("[ncbi]\nefetch_batch_size = 2\n")
     return ["--config", config, "pmid", "--no-enrich", "900001", "900002", "900003", "900004"]
 

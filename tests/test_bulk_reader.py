@@ -1,4 +1,5 @@
-"""The reading side of ``harvest ingest`` run in a process of its own (harvester.bulk_reader.ProcessReader).
+"""The reading side of ``harvest ingest`` run in a process of its own
+(harvester.jobs.bulk_reader.ProcessReader).
 
 What it must keep from the thread it replaces for large files: the same batches, the file's log
 messages, its errors as the same exceptions; and what a process adds: it reads the file the caller
@@ -22,10 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from db.engine import open_database
-from harvester.bulk_reader import Batch, ProcessReader, ThreadReader, can_read_in_process
-from harvester.errors import BulkFileError, FileOrderError, ParseError
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
+from harvester.core.errors import BulkFileError, FileOrderError, ParseError
+from harvester.core.records import Article
+from harvester.jobs.bulk_reader import Batch, ProcessReader, ThreadReader, can_read_in_process
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests.conftest import shared_fixture
 from tests.db_helpers import fresh_database_url
 
@@ -119,7 +120,7 @@ def test_the_processs_warnings_reach_this_processs_loggers(
     with caplog.at_level(logging.WARNING), no_pmid.open("rb") as handle:
         batches = read_all(ProcessReader(handle, no_pmid, 2, engine))
     assert sum(b.records for b in batches) == 4
-    warnings = [r for r in caplog.records if r.name == "harvester.pubmed_xml"]
+    warnings = [r for r in caplog.records if r.name == "harvester.sources.pubmed_xml"]
     assert [r.getMessage() for r in warnings] == ["skipped a PubmedArticle without a PMID"]
 
 
@@ -192,7 +193,7 @@ KILLED_MIDWAY = """
 import os, signal, subprocess, sys
 from pathlib import Path
 from db.engine import open_database
-from harvester.bulk_reader import ProcessReader
+from harvester.jobs.bulk_reader import ProcessReader
 
 real = subprocess.Popen
 started = []

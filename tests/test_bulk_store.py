@@ -16,10 +16,10 @@ from sqlalchemy.engine import Engine
 
 from db.engine import open_database
 from db.store import store_articles
-from harvester.ingest import FileReport, ingest_files
-from harvester.pubmed_xml import PendingArticle, parse_pubmed, scan_pubmed
-from harvester.records import Article, DeletedCitation
-from harvester.settings import Settings
+from harvester.core.records import Article, DeletedCitation
+from harvester.core.settings import Settings
+from harvester.jobs.ingest import FileReport, ingest_files
+from harvester.sources.pubmed_xml import PendingArticle, parse_pubmed, scan_pubmed
 from tests.conftest import shared_fixture
 from tests.db_helpers import fresh_database_url, recorded_statements, snapshot
 

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 
 from db.models import metadata
 from harvester.cli import run
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 from tests.db_helpers import database_params, fresh_database_url
 from tests.pacing import eutils_times, paced_bound
 from tests.standin import (

@@ -19,7 +19,7 @@ import pytest
 from lxml import etree
 
 from harvester.cli import run
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 from tests.pacing import assert_paced
 from tests.standin import (
     ErrorInBody,

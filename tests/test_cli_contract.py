@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harvester.cli import EXIT_MEANINGS, app
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 from tests.standin import StandIn
 
 SEED = Path(__file__).parent / "fixtures" / "efetch_pubmed_35350566.xml"

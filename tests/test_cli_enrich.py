@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from harvester.cli import run
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 from tests.pacing import assert_paced, eutils_times
 from tests.standin import StandIn
 from tests.test_cli import SEED, SEED_TITLE, clone_record, default_db, home, stored_pmids

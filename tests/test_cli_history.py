@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 from tests.standin import StandIn
 
 SCRIPT = Path(sys.executable).parent / "harvest"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 
 SCRIPT = Path(sys.executable).parent / "harvest"
 

@@ -24,6 +24,8 @@ from enrich.crossref import (
     CrossrefBatch,
     CrossrefClient,
     advertised_rate,
+)
+from enrich.crossref_json import (
     canonical_json,
     flatten_markup,
     normalize_update_kind,
@@ -33,16 +35,16 @@ from enrich.crossref import (
 )
 from enrich.records import ContributorName, CrossrefWork, Funder, License, UpdateRelation
 from harvester import __version__
-from harvester.errors import (
+from harvester.core.errors import (
     FetchFailedError,
     InvalidIdentifierError,
     ParseError,
     RejectedRequestError,
     ServiceUnavailableError,
 )
-from harvester.http import WINDOW_MARGIN, RateLimiter, RetryPolicy
-from harvester.records import PartialDate
-from harvester.settings import DEFAULT_CROSSREF_URL, HttpSettings, Secret, Settings
+from harvester.core.records import PartialDate
+from harvester.core.settings import DEFAULT_CROSSREF_URL, HttpSettings, Secret, Settings
+from harvester.sources.http import WINDOW_MARGIN, RateLimiter, RetryPolicy
 from tests.conftest import FIXTURES_DIR, shared_fixture
 
 BASE = "https://api.crossref.org/"

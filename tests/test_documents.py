@@ -29,12 +29,12 @@ from db.models import metadata
 from db.reconcile import read_provenance, store_crossref, store_pmc
 from db.solr import export_solr
 from db.store import mark_deleted, store_articles
-from enrich.crossref import parse_crossref_response
+from enrich.crossref_json import parse_crossref_response
 from enrich.merge import FIELDS
 from enrich.pmc_jats import parse_pmc_articles
-from harvester.errors import InvalidIdentifierError
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article, ELocationId
+from harvester.core.errors import InvalidIdentifierError
+from harvester.core.records import Article, ELocationId
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests.db_helpers import database_params, fresh_database_url, make_article, with_raw
 
 FETCHED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""harvester.eutils: batching, GET/POST, errors inside HTTP 200, partial failure, esearch parsing."""
+"""harvester.sources.eutils: batching, GET/POST, errors inside HTTP 200, partial failure, esearch parsing."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import pytest
 import requests
 import responses
 
-from harvester.errors import (
+from harvester.core.errors import (
     BadResponseError,
     FetchFailedError,
     ParseError,
     RejectedRequestError,
     UsageError,
 )
-from harvester.eutils import (
+from harvester.core.settings import HttpSettings, Secret, Settings
+from harvester.sources.eutils import (
     EfetchBatch,
     EsearchResult,
     EutilsClient,
@@ -26,8 +27,7 @@ from harvester.eutils import (
     check_eutils_xml,
     parse_esearch,
 )
-from harvester.http import RateLimiter, Response, RetryPolicy
-from harvester.settings import HttpSettings, Secret, Settings
+from harvester.sources.http import RateLimiter, Response, RetryPolicy
 from tests.helpers_fixtures import local_fixture, read_shared, shared_params
 
 SECRET = "SECRET-KEY-123"

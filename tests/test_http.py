@@ -1,4 +1,4 @@
-"""harvester.http and harvester.logsetup: pacing, retries, classification, redaction.
+"""harvester.sources.http and harvester.core.logsetup: pacing, retries, classification, redaction.
 
 No network and no real waiting: HTTP is faked with responses, clocks and sleeps are injected.
 """
@@ -20,7 +20,7 @@ import requests
 import responses
 from hypothesis import given, settings, strategies as st
 
-from harvester.errors import (
+from harvester.core.errors import (
     BadResponseError,
     FetchFailedError,
     RateLimitedError,
@@ -30,7 +30,9 @@ from harvester.errors import (
     UnreachableError,
     UpstreamError,
 )
-from harvester.http import (
+from harvester.core.logsetup import RedactingFilter, console_level, setup_logging
+from harvester.core.settings import HttpSettings
+from harvester.sources.http import (
     UNREACHABLE_ATTEMPTS,
     UNREACHABLE_WAIT,
     WINDOW_MARGIN,
@@ -45,8 +47,6 @@ from harvester.http import (
     redact,
     shared_sends,
 )
-from harvester.logsetup import RedactingFilter, console_level, setup_logging
-from harvester.settings import HttpSettings
 from tests.helpers_fixtures import local_fixture
 
 SECRET = "SECRET-KEY-123"
@@ -449,7 +449,9 @@ def test_secrets_never_reach_messages_tracebacks_or_logs(
         pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     for text in texts:
         assert SECRET not in text
-    retries = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "harvester.http"]
+    retries = [
+        r for r in caplog.records if r.levelno == logging.WARNING and r.name == "harvester.sources.http"
+    ]
     assert len(retries) == 2
     first, second = (r.getMessage() for r in retries)
     assert first.startswith("eutils: eutils.example.org: connection failed;")
@@ -488,7 +490,7 @@ def test_a_host_that_cannot_be_reached_is_retried_briefly(
     reason: str,
 ) -> None:
     rsps.get(URL, body=_connection_error(cause))
-    caplog.set_level(logging.INFO, logger="harvester.http")
+    caplog.set_level(logging.INFO, logger="harvester.sources.http")
     with pytest.raises(FetchFailedError) as caught:
         make_client(waits=waits, max_attempts=6).request("GET", "efetch.fcgi", params={"id": "1"})
     assert len(rsps.calls) == UNREACHABLE_ATTEMPTS == 2
@@ -496,7 +498,9 @@ def test_a_host_that_cannot_be_reached_is_retried_briefly(
     assert isinstance(caught.value.__cause__, UnreachableError)
     assert str(caught.value) == f"eutils: cannot reach eutils.example.org: {reason} (2 attempts)"
     assert (caught.value.host, caught.value.reason) == ("eutils.example.org", reason)
-    retries = [r for r in caplog.records if r.name == "harvester.http" and "attempt" in r.getMessage()]
+    retries = [
+        r for r in caplog.records if r.name == "harvester.sources.http" and "attempt" in r.getMessage()
+    ]
     # At INFO, not WARNING: the final error says it all, once.
     assert [(r.levelno, r.getMessage()) for r in retries] == [
         (logging.INFO, f"eutils: eutils.example.org: {reason}; attempt 1 of 2 failed, retrying in 1.0 s")
@@ -544,7 +548,7 @@ def test_a_503_retry_warning_is_one_short_line_without_the_url(
 ) -> None:
     rsps.get(URL, body=local_fixture("efetch_html_error_page.html"), status=503)
     rsps.get(URL, body=b"fine", status=200)
-    caplog.set_level(logging.WARNING, logger="harvester.http")
+    caplog.set_level(logging.WARNING, logger="harvester.sources.http")
     long_ids = ",".join(str(n) for n in range(10_000_000, 10_000_100))
     make_client(waits=waits, max_attempts=6).request("GET", "efetch.fcgi", params={"id": long_ids})
     (warning,) = (r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -790,7 +794,7 @@ def test_an_unusable_rate_dir_falls_back_to_pacing_one_process(
 ) -> None:
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
-    with caplog.at_level(logging.WARNING, logger="harvester.http"):
+    with caplog.at_level(logging.WARNING, logger="harvester.sources.http"):
         assert shared_sends(blocked, "ncbi", "https://eutils.example.org/|anonymous") is None
     assert "paces only its own" in caplog.text
     assert shared_sends(None, "ncbi", "x") is None
@@ -808,7 +812,7 @@ def test_a_send_log_that_goes_away_mid_run_falls_back_without_losing_the_pace(
     first = fake.now
     log.path.unlink()
     directory.rmdir()
-    with caplog.at_level(logging.WARNING, logger="harvester.http"):
+    with caplog.at_level(logging.WARNING, logger="harvester.sources.http"):
         limiter.acquire()
     assert "paces only its own from now on" in caplog.text
     assert fake.now - first == pytest.approx(1 / 3)  # still paced after the send it made through the file
@@ -816,8 +820,8 @@ def test_a_send_log_that_goes_away_mid_run_falls_back_without_losing_the_pace(
 
 def test_the_send_logs_hold_neither_key_nor_token(tmp_path: Path) -> None:
     """build_services names the files by base URL and whether a key is used, never by the key."""
-    from harvester.pipeline import build_services
-    from harvester.settings import load_settings
+    from harvester.core.settings import load_settings
+    from harvester.jobs.services import build_services
 
     key, token = "FAKE-SECRET-KEY-0123456789", "FAKE-PLUS-TOKEN-9876543210"
     env = {

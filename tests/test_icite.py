@@ -18,10 +18,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from enrich.icite import parse_icite_record, parse_icite_response
-from harvester.errors import ParseError
-from harvester.pipeline import build_services, harvest
-from harvester.settings import HttpSettings, Secret, Settings
+from enrich.icite_json import parse_icite_record, parse_icite_response
+from harvester.core.errors import ParseError
+from harvester.core.settings import HttpSettings, Secret, Settings
+from harvester.jobs.by_id import harvest
+from harvester.jobs.services import build_services
 from tests.helpers_fixtures import read_shared
 from tests.standin import ICITE_PUBS, StandIn
 from tests.test_search import corpus
@@ -322,7 +323,7 @@ def metadata_row(pmid: int, rcr: str = "1.25") -> str:
 def test_ingest_icite_loads_both_snapshot_files_once_and_a_forced_second_load_writes_nothing(
     standin: StandIn, engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
-    from harvester.icite_ingest import ingest_icite_file
+    from harvester.jobs.icite_ingest import ingest_icite_file
 
     settings = make_settings(standin, db_url)
     pmids = [str(p) for p in range(FIRST, FIRST + 3)]
@@ -349,8 +350,8 @@ def test_ingest_icite_loads_both_snapshot_files_once_and_a_forced_second_load_wr
 
 
 def test_a_file_that_is_not_an_icite_snapshot_is_a_bulk_file_error(engine: Engine, tmp_path: Path) -> None:
-    from harvester.errors import BulkFileError
-    from harvester.icite_ingest import ingest_icite_file
+    from harvester.core.errors import BulkFileError
+    from harvester.jobs.icite_ingest import ingest_icite_file
 
     path = tmp_path / "other.csv"
     path.write_text("a,b\n1,2\n")
@@ -479,8 +480,8 @@ def test_nightly_refreshes_icite_about_monthly_spread_over_the_month(
     from datetime import UTC, datetime, timedelta
 
     from db.reconcile import start_run
-    from harvester.nightly import enrich_stale_articles
-    from harvester.settings import NightlySettings
+    from harvester.core.settings import NightlySettings
+    from harvester.jobs.nightly import enrich_stale_articles
 
     run_harvest(standin, engine, db_url)
     settings = dataclasses.replace(make_settings(standin, db_url), nightly=NightlySettings(icite_days=30))

@@ -1,4 +1,5 @@
-"""harvester.idconv: the pure parser against recorded answers, and the client's batching and failures."""
+"""harvester.sources.idconv: the pure parser against recorded answers, and the client's batching and
+failures."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pytest
 import requests
 import responses
 
-from harvester.errors import FetchFailedError, ParseError, RejectedRequestError
-from harvester.eutils import EutilsClient
-from harvester.http import RateLimiter, RetryPolicy
-from harvester.idconv import NOT_RETURNED, IdConverterClient, IdRecord, parse_idconv
-from harvester.settings import HttpSettings, Secret, Settings
+from harvester.core.errors import FetchFailedError, ParseError, RejectedRequestError
+from harvester.core.settings import HttpSettings, Secret, Settings
+from harvester.sources.eutils import EutilsClient
+from harvester.sources.http import RateLimiter, RetryPolicy
+from harvester.sources.idconv import NOT_RETURNED, IdConverterClient, IdRecord, parse_idconv
 from tests.helpers_fixtures import local_fixture, read_shared, shared_params
 
 SECRET = "SECRET-KEY-123"

@@ -1,12 +1,12 @@
-"""Identifier validation and normalisation (harvester.ids)."""
+"""Identifier validation and normalisation (harvester.core.ids)."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, strategies as st
 
-from harvester.errors import InvalidIdentifierError
-from harvester.ids import normalize_doi, normalize_orcid, normalize_pmcid, normalize_pmid
+from harvester.core.errors import InvalidIdentifierError
+from harvester.core.ids import normalize_doi, normalize_orcid, normalize_pmcid, normalize_pmid
 
 
 @pytest.mark.parametrize(

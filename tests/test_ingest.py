@@ -31,9 +31,9 @@ from db.engine import open_database
 from db.models import metadata
 from db.runs import exclusive_run
 from harvester.cli import run
-from harvester.errors import BulkFileError, ExitCode, StorageError
-from harvester.ingest import IngestReport, check_paths, ingest_files, parse_file_name, sequence_order
-from harvester.settings import Settings
+from harvester.core.errors import BulkFileError, ExitCode, StorageError
+from harvester.core.settings import Settings
+from harvester.jobs.ingest import IngestReport, check_paths, ingest_files, parse_file_name, sequence_order
 from tests.db_helpers import failing_statement, snapshot
 from tests.helpers_fixtures import shared_fixture
 from tests.standin import StandIn
@@ -84,7 +84,7 @@ def history(engine: Engine, pmid: str) -> list[tuple[str, str | None, str | None
 
 
 def reading_processes() -> list[int]:
-    """Live child processes of this one that run harvester.bulk_reader (Linux /proc)."""
+    """Live child processes of this one that run harvester.jobs.bulk_reader (Linux /proc)."""
     found: list[int] = []
     for children in Path("/proc/self/task").glob("*/children"):
         for pid in children.read_text().split():
@@ -93,7 +93,7 @@ def reading_processes() -> list[int]:
                 state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if b"harvester.bulk_reader" in command and state != "Z":
+            if b"harvester.jobs.bulk_reader" in command and state != "Z":
                 found.append(int(pid))
     return found
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 from tests.standin import StandIn
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harvester.cli import run
-from harvester.errors import ExitCode
+from harvester.core.errors import ExitCode
 
 pytestmark = pytest.mark.network
 

@@ -29,8 +29,8 @@ from enrich.merge import (
     view_of_pubmed,
 )
 from enrich.records import ContributorName
-from harvester.errors import ConfigError
-from harvester.ids import normalize_doi
+from harvester.core.errors import ConfigError
+from harvester.core.ids import normalize_doi
 from tests.db_helpers import SEED_DOI, SEED_PMCID, SEED_PMID, crossref_work, pmc_front, pubmed_record
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -424,4 +424,4 @@ def test_the_merge_module_is_pure() -> None:
     assert imported  # the walk found the imports
     for module in imported:
         assert module.split(".")[0] not in {"requests", "sqlalchemy", "db", "lxml"}, module
-        assert module not in {"enrich.crossref", "enrich.pmc_jats", "harvester.pubmed_xml"}, module
+        assert module not in {"enrich.crossref", "enrich.pmc_jats", "harvester.sources.pubmed_xml"}, module

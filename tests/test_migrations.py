@@ -21,7 +21,7 @@ from db.engine import (
     upgrade,
 )
 from db.models import metadata
-from harvester.errors import SchemaVersionError, StorageError
+from harvester.core.errors import SchemaVersionError, StorageError
 from tests.db_helpers import database_params, failing_statement, fresh_database_url, table_names
 
 SCHEMA_TABLES = sorted([*metadata.tables, "alembic_version"])
@@ -234,8 +234,8 @@ def test_0006_shares_identifiers_keeps_every_child_row_and_downgrades_to_unique_
     from datetime import UTC, datetime
 
     from db.store import store_articles
-    from harvester.pubmed_xml import parse_pubmed
-    from harvester.records import Article
+    from harvester.core.records import Article
+    from harvester.sources.pubmed_xml import parse_pubmed
 
     fixture = Path(__file__).parent / "fixtures" / "efetch_pubmed_cochrane_versions_shared_doi.xml"
     records = [r for r in parse_pubmed(fixture.read_bytes(), keep_raw=True) if isinstance(r, Article)]

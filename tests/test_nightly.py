@@ -33,11 +33,11 @@ from db.runs import (
     read_search_states as states_of,
 )
 from harvester.cli import run
-from harvester.errors import BusyError, ConfigError, ExitCode, StorageError, UsageError
-from harvester.nightly import Window, run_nightly, search_window, select_searches
-from harvester.pipeline import EnrichReport
-from harvester.search import SearchReport, SliceReport
-from harvester.settings import NightlySettings, SearchSpec, Settings, load_settings
+from harvester.core.errors import BusyError, ConfigError, ExitCode, StorageError, UsageError
+from harvester.core.settings import NightlySettings, SearchSpec, Settings, load_settings
+from harvester.jobs.enrichment import EnrichReport
+from harvester.jobs.nightly import Window, run_nightly, search_window, select_searches
+from harvester.jobs.search import SearchReport, SliceReport
 from tests.standin import EFETCH, Delay, Short, StandIn, Status
 from tests.test_cli import SEED, clone_record
 

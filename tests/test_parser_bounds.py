@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from enrich.crossref import parse_crossref_response, parse_crossref_work
+from enrich.crossref_json import parse_crossref_response, parse_crossref_work
 from enrich.pmc_jats import parse_pmc_articles
-from harvester.bounds import bounded_int, load_json
-from harvester.errors import HarvestError, InvalidIdentifierError, ParseError
-from harvester.eutils import parse_esearch
-from harvester.idconv import parse_idconv
-from harvester.ids import normalize_pmcid
-from harvester.pubmed_xml import parse_pubmed, scan_pubmed
-from harvester.records import Article, DeletedCitation, RejectedRecord
+from harvester.core.bounds import bounded_int, load_json
+from harvester.core.errors import HarvestError, InvalidIdentifierError, ParseError
+from harvester.core.ids import normalize_pmcid
+from harvester.core.records import Article, DeletedCitation, RejectedRecord
+from harvester.sources.eutils import parse_esearch
+from harvester.sources.idconv import parse_idconv
+from harvester.sources.pubmed_xml import parse_pubmed, scan_pubmed
 from tests.db_helpers import crossref_message
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -401,7 +401,7 @@ def test_crossref_and_idconv_any_huge_value_gives_works_or_a_typed_error(value: 
 
 def test_error_bodies_and_rate_headers_of_any_size_are_read_without_an_exception() -> None:
     from enrich.crossref import advertised_rate
-    from harvester.http import describe_body, parse_retry_after
+    from harvester.sources.http import describe_body, parse_retry_after
 
     assert describe_body(b"{" + b'"a":[' * 20000) != ""
     assert describe_body(b"[" * 60000) != ""

@@ -14,11 +14,11 @@ from lxml import etree
 
 from enrich.pmc_jats import parse_pmc_articles
 from enrich.records import ContributorName, Funder, License, PmcFront
-from harvester.errors import ParseError
-from harvester.ids import doi_or_none
-from harvester.records import PartialDate
-from harvester.xmlsafe import parse_document
-from harvester.xmltext import doi_or_none as _doi_or_none
+from harvester.core.errors import ParseError
+from harvester.core.ids import doi_or_none
+from harvester.core.records import PartialDate
+from harvester.core.xmlsafe import parse_document
+from harvester.core.xmltext import doi_or_none as _doi_or_none
 from tests.conftest import FIXTURES_DIR, HARVEST_FIXTURES, shared_fixture
 
 PMC_JATS = "eutils-pmc-jats"

@@ -18,10 +18,10 @@ import Bio.Entrez.Parser
 import pytest
 from Bio import Entrez
 
-from harvester.ids import doi_or_none, pmcid_or_none
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
-from harvester.xmlsafe import parse_document
+from harvester.core.ids import doi_or_none, pmcid_or_none
+from harvester.core.records import Article
+from harvester.core.xmlsafe import parse_document
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests.conftest import shared_fixture
 from tests.test_pubmed_xml import read_xml, shared_record_files
 

@@ -15,11 +15,10 @@ import pytest
 from hypothesis import given, strategies as st
 from lxml import etree
 
-from harvester import pubmed_xml, xmltext
-from harvester.errors import InvalidIdentifierError, ParseError
-from harvester.ids import doi_or_none, normalize_pmid, pmcid_or_none
-from harvester.pubmed_xml import parse_medline_date, parse_pubmed
-from harvester.records import (
+from harvester.core import xmltext
+from harvester.core.errors import InvalidIdentifierError, ParseError
+from harvester.core.ids import doi_or_none, normalize_pmid, pmcid_or_none
+from harvester.core.records import (
     Abstract,
     AbstractSection,
     Article,
@@ -37,7 +36,9 @@ from harvester.records import (
     PublicationType,
     Reference,
 )
-from harvester.xmlsafe import iterparse_safe, parse_document
+from harvester.core.xmlsafe import iterparse_safe, parse_document
+from harvester.sources import pubmed_xml
+from harvester.sources.pubmed_xml import parse_medline_date, parse_pubmed
 from tests.conftest import FIXTURES_DIR, HARVEST_FIXTURES, shared_fixture
 
 PUBMED_XML = "eutils-pubmed-xml"
@@ -891,7 +892,7 @@ def test_handled_records_are_dropped_from_the_tree(monkeypatch: pytest.MonkeyPat
                 assert all(len(older) == 0 for older in parent[: parent.index(elem)])  # cleared
             yield event, elem
 
-    monkeypatch.setattr("harvester.pubmed_xml.iterparse_safe", spy)
+    monkeypatch.setattr("harvester.sources.pubmed_xml.iterparse_safe", spy)
     records = list(parse_pubmed(wrap(*(minimal(str(n)) for n in range(1, 2001)))))
     assert len(records) == 2000
     assert len(positions) == 2000
@@ -927,7 +928,7 @@ def test_text_with_inline_tags_is_never_truncated(segments: list[tuple[str, str 
     )
 )
 def test_identifier_shortcuts_agree_with_harvester_ids(value: str) -> None:
-    """parse_pubmed's shortcuts for already-canonical identifiers give what harvester.ids gives."""
+    """parse_pubmed's shortcuts for already-canonical identifiers give what harvester.core.ids gives."""
     assert xmltext.doi_or_none(value) == doi_or_none(value)
     assert pubmed_xml._pmcid_or_none(value) == pmcid_or_none(value)
     assert pubmed_xml._pmcid_or_none("PMC" + value) == pmcid_or_none("PMC" + value)

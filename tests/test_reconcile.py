@@ -34,9 +34,9 @@ from db.reconcile import (
 from db.store import StoreResult, store_articles
 from enrich.merge import policy_from_config
 from enrich.records import CrossrefWork, PmcFront
-from harvester.errors import StorageError
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
+from harvester.core.errors import StorageError
+from harvester.core.records import Article
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests.db_helpers import (
     SEED_DOI,
     SEED_PMCID,

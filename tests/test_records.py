@@ -8,8 +8,8 @@ import pickle
 
 import pytest
 
-from harvester import records
-from harvester.records import Article, Author, Journal, PartialDate
+from harvester.core import records
+from harvester.core.records import Article, Author, Journal, PartialDate
 
 RECORD_CLASSES = [
     obj

@@ -24,11 +24,11 @@ from db.bulk import list_applied, rejected_records
 from db.engine import open_database
 from db.store import store_articles_isolated
 from harvester.cli import run
-from harvester.errors import ExitCode, StorageError
-from harvester.ingest import IngestReport, ingest_files
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
-from harvester.settings import Settings
+from harvester.core.errors import ExitCode, StorageError
+from harvester.core.records import Article
+from harvester.core.settings import Settings
+from harvester.jobs.ingest import IngestReport, ingest_files
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests.db_helpers import crossref_work, failing_statement, pubmed_record
 from tests.standin import StandIn
 from tests.test_cli import SEED, clone_record

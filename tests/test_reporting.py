@@ -28,8 +28,8 @@ from db.reconcile import finish_run, start_run, store_crossref, store_pmc
 from db.reporting import VIEWS, _checked_query, _jsonable, export_report, get_view, open_report, view_names
 from db.store import mark_deleted, store_articles
 from harvester.cli import run
-from harvester.errors import ExitCode, StorageError, UsageError
-from harvester.records import (
+from harvester.core.errors import ExitCode, StorageError, UsageError
+from harvester.core.records import (
     Article,
     Author,
     CommentCorrection,
@@ -139,7 +139,7 @@ def build(engine: Engine) -> None:
 
     # iCite (migration 0009): two monthly answers for 101 (its RCR falls), one for 102, edges among them
     from db.icite import store_icite
-    from enrich.icite import parse_icite_record
+    from enrich.icite_json import parse_icite_record
 
     def icite(pmid: str, rcr: float, modified: str, **more: Any) -> Any:
         return parse_icite_record(

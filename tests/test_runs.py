@@ -31,7 +31,7 @@ from db.runs import (
     record_search,
     start_locked_run,
 )
-from harvester.errors import BusyError, ExitCode
+from harvester.core.errors import BusyError, ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD_LOCK = """
@@ -232,7 +232,7 @@ def test_a_verified_window_moves_the_watermark_and_an_unverified_one_leaves_it(e
 
 
 def test_recording_a_search_is_one_transaction_with_its_watermark(engine: Engine) -> None:
-    from harvester.errors import StorageError
+    from harvester.core.errors import StorageError
     from tests.db_helpers import failing_statement
 
     run_id = start_locked_run(engine, "nightly")

@@ -22,9 +22,9 @@ from sqlalchemy.engine import Engine
 
 from db.engine import open_database
 from harvester.cli import run
-from harvester.errors import ExitCode, ParseError, ServiceUnavailableError, UsageError
-from harvester.pipeline import Services, build_services
-from harvester.search import (
+from harvester.core.errors import ExitCode, ParseError, ServiceUnavailableError, UsageError
+from harvester.core.settings import HttpSettings, Secret, Settings
+from harvester.jobs.search import (
     EARLIEST_DATE,
     PMID_CEILING,
     SearchReport,
@@ -35,7 +35,7 @@ from harvester.search import (
     plan_slices,
     run_search,
 )
-from harvester.settings import HttpSettings, Secret, Settings
+from harvester.jobs.services import Services, build_services
 from tests.db_helpers import database_params, fresh_database_url
 from tests.standin import (
     EFETCH,
@@ -400,7 +400,7 @@ SMALL_DAYS = {date(2024, 1, 1) + timedelta(days=i): 4 for i in range(10)}  # 40 
 @pytest.fixture
 def small_cap(monkeypatch: pytest.MonkeyPatch) -> int:
     """Slices of at most 10 records, so 40 records make several slices (the stand-in's cap stays 9,999)."""
-    monkeypatch.setattr("harvester.search.SLICE_CAP", 10)
+    monkeypatch.setattr("harvester.jobs.search.SLICE_CAP", 10)
     return 10
 
 

@@ -30,11 +30,11 @@ from sqlalchemy.engine import make_url
 
 from enrich.pmc_jats import parse_pmc_articles
 from harvester.cli import run
-from harvester.errors import BadResponseError, ExitCode, ParseError
-from harvester.eutils import check_eutils_xml
-from harvester.http import Response
-from harvester.pubmed_xml import parse_pubmed
-from harvester.xmlsafe import EntityDeclarationError, iterparse_safe, parse_document
+from harvester.core.errors import BadResponseError, ExitCode, ParseError
+from harvester.core.xmlsafe import EntityDeclarationError, iterparse_safe, parse_document
+from harvester.sources.eutils import check_eutils_xml
+from harvester.sources.http import Response
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests import test_cli
 from tests.db_helpers import POSTGRES_ENV, database_params, fresh_database_url
 from tests.standin import StandIn, Status

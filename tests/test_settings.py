@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harvester.errors import ConfigError
-from harvester.settings import DEFAULT_EUTILS_URL, Secret, load_settings
+from harvester.core.errors import ConfigError
+from harvester.core.settings import DEFAULT_EUTILS_URL, Secret, load_settings
 
 ROOT = Path(__file__).parent.parent
 
@@ -46,7 +46,7 @@ def test_config_example_is_valid_and_documents_every_key(tmp_path: Path) -> None
     assert settings.email == "you@example.org"
     assert settings.efetch_batch_size == 200
     text = (ROOT / "config.example.toml").read_text()
-    from harvester.settings import _SCHEMA
+    from harvester.core.settings import _SCHEMA
 
     for section, keys in _SCHEMA.items():
         assert f"[{section}]" in text

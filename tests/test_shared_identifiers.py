@@ -23,8 +23,8 @@ from db.documents import export_documents, load_documents, resolve_identifiers
 from db.reconcile import read_provenance, store_crossref
 from db.solr import export_solr
 from db.store import store_articles
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
+from harvester.core.records import Article
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests.db_helpers import crossref_work
 
 FIXTURES = Path(__file__).parent / "fixtures"

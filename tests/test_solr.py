@@ -30,10 +30,10 @@ from db.solr import (
     work_keys,
 )
 from db.store import mark_deleted, store_articles
-from enrich.crossref import parse_crossref_response
+from enrich.crossref_json import parse_crossref_response
 from enrich.pmc_jats import parse_pmc_articles
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article
+from harvester.core.records import Article
+from harvester.sources.pubmed_xml import parse_pubmed
 from tests.db_helpers import database_params, fresh_database_url, make_article, with_raw
 
 FETCHED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

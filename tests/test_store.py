@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from db.documents import load_documents, resolve_identifiers
 from db.engine import begin_write, open_database
 from db.store import StoreResult, mark_deleted, store_articles, unchanged_pmids
-from harvester.errors import StorageError
-from harvester.records import Article, ArticleId, Author, Journal, MeshHeading, PartialDate
+from harvester.core.errors import StorageError
+from harvester.core.records import Article, ArticleId, Author, Journal, MeshHeading, PartialDate
 from tests.db_helpers import (
     failing_statement,
     make_article,
@@ -449,7 +449,7 @@ def _pubmed_fixture_files() -> list[Path]:
 
 def test_real_records_from_the_parser_store_read_back_and_store_again_unchanged(engine: Engine) -> None:
     """Every PubMed XML fixture (the shared recorded ones too, when HARVEST_FIXTURES is set)."""
-    parser = pytest.importorskip("harvester.pubmed_xml", reason="the PubMed parser is not there yet")
+    parser = pytest.importorskip("harvester.sources.pubmed_xml", reason="the PubMed parser is not there yet")
     records = [
         record
         for path in _pubmed_fixture_files()

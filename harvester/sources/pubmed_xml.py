@@ -1,4 +1,4 @@
-"""Parse PubMed XML (efetch responses, baseline and update files) into :mod:`harvester.records`.
+"""Parse PubMed XML (efetch responses, baseline and update files) into :mod:`harvester.core.records`.
 
 One streaming pass: lxml's iterparse hands over each PubmedArticle, PubmedBookArticle and DeleteCitation
 once it is complete; its children are walked once, dispatching on tag, and the element is then cleared so a
@@ -34,15 +34,15 @@ from typing import IO, Any, BinaryIO, cast
 
 from lxml import etree
 
-from harvester.bounds import bounded_int
-from harvester.errors import ParseError
-from harvester.ids import (
+from harvester.core.bounds import bounded_int
+from harvester.core.errors import ParseError
+from harvester.core.ids import (
     MAX_PMCID_DIGITS,
     MAX_PMID_VERSION,
     normalize_orcid,
     pmcid_or_none,
 )
-from harvester.records import (
+from harvester.core.records import (
     MONTHS,
     Abstract,
     AbstractSection,
@@ -64,8 +64,8 @@ from harvester.records import (
     Reference,
     RejectedRecord,
 )
-from harvester.xmlsafe import iterparse_safe
-from harvester.xmltext import (
+from harvester.core.xmlsafe import iterparse_safe
+from harvester.core.xmltext import (
     attr as _attr,
     collapse as _collapse,
     doi_or_none as _doi_or_none,

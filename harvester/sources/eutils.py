@@ -1,7 +1,7 @@
 """NCBI E-utilities client: efetch in batches and esearch, each answer checked before it is trusted.
 
 NCBI reports many failures inside HTTP 200: an ``<ERROR>`` element, an HTML maintenance page, or XML
-cut short. :func:`check_eutils_xml` turns those into :class:`~harvester.errors.BadResponseError`, which
+cut short. :func:`check_eutils_xml` turns those into :class:`~harvester.core.errors.BadResponseError`, which
 the retry policy retries like a 5xx. esearch's ``ErrorList`` (PhraseNotFound, FieldNotFound) is not a
 failure: the search ran, and the terms it could not use are reported in :class:`EsearchResult`.
 """
@@ -16,8 +16,8 @@ from functools import partial
 import requests
 from lxml import etree
 
-from harvester.bounds import bounded_int
-from harvester.errors import (
+from harvester.core.bounds import bounded_int
+from harvester.core.errors import (
     BadResponseError,
     FetchFailedError,
     ParseError,
@@ -25,9 +25,9 @@ from harvester.errors import (
     UpstreamError,
     UsageError,
 )
-from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body, name_some
-from harvester.settings import Settings
-from harvester.xmlsafe import parse_document
+from harvester.core.settings import Settings
+from harvester.core.xmlsafe import parse_document
+from harvester.sources.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body, name_some
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Reading a bulk file into batches for ``harvest ingest``: scan, skip what is stored, parse.
 
 :class:`BatchReading` is the work itself: it streams a file through
-:func:`harvester.pubmed_xml.scan_pubmed`, asks the database which records are already stored byte for
+:func:`harvester.sources.pubmed_xml.scan_pubmed`, asks the database which records are already stored byte for
 byte (:func:`db.store.unchanged_pmids`), parses only the others, and hands over whole batches. It runs
 beside the thread that stores, in one of two ways:
 
@@ -9,7 +9,7 @@ beside the thread that stores, in one of two ways:
 - :class:`ProcessReader`, a process of its own (``spawn``), for large files: parsing is Python work
   that holds the GIL, and in a thread it takes turns with the storing thread's own Python work, so
   on a machine with two cores or more a separate process nearly halves the time of a large file. The
-  parsed records travel back pickled (:mod:`harvester.records` pickles them as their field values).
+  parsed records travel back pickled (:mod:`harvester.core.records` pickles them as their field values).
 
 Either way: a batch is handed over only once it is complete, so a file that breaks part-way never yields
 the records of its last, partial batch; at most one batch waits to be stored while the next is being
@@ -41,9 +41,9 @@ from sqlalchemy.engine import Engine
 
 from db.engine import connect
 from db.store import unchanged_pmids
-from harvester.errors import BulkFileError, ParseError
-from harvester.pubmed_xml import PendingArticle, scan_pubmed
-from harvester.records import Article, DeletedCitation, RejectedRecord
+from harvester.core.errors import BulkFileError, ParseError
+from harvester.core.records import Article, DeletedCitation, RejectedRecord
+from harvester.sources.pubmed_xml import PendingArticle, scan_pubmed
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Batch:
 
 
 class Reader(Protocol):
-    """What :mod:`harvester.ingest` consumes: batches with the file position after each, and the
+    """What :mod:`harvester.jobs.ingest` consumes: batches with the file position after each, and the
     DeleteCitation (PMID, version) pairs once the batches are exhausted."""
 
     deleted: list[tuple[str, int]]
@@ -251,7 +251,7 @@ class ThreadReader:
 class ProcessReader:
     """Reads a file in a process of its own (see the module docstring).
 
-    The process is ``python -m harvester.bulk_reader``, talking pickles over its standard streams (so it
+    The process is ``python -m harvester.jobs.bulk_reader``, talking pickles over its standard streams (so it
     works whatever the caller's main module is, and the database URL never appears on a command line):
 
     - on its stdin, first the job (path, identity of the open file, batch size, database URL, log level),
@@ -296,7 +296,7 @@ class ProcessReader:
         """Each batch with the file position after it; raises what the reading process raised."""
         with tempfile.TemporaryFile() as errors:
             process = subprocess.Popen(
-                [sys.executable, "-m", "harvester.bulk_reader"],
+                [sys.executable, "-m", "harvester.jobs.bulk_reader"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -463,7 +463,7 @@ def _end(process: subprocess.Popen[bytes], *, finished: bool) -> None:
 
 
 def _child_main() -> int:
-    """``python -m harvester.bulk_reader``: read one file as :class:`ProcessReader` asks."""
+    """``python -m harvester.jobs.bulk_reader``: read one file as :class:`ProcessReader` asks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the storing process's to handle
     stop = threading.Event()
     channel = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -578,8 +578,8 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 if __name__ == "__main__":
-    # Run from the module under its own name, so that what is pickled names harvester.bulk_reader.Batch,
+    # Run from the module under its own name, so that what is pickled names harvester.jobs.bulk_reader.Batch,
     # not __main__.Batch.
-    from harvester import bulk_reader
+    from harvester.jobs import bulk_reader
 
     sys.exit(bulk_reader._child_main())

@@ -17,17 +17,17 @@ from urllib.parse import unquote
 
 import requests
 
-from harvester.bounds import load_json
-from harvester.errors import (
+from harvester.core.bounds import load_json
+from harvester.core.errors import (
     BadResponseError,
     FetchFailedError,
     InvalidIdentifierError,
     ParseError,
     RejectedRequestError,
 )
-from harvester.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body, name_some
-from harvester.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid, pmcid_or_none
-from harvester.settings import IDCONV_MAX_IDS, Settings
+from harvester.core.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid, pmcid_or_none
+from harvester.core.settings import IDCONV_MAX_IDS, Settings
+from harvester.sources.http import RateLimiter, Response, RetryPolicy, ServiceClient, describe_body, name_some
 
 SOURCE = "idconv"
 MAX_URL = 4000  # characters; 200 long DOIs would pass the 8 KB request line many servers allow

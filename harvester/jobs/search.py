@@ -32,7 +32,7 @@ from db.conflicts import describe_found
 from db.reconcile import reconcile_articles
 from db.store import StoreResult, store_articles_isolated
 from db.targets import article_ids_by_pmid, enrichment_targets
-from harvester.errors import (
+from harvester.core.errors import (
     ExitCode,
     FetchFailedError,
     IncompleteSearchError,
@@ -41,11 +41,12 @@ from harvester.errors import (
     UpstreamError,
     UsageError,
 )
-from harvester.eutils import PUBMED_MAX_RECORDS, EfetchBatch, EsearchResult
-from harvester.pipeline import EnrichReport, Services, enrich_articles
-from harvester.pubmed_xml import parse_pubmed
-from harvester.records import Article, RejectedRecord
-from harvester.settings import Settings
+from harvester.core.records import Article, RejectedRecord
+from harvester.core.settings import Settings
+from harvester.jobs.enrichment import EnrichReport, enrich_articles
+from harvester.jobs.services import Services
+from harvester.sources.eutils import PUBMED_MAX_RECORDS, EfetchBatch, EsearchResult
+from harvester.sources.pubmed_xml import parse_pubmed
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ What happens to each file, in this order:
    record says so. Baseline files (``--baseline``, or in a directory named ``baseline`` as on NLM's server)
    are not checked for gaps and may come in any order among themselves. A file whose name does not carry
    NLM's number (an excerpt, a local extract) cannot be placed in the sequence and is applied unchecked.
-4. Store. The file is streamed through :func:`harvester.pubmed_xml.scan_pubmed` by a reader of
-   :mod:`harvester.bulk_reader` (a process of its own for files of READ_IN_PROCESS_BYTES or more into
+4. Store. The file is streamed through :func:`harvester.sources.pubmed_xml.scan_pubmed` by a reader of
+   :mod:`harvester.jobs.bulk_reader` (a process of its own for files of READ_IN_PROCESS_BYTES or more into
    SQLite, else a thread); records already stored byte for byte are counted unchanged without being
    parsed (except a deleted article's, in a file placed in NLM's sequence and not forced: that revives
    it), the others are parsed and stored in batches
@@ -70,7 +70,10 @@ from db.conflicts import describe_found
 from db.reconcile import reconcile_articles
 from db.store import StoreResult, store_articles_isolated
 from db.targets import article_ids_by_pmid, enrichment_targets
-from harvester.bulk_reader import (
+from harvester.core.errors import BulkFileError, ExitCode, FileOrderError, ParseError
+from harvester.core.records import RejectedRecord
+from harvester.core.settings import Settings
+from harvester.jobs.bulk_reader import (
     Batch,
     ProcessReader,
     Reader,
@@ -78,17 +81,15 @@ from harvester.bulk_reader import (
     can_read_in_process,
     usable_cores,
 )
-from harvester.errors import BulkFileError, ExitCode, FileOrderError, ParseError
-from harvester.pipeline import EnrichReport, Services, SourceCounts, enrich_articles
-from harvester.records import RejectedRecord
-from harvester.settings import Settings
+from harvester.jobs.enrichment import EnrichReport, SourceCounts, enrich_articles
+from harvester.jobs.services import Services
 
 log = logging.getLogger(__name__)
 
 LISTED_CONFLICTS = 20  # conflicts described in a file's report; all are counted, and recorded in the database
 REASONS_KEPT = 10  # rejected records a file's report names with their reason (all kept in rejected_records)
 INGEST_BATCH = 500  # records per store_articles transaction: bounded memory, few round trips
-# Files this large (on disk) are read and parsed by a process of their own (harvester.bulk_reader), on
+# Files this large (on disk) are read and parsed by a process of their own (harvester.jobs.bulk_reader), on
 # these databases. PostgreSQL's own server process already works beside this one; a reading process
 # measured no faster there (6,000 records: 16.0 and 17.0 s against 15.8 and 15.8 s with a thread).
 READ_IN_PROCESS_BYTES = 4 << 20
@@ -460,7 +461,8 @@ class _FileApplier:
         """Parse and store the file in batches; returns its DeleteCitation (PMID, version) pairs.
 
         Another thread, or for a large file another process, reads and parses the next batch while this
-        thread stores the last (:mod:`harvester.bulk_reader`); at most three batches are in memory at once.
+        thread stores the last (:mod:`harvester.jobs.bulk_reader`); at most three batches are in memory at
+        once.
         """
         path = str(self.name.path)
         fetched_at = datetime.now(UTC)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from harvester import __version__
-from harvester.errors import ConfigError
+from harvester.core.errors import ConfigError
 
 DEFAULT_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 DEFAULT_IDCONV_URL = "https://pmc.ncbi.nlm.nih.gov/tools/idconv/api/v1/articles/"
@@ -86,11 +86,15 @@ class HttpSettings:
     backoff_max: float = 60.0  # the longest single wait, also the cap on a Retry-After we honour
     max_response_bytes: int = 200_000_000  # a larger body is refused
     # Where harvest processes of this user record their latest sends to each service, so that together
-    # they keep its rate (harvester.http.SharedSends); None: each process paces only itself.
+    # they keep its rate (harvester.sources.http.SharedSends); None: each process paces only itself.
     rate_dir: Path | None = None
 
 
-SEARCH_DATETYPES = ("mdat", "edat", "pdat")  # as harvester.search.DATETYPES; mdat brings changed records back
+SEARCH_DATETYPES = (
+    "mdat",
+    "edat",
+    "pdat",
+)  # as harvester.jobs.search.DATETYPES; mdat brings changed records back
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +145,7 @@ class Settings:
     @property
     def merge_policy(self) -> Mapping[str, tuple[str, ...]]:
         """The field precedence policy: the defaults of enrich.merge with the config's overrides."""
-        from enrich.merge import policy_from_config
+        from harvester.core.policy import policy_from_config
 
         return policy_from_config(self.merge_overrides)
 
@@ -294,7 +298,7 @@ def _values_from_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
 
 def _merge_overrides(body: Any, path: Path) -> dict[str, tuple[str, ...]]:
     """[merge] field = ["source", ...]: validated against the merge module's fields and sources."""
-    from enrich.merge import policy_from_config
+    from harvester.core.policy import policy_from_config
 
     if not isinstance(body, dict):
         raise ConfigError(f"{path}: [merge] must be a table")

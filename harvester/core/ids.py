@@ -12,7 +12,7 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
-from harvester.errors import InvalidIdentifierError
+from harvester.core.errors import InvalidIdentifierError
 
 MAX_PMID_DIGITS = 10
 MAX_PMCID_DIGITS = 10  # PMC numbers have 7 or 8 digits today; like PMIDs, at most 10

@@ -25,7 +25,7 @@
 
 The CLI maps the tree to exit codes (:class:`ExitCode`); nothing below the CLI prints or exits. A record
 that is bad on its own (a ParseError of one record) is not raised past its parser: it comes as a
-:class:`harvester.records.RejectedRecord`, and the run ends in exit 8 (ExitCode.REJECTED).
+:class:`harvester.core.records.RejectedRecord`, and the run ends in exit 8 (ExitCode.REJECTED).
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ from sqlalchemy.engine import Engine
 
 from db.bulk import applied_by_checksum
 from db.icite import add_edges_batch, record_snapshot, store_icite, stored_pmids
-from enrich.icite import parse_icite_record
+from enrich.icite_json import parse_icite_record
 from enrich.records import IciteRecord
-from harvester.errors import BulkFileError, ParseError
+from harvester.core.errors import BulkFileError, ParseError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harvester.errors import ParseError
+from harvester.core.errors import ParseError
 
 MAX_JSON_DEPTH = 64  # Crossref works nest about 6 levels deep; the ID Converter's answers 3
 MAX_JSON_INT_DIGITS = 19  # a JSON integer longer than this (past 64 bits) is kept as its digit text

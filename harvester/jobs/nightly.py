@@ -3,7 +3,7 @@ articles re-enriched, all under the run lock and recorded as one harvest_runs ro
 
 A search's window is ``[watermark - lookback_days, today]`` (:func:`search_window`), on its datetype (mdat
 by default, so changed records come back). Its watermark moves to the window's end only when
-:func:`harvester.search.run_search` reports the whole window verified (every slice's fetched ids match
+:func:`harvester.jobs.search.run_search` reports the whole window verified (every slice's fetched ids match
 esearch's count, no batch failed); otherwise it stays and the next run redoes the window. The watermark
 is written after the articles were stored, in the transaction that records the search's result
 (:func:`db.runs.record_search`), so a crash at any point leaves it at or before the stored data, never
@@ -33,12 +33,13 @@ from db.runs import (
     record_search,
     start_locked_run,
 )
-from harvester.errors import ExitCode, HarvestError, StorageError, UsageError
-from harvester.pipeline import EnrichReport, Services
-from harvester.settings import NightlySettings, SearchSpec, Settings
+from harvester.core.errors import ExitCode, HarvestError, StorageError, UsageError
+from harvester.core.settings import NightlySettings, SearchSpec, Settings
+from harvester.jobs.enrichment import EnrichReport
+from harvester.jobs.services import Services
 
 if TYPE_CHECKING:
-    from harvester.search import SearchReport
+    from harvester.jobs.search import SearchReport
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ LOCK_PURPOSE = "harvest nightly"
 
 
 class SearchRunner(Protocol):
-    """:func:`harvester.search.run_search`, or a stand-in for it in tests."""
+    """:func:`harvester.jobs.search.run_search`, or a stand-in for it in tests."""
 
     def __call__(
         self,
@@ -250,7 +251,8 @@ def run_nightly(
         only: names of the searches to run (default: all).
         enrich: enrich what the searches find and re-enrich stale articles (PMC, Crossref).
         today: the last day of every window (default: today, UTC).
-        search, enrich_stale: replace :func:`harvester.search.run_search` and :func:`enrich_stale_articles`.
+        search, enrich_stale: replace :func:`harvester.jobs.search.run_search` and
+        :func:`enrich_stale_articles`.
 
     Raises:
         UsageError: no searches configured, or an unknown name in ``only``.
@@ -260,7 +262,7 @@ def run_nightly(
     """
     specs = select_searches(settings.searches, only)
     if search is None:
-        from harvester.search import run_search
+        from harvester.jobs.search import run_search
 
         search = run_search
     enrich_stale = enrich_stale or enrich_stale_articles
@@ -345,7 +347,7 @@ def enrich_stale_articles(
         The enrichment report and the number of articles asked about.
     """
     from db.targets import article_ids_by_pmid, enrichment_targets, stale_article_ids
-    from harvester.pipeline import enrich_articles
+    from harvester.jobs.enrichment import enrich_articles
 
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=settings.nightly.stale_days)
@@ -385,7 +387,7 @@ def _refresh_icite(
     many nights (each article about once a month), and about articles never asked."""
     from db.icite import icite_due_article_ids
     from db.targets import enrichment_targets
-    from harvester.pipeline import enrich_icite
+    from harvester.jobs.enrichment import enrich_icite
 
     now = datetime.now(UTC)
     slots = max(1, settings.nightly.icite_days)

@@ -12,10 +12,15 @@ import re
 
 from lxml import etree
 
-from harvester.bounds import bounded_int
-from harvester.errors import InvalidIdentifierError
-from harvester.ids import MAX_DOI_LENGTH, MAX_PMID_DIGITS, doi_or_none as _doi_or_none_slow, normalize_pmid
-from harvester.records import MONTHS
+from harvester.core.bounds import bounded_int
+from harvester.core.errors import InvalidIdentifierError
+from harvester.core.ids import (
+    MAX_DOI_LENGTH,
+    MAX_PMID_DIGITS,
+    doi_or_none as _doi_or_none_slow,
+    normalize_pmid,
+)
+from harvester.core.records import MONTHS
 
 MATHML_PREFIX = "{http://www.w3.org/1998/Math/MathML}"
 MATHML_KEEP_SPACE = frozenset({MATHML_PREFIX + "mtext", MATHML_PREFIX + "ms"})

@@ -1,10 +1,10 @@
 """HTTP for every remote service: pacing, the one retry policy, classification of failures, redaction.
 
 Each attempt of :meth:`ServiceClient.request` waits for the service's :class:`RateLimiter`, sends,
-and turns what came back into the error tree of :mod:`harvester.errors`: connection failures, 429 and
-5xx become :class:`~harvester.errors.TransientUpstreamError` subclasses, which :class:`RetryPolicy`
-retries (and nothing else); other 4xx become :class:`~harvester.errors.RejectedRequestError`. When
-every attempt failed the caller gets :class:`~harvester.errors.FetchFailedError`.
+and turns what came back into the error tree of :mod:`harvester.core.errors`: connection failures, 429 and
+5xx become :class:`~harvester.core.errors.TransientUpstreamError` subclasses, which :class:`RetryPolicy`
+retries (and nothing else); other 4xx become :class:`~harvester.core.errors.RejectedRequestError`. When
+every attempt failed the caller gets :class:`~harvester.core.errors.FetchFailedError`.
 
 Secrets (an NCBI API key, a Crossref token) never leave this module in a message or a URL: messages
 are built from :func:`public_url` and passed through :func:`redact`, and exceptions raised by
@@ -32,13 +32,13 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from harvester.errors import (
+from harvester.core.errors import (
     FetchFailedError,
     HarvestError,
     RateLimitedError,
@@ -48,13 +48,13 @@ from harvester.errors import (
     UnreachableError,
     UpstreamError,
 )
-from harvester.settings import HttpSettings
+from harvester.core.redaction import REDACTED, redact
+from harvester.core.settings import HttpSettings
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-REDACTED = "***"
 WINDOW_MARGIN = 0.1  # seconds added to the sliding one-second window, for clock skew and network jitter
 _EPSILON = 1e-9  # waits shorter than this are rounding noise, not a reason to sleep again
 _CHUNK = 64 * 1024
@@ -68,18 +68,6 @@ UNREACHABLE_WAIT = 1.0  # seconds
 
 
 # --------------------------------------------------------------------------------------------- redaction
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every occurrence of each secret (raw or URL-encoded) in ``text`` with ``***``."""
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret:
-            forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
-    # Longest first, so a secret that contains another is replaced whole.
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, REDACTED)
-    return text
 
 
 def public_url(url: str, params: Mapping[str, str] | None, drop: Collection[str]) -> str:
@@ -176,7 +164,7 @@ def describe_body(body: bytes, limit: int = _SNIPPET_CHARS) -> str:
     if head.lstrip().startswith(b"{") and len(body) <= 65_536:
         try:
             data = json.loads(body.decode("utf-8", "replace"))
-        except (ValueError, RecursionError):  # not JSON, or nested past the reader (harvester/bounds.py)
+        except (ValueError, RecursionError):  # not JSON, or nested past the reader (harvester/core/bounds.py)
             data = None
         if isinstance(data, dict):
             for key in ("message", "error", "errmsg"):
@@ -438,7 +426,8 @@ class RetryPolicy:
     Stops after ``http.max_attempts`` attempts (the first included) and re-raises the last error.
     Waits what a 429's Retry-After asked for (capped at ``backoff_max``); otherwise an exponential
     back-off, ``backoff_initial * 2**(n-1)`` plus up to 25 % jitter, capped at ``backoff_max``.
-    A host that cannot be reached (:class:`~harvester.errors.UnreachableError`: its name does not resolve,
+    A host that cannot be reached (:class:`~harvester.core.errors.UnreachableError`: its name does not
+    resolve,
     or it refused the connection before it ever answered) is asked :data:`UNREACHABLE_ATTEMPTS` times in
     all, :data:`UNREACHABLE_WAIT` apart. Each retry is logged at WARNING as one short line: the source,
     the host, the reason and the attempt number (never the URL).

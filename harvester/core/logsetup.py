@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harvester.errors import ConfigError
+from harvester.core.errors import ConfigError
 
 CONSOLE_FORMAT = "%(levelname)s %(name)s: %(message)s"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"
@@ -42,7 +42,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        from harvester.http import redact  # here, not at import: the CLI starts without requests
+        from harvester.core.redaction import redact
 
         try:
             message = record.getMessage()
