@@ -18,9 +18,8 @@ after normalisation is reported (as the sources gave the values, the pair ordere
 Normalisation: titles are case-folded with markup, surrounding brackets, a trailing period and repeated
 whitespace removed; publishers and journal titles are also compared on letters and digits only ("Frontiers
 Media S.A." is "Frontiers Media SA"); DOIs are compared as :func:`harvester.core.ids.normalize_doi` gives
-them;
-ISSNs upper-case without spaces or hyphens, and an ISSN agrees with any ISSN the other source names for
-the journal; dates agree at the precision both have ("2022" and "2022-03-08" agree); page ranges are
+them; ISSNs upper-case without spaces or hyphens, and an ISSN agrees with any ISSN the other source
+names for the journal; dates agree at the precision both have ("2022" and "2022-03-08" agree); page ranges are
 compared after expanding MEDLINE's short form ("123-9" is "123-129"), and a first page alone agrees with a
 range that starts there.
 

@@ -2,8 +2,8 @@
 
 The command line is a contract (README, "Commands"): every error is one line on stderr starting
 ``harvest: error:`` and a documented exit code (:class:`harvester.core.errors.ExitCode`); ``-q`` prints
-nothing
-on success; ``--json`` prints exactly one JSON object on stdout. A traceback goes only to the log at -vv.
+nothing on success; ``--json`` prints exactly one JSON object on stdout. A traceback goes only to the
+log at -vv.
 
 Start-up is kept short (``harvest --help`` and ``harvest show`` in well under half a second): this module
 imports only the standard library, typer and the error tree; each command imports what it needs

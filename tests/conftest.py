@@ -54,8 +54,7 @@ def rate_dir(
 ) -> Path:
     """Each test's own HARVEST_RATE_DIR: harvest processes share their pacing through files there
     (harvester.sources.http.SharedSends). A test that clears HARVEST_* (test_cli's ``home``) gets its files
-    under
-    its own HOME instead, never the user's ~/.cache."""
+    under its own HOME instead, never the user's ~/.cache."""
     path = tmp_path_factory.mktemp("rate")
     monkeypatch.setenv("HARVEST_RATE_DIR", str(path))
     return path

@@ -1,13 +1,12 @@
 """What the stand-in's request log may show from clients that pace themselves: counting, never timing.
 
 A harvest process paces when it *sends* (harvester.sources.http.RateLimiter: at most ``ceil(rate)`` sends
-in any
-sliding window of one second plus WINDOW_MARGIN); the stand-in logs a request when it gets round to reading
-it, by its own clock. On a loaded machine a request sent in time can be logged late and land in the next
-second's count beside the requests sent then, so a test that wants "at most 3 in any second" of the log
-flakes (CI saw 4 once). But every sender waits for an answer before its next send, so at most one request
-per sender is between its send and the stand-in's log at any moment: the log of any ``window`` seconds
-holds at most what the pacing allows in that window plus one request per sender, however slow the
+in any sliding window of one second plus WINDOW_MARGIN); the stand-in logs a request when it gets round to
+reading it, by its own clock. On a loaded machine a request sent in time can be logged late and land in
+the next second's count beside the requests sent then, so a test that wants "at most 3 in any second" of
+the log flakes (CI saw 4 once). But every sender waits for an answer before its next send, so at most one
+request per sender is between its send and the stand-in's log at any moment: the log of any ``window``
+seconds holds at most what the pacing allows in that window plus one request per sender, however slow the
 machine. That bound is what the tests assert.
 """
 

@@ -427,10 +427,9 @@ class RetryPolicy:
     Waits what a 429's Retry-After asked for (capped at ``backoff_max``); otherwise an exponential
     back-off, ``backoff_initial * 2**(n-1)`` plus up to 25 % jitter, capped at ``backoff_max``.
     A host that cannot be reached (:class:`~harvester.core.errors.UnreachableError`: its name does not
-    resolve,
-    or it refused the connection before it ever answered) is asked :data:`UNREACHABLE_ATTEMPTS` times in
-    all, :data:`UNREACHABLE_WAIT` apart. Each retry is logged at WARNING as one short line: the source,
-    the host, the reason and the attempt number (never the URL).
+    resolve, or it refused the connection before it ever answered) is asked :data:`UNREACHABLE_ATTEMPTS`
+    times in all, :data:`UNREACHABLE_WAIT` apart. Each retry is logged at WARNING as one short line: the
+    source, the host, the reason and the attempt number (never the URL).
     """
 
     def __init__(self, http: HttpSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
