@@ -665,6 +665,7 @@ def enrich_command(
         typer.Option(
             "--stale-days",
             min=0,
+            metavar="N",
             help="Without ids: ask again about PMC, Crossref and iCite records missing or older than N days.",
         ),
     ] = 30,
