@@ -636,6 +636,31 @@ class RejectedRecordRow(Base):
     rejected_at: Mapped[datetime]
 
 
+# Look-ups that back off (migration 0010; see db.lookups).
+
+
+class LookupBackoff(Base):
+    """A source that answered "not found" for an article: when, how often, and for which id.
+
+    One row per (article, source) while the source keeps not knowing the article; the enrichment step
+    writes it (``harvester.jobs.enrichment``), never the article's own row, so an unchanged article stays
+    unwritten. ``misses`` counts the days with a "not found" answer since the source last knew it (two
+    answers on one day are one miss, and the second writes nothing); the source is asked again by the runs
+    that honour the back-off (``harvest enrich`` without ids, ``harvest nightly``) on ``last_missed`` + 1,
+    2, 4, ... days (``[enrich] not_found_max_days`` at most). A "found" answer deletes the row. The row
+    holds only while the article's id for that source is still ``asked_id``: a new DOI is asked at once.
+    """
+
+    __tablename__ = "lookup_backoff"
+
+    article_id: Mapped[int] = mapped_column(_article_fk(), primary_key=True)
+    source: Mapped[str] = mapped_column(primary_key=True)  # "pmc", "crossref" or "icite"
+    asked_id: Mapped[str]  # the PMCID, DOI or PMID the source did not know
+    first_missed: Mapped[date] = mapped_column(sa.Date())  # (UTC) day of the first "not found" in a row
+    last_missed: Mapped[date] = mapped_column(sa.Date())  # day of the latest
+    misses: Mapped[int]  # days with a "not found" answer since the source last knew the article
+
+
 # Citation impact (migration 0009; see db.icite): metrics per article and source over time, and the
 # citation graph between PMIDs.
 

@@ -1,10 +1,10 @@
-"""Read-only queries that choose what a run works on: stored articles to enrich, and stale ones."""
+"""Read-only queries that choose what a run works on: stored articles to enrich, and those due again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,11 +12,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, storage_error
+from db.lookups import BACKOFF, Misses, is_due
 from db.models import metadata
 
 IN_CHUNK = 500
 ARTICLES = metadata.tables["articles"]
 SOURCE_RECORDS = metadata.tables["source_records"]
+NOT_FOUND = "not_found"
+LOOKUP_SOURCES = ("pmc", "crossref", "icite")  # the enrichment sources, in the order they are asked
+_ASKED_BY = {"pmc": "pmcid", "crossref": "doi", "icite": "pmid"}  # the articles column each is asked by
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,11 @@ class EnrichmentTarget:
     pmid: str | None
     pmcid: str | None
     doi: str | None
+    sources: frozenset[str] = frozenset(LOOKUP_SOURCES)  # the sources it is due for
+
+    def asked_by(self, source: str) -> str | None:
+        """The id ``source`` is asked by: PMCID for "pmc", DOI for "crossref", PMID for "icite"."""
+        return {"pmc": self.pmcid, "crossref": self.doi, "icite": self.pmid}[source]
 
 
 def enrichment_targets(engine: Engine, article_ids: Sequence[int]) -> list[EnrichmentTarget]:
@@ -58,56 +67,113 @@ def article_ids_by_pmid(engine: Engine, pmids: Sequence[str]) -> dict[str, int]:
     return ids
 
 
-def stale_article_ids(
-    engine: Engine, *, fetched_before: datetime, share: tuple[int, int] | None = None
-) -> list[int]:
-    """Articles (not deleted) due for PMC or Crossref: never asked, or asked and their record is missing
-    (not found) or was fetched before the time.
+@dataclass(frozen=True, slots=True)
+class Staleness:
+    """When a source's kept record is due again: fetched before ``fetched_before``; with ``share=(slot,
+    slots)`` only articles whose id is ``slot`` modulo ``slots`` are (a nightly run spreads them)."""
 
-    An article with a PMCID is due for PMC, one with a DOI for Crossref; ``source_records.fetched_at`` is
-    when the current record of a source was first fetched, so unchanged records keep their first date
-    (asking again costs requests, never writes). Without ``share`` every such article is due on every
-    call. With ``share=(slot, slots)`` the articles already asked are spread over ``slots`` calls: only
-    those whose id is ``slot`` modulo ``slots`` are due (never-asked ones always are), so a nightly run
-    with ``slots`` = the stale age asks about each stale article about once per that many nights instead
-    of every night.
+    fetched_before: datetime
+    share: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueTargets:
+    """What is due for enrichment: each target names the sources it is due for; ``backed_off`` counts,
+    per source, the look-ups left out because the source said "not found" lately (db.lookups)."""
+
+    targets: list[EnrichmentTarget]
+    backed_off: dict[str, int]
+
+
+def due_targets(
+    engine: Engine,
+    staleness: Mapping[str, Staleness],
+    *,
+    today: date,
+    max_days: int,
+    skip: Collection[int] = (),
+) -> DueTargets:
+    """Articles (not deleted) due for each source named in ``staleness``, each asked only of those.
+
+    An article is due for a source when it has the id that source is asked by (PMCID for "pmc", DOI for
+    "crossref", PMID for "icite") and:
+
+    - the source was never asked; or
+    - the source knew it and the kept record is stale (:class:`Staleness`: fetched before the time, and
+      in the share); ``source_records.fetched_at`` is when the current record was first fetched, so an
+      unchanged record keeps its first date (asking again costs requests, never writes); or
+    - the source said "not found" and its back-off is over: asked again 1, 2, 4, ... days (at most
+      ``max_days``) after the last "not found" day (:mod:`db.lookups`), counted on ``today``. An article
+      whose "not found" came before the back-off was recorded (migration 0010) is due as a stale one.
+
+    ``skip``: article ids left out (tonight's searches just enriched them).
+
+    Raises:
+        ValueError: a share that names no slot of its slots, or a source this does not know.
     """
-    a, sr = ARTICLES, SOURCE_RECORDS
-    pmc = sr.alias("pmc")
-    crossref = sr.alias("crossref")
+    wanted: dict[int, set[str]] = {}
+    ids: dict[int, tuple[str | None, str | None, str | None]] = {}
+    backed_off: dict[str, int] = {}
+    skipped = set(skip)
+    try:
+        with begin_read(engine) as conn:
+            for source, stale in staleness.items():
+                backed_off[source] = 0
+                for row in conn.execute(_due_query(source, stale)):
+                    if row.id in skipped:
+                        continue
+                    if row.status == NOT_FOUND and row.misses is not None:
+                        misses = Misses(row.asked_id, row.first_missed, row.last_missed, row.misses)
+                        if not is_due(misses, today=today, max_days=max_days):
+                            backed_off[source] += 1
+                            continue
+                    wanted.setdefault(row.id, set()).add(source)
+                    ids[row.id] = (row.pmid, row.pmcid, row.doi)
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read articles from", engine) from exc
+    targets = [EnrichmentTarget(i, *ids[i], sources=frozenset(wanted[i])) for i in sorted(wanted)]
+    return DueTargets(targets, backed_off)
+
+
+def _due_query(source: str, stale: Staleness) -> sa.Select[Any]:
+    if source not in LOOKUP_SOURCES:
+        raise ValueError(f"unknown enrichment source {source!r}")
+    a, sr, lb = ARTICLES, SOURCE_RECORDS, BACKOFF
+    asked_by = a.c[_ASKED_BY[source]]
+    status = a.c[f"{source}_status"]
     rotation: sa.ColumnElement[bool] = sa.true()
-    if share is not None:
-        slot, slots = share
+    if stale.share is not None:
+        slot, slots = stale.share
         if slots < 1 or not 0 <= slot < slots:
-            raise ValueError(f"share must be (slot, slots) with 0 <= slot < slots, not {share!r}")
+            raise ValueError(f"share must be (slot, slots) with 0 <= slot < slots, not {stale.share!r}")
         rotation = (a.c.id % slots) == slot
-
-    def due(record: Any, status: sa.Column[Any]) -> sa.ColumnElement[bool]:
-        asked_and_old = sa.or_(record.c.id.is_(None), record.c.fetched_at < fetched_before)
-        return sa.or_(status.is_(None), sa.and_(asked_and_old, rotation))
-
-    query = (
-        sa.select(a.c.id)
+    old = sa.or_(sr.c.id.is_(None), sr.c.fetched_at < stale.fetched_before)
+    backing_off = sa.and_(status == NOT_FOUND, lb.c.article_id.is_not(None))
+    return (
+        sa.select(
+            a.c.id,
+            a.c.pmid,
+            a.c.pmcid,
+            a.c.doi,
+            status.label("status"),
+            lb.c.asked_id,
+            lb.c.first_missed,
+            lb.c.last_missed,
+            lb.c.misses,
+        )
         .select_from(
-            a.outerjoin(pmc, sa.and_(pmc.c.article_id == a.c.id, pmc.c.source == "pmc")).outerjoin(
-                crossref, sa.and_(crossref.c.article_id == a.c.id, crossref.c.source == "crossref")
+            a.outerjoin(sr, sa.and_(sr.c.article_id == a.c.id, sr.c.source == source)).outerjoin(
+                lb, sa.and_(lb.c.article_id == a.c.id, lb.c.source == source, lb.c.asked_id == asked_by)
             )
         )
         .where(
             a.c.deleted.is_(False),
-            sa.or_(
-                sa.and_(a.c.pmcid.is_not(None), due(pmc, a.c.pmc_status)),
-                sa.and_(a.c.doi.is_not(None), due(crossref, a.c.crossref_status)),
-            ),
+            asked_by.is_not(None),
+            sa.or_(status.is_(None), backing_off, sa.and_(old, rotation)),
         )
         .order_by(a.c.id)
         .distinct()
     )
-    try:
-        with begin_read(engine) as conn:
-            return [row[0] for row in conn.execute(query)]
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot read articles from", engine) from exc
 
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:

@@ -665,7 +665,8 @@ def enrich_command(
         typer.Option(
             "--stale-days",
             min=0,
-            help="Without ids: enrich articles whose PMC or Crossref record is missing or older than N days.",
+            metavar="N",
+            help="Without ids: ask again about PMC, Crossref and iCite records missing or older than N days.",
         ),
     ] = 30,
     source: Annotated[
@@ -678,6 +679,10 @@ def enrich_command(
 ) -> int:
     """Fetch PMC front matter, Crossref works and iCite metrics again for stored articles; store changes.
 
+    Without ids, each article is asked only of the sources it is due for; a source that said "not found"
+    is asked again 1, 2, 4, ... days later, at most [enrich] not_found_max_days (30). Named ids are
+    always asked.
+
     \b
     Examples:
       harvest enrich                       every article whose PMC, Crossref or iCite record is due
@@ -688,9 +693,9 @@ def enrich_command(
 
     from db.documents import resolve_identifiers
     from db.reconcile import start_run
-    from db.targets import enrichment_targets, stale_article_ids
+    from db.targets import Staleness, due_targets, enrichment_targets
     from harvester.jobs.by_id import HarvestReport
-    from harvester.jobs.enrichment import enrich_articles
+    from harvester.jobs.enrichment import enrich_articles, utc_today
     from harvester.jobs.services import build_services
 
     sources = tuple(dict.fromkeys(s.strip().lower() for s in source or ("pmc", "crossref", "icite")))
@@ -701,29 +706,34 @@ def enrich_command(
     settings = state.settings()
     engine = state.engine()
     missing: list[str] = []
+    backed_off: dict[str, int] = {}
+    today = utc_today()
     if ids:
         found = resolve_identifiers(engine, ids)
         missing = [given for given, article_id in found.items() if article_id is None]
-        article_ids = [a for a in dict.fromkeys(found.values()) if a is not None]
+        targets = enrichment_targets(engine, [a for a in dict.fromkeys(found.values()) if a is not None])
     else:
-        cutoff = datetime.now(UTC) - timedelta(days=stale_days)
-        article_ids = (
-            stale_article_ids(engine, fetched_before=cutoff) if {"pmc", "crossref"} & set(sources) else []
+        stale = Staleness(datetime.now(UTC) - timedelta(days=stale_days))
+        due = due_targets(
+            engine,
+            dict.fromkeys(sources, stale),
+            today=today,
+            max_days=settings.enrich.not_found_max_days,
         )
-        if "icite" in sources:
-            from db.icite import icite_due_article_ids
-
-            article_ids = sorted({*article_ids, *icite_due_article_ids(engine, fetched_before=cutoff)})
+        targets, backed_off = due.targets, due.backed_off
+    article_ids = [t.article_id for t in targets]
     run_id = start_run(engine, f"enrich ({len(article_ids)} articles)")
     with _recorded_run(state, engine, run_id) as finish:
         enrichment = enrich_articles(
-            enrichment_targets(engine, article_ids),
+            targets,
             services=build_services(settings),
             engine=engine,
             run_id=run_id,
             policy=settings.merge_policy,
             sources=sources,
+            today=today,
         )
+        enrichment.add_backed_off(backed_off)
         report = HarvestReport(
             requested=len(article_ids) + len(missing), not_found=missing, enrichment=enrichment
         )

@@ -425,8 +425,15 @@ def cli_env(standin: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_enrich_source_icite_asks_only_icite_and_reports_not_found(
-    cli_env: StandIn, engine: Engine, db_url: str, capsys: pytest.CaptureFixture[str]
+    cli_env: StandIn,
+    engine: Engine,
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import harvester.jobs.enrichment
     from harvester.cli import run
 
     settings = make_settings(cli_env, db_url)
@@ -439,11 +446,16 @@ def test_enrich_source_icite_asks_only_icite_and_reports_not_found(
     icite = out["enrichment"]["icite"]
     assert (icite["asked"], icite["updated"], icite["not_found"], icite["failed"]) == (4, 3, 1, [])
     assert out["enrichment"]["pmc"]["asked"] == 0 and out["enrichment"]["crossref"]["asked"] == 0
-    # without ids: articles never asked, asked long ago, or not found (as for PMC and Crossref) are due
+    # without ids: articles never asked or asked long ago are due, and one iCite did not know once its
+    # back-off is over (as for PMC and Crossref): not today, a day later
     cli_env.clear_log()
     assert run(["--db", db_url, "enrich", "--source", "icite"]) == 0
-    assert "articles 1;" in capsys.readouterr().out
+    assert "articles 0;" in capsys.readouterr().out and cli_env.requests == []
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    monkeypatch.setattr(harvester.jobs.enrichment, "utc_today", lambda: tomorrow)
+    assert run(["--db", db_url, "--json", "enrich", "--source", "icite"]) == 0
     assert [r.params["pmids"] for r in cli_env.requests] == [UNKNOWN]
+    assert json.loads(capsys.readouterr().out)["enrichment"]["icite"]["not_found"] == 1
     assert run(["--db", db_url, "enrich", "--source", "pubmed"]) == 2
 
 
@@ -492,8 +504,8 @@ def test_nightly_refreshes_icite_about_monthly_spread_over_the_month(
     )
     slot = datetime.now(UTC).date().toordinal() % 30
     ids = dict(rows(engine, "SELECT pmid, id FROM articles"))
-    # asked today: nothing is due but the PMID iCite did not know, on its article's night of the month
-    assert report.icite.asked == (1 if ids[UNKNOWN] % 30 == slot else 0)
+    # asked today: nothing is due; the PMID iCite did not know today backs off (asked again tomorrow)
+    assert (report.icite.asked, report.icite.backed_off) == (0, 1)
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE source_records SET fetched_at = :t"),
@@ -503,7 +515,21 @@ def test_nightly_refreshes_icite_about_monthly_spread_over_the_month(
     report, _ = enrich_stale_articles(
         settings=settings, services=services, engine=engine, run_id=start_run(engine, "nightly")
     )
-    tonight = sorted(pmid for pmid, article_id in ids.items() if article_id % 30 == slot)
+    tonight = sorted(p for p, article_id in ids.items() if article_id % 30 == slot and p != UNKNOWN)
     asked = sorted(p for r in standin.requests_for(ICITE_PUBS) for p in r.params["pmids"].split(","))
     assert asked == tonight and 10 <= len(tonight) <= 20  # a thirtieth of 450 each night
-    assert report.icite.unchanged == len([p for p in tonight if p != UNKNOWN])
+    assert (report.icite.unchanged, report.icite.backed_off) == (len(tonight), 1)
+    # the next night: the next thirtieth, and the PMID iCite did not know, whatever its night of the month
+    standin.clear_log()
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    report, _ = enrich_stale_articles(
+        settings=settings,
+        services=services,
+        engine=engine,
+        run_id=start_run(engine, "nightly"),
+        today=tomorrow,
+    )
+    due = sorted(p for p, article_id in ids.items() if article_id % 30 == (slot + 1) % 30 or p == UNKNOWN)
+    asked = sorted(p for r in standin.requests_for(ICITE_PUBS) for p in r.params["pmids"].split(","))
+    assert asked == due
+    assert (report.icite.not_found, report.icite.backed_off) == (1, 0)

@@ -134,3 +134,21 @@ def test_config_example_lists_every_merge_field_with_its_default() -> None:
     for name, order in DEFAULT_POLICY.items():
         listed = ", ".join(f'"{source}"' for source in order)
         assert f"# {name} = [{listed}]" in text, name
+
+
+def test_enrich_not_found_max_days_is_read_and_checked_with_a_message_naming_the_key(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    assert load_settings(env=home).enrich.not_found_max_days == 30
+    config = tmp_path / "c.toml"
+    for value in (0, 7, 3650):
+        config.write_text(f"[enrich]\nnot_found_max_days = {value}\n")
+        assert load_settings(config, env=home).enrich.not_found_max_days == value
+    for text, words in (
+        ("-1", "between 0 and 3650"),
+        ("3651", "between 0 and 3650"),
+        ('"7"', "whole number"),
+    ):
+        config.write_text(f"[enrich]\nnot_found_max_days = {text}\n")
+        with pytest.raises(ConfigError, match=r"enrich\.not_found_max_days") as caught:
+            load_settings(config, env=home)
+        assert words in str(caught.value) and str(config) in str(caught.value)

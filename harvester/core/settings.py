@@ -118,6 +118,18 @@ class NightlySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrichSettings:
+    """``[enrich]``: how often a source that did not know an article is asked again."""
+
+    # After each day a source answered "not found", `harvest enrich` (without ids) and `harvest nightly`
+    # wait 1, 2, 4, ... days before asking it again, at most this many (0: ask on every run).
+    not_found_max_days: int = 30
+
+
+NOT_FOUND_MAX_DAYS_LIMIT = 3650  # ten years
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the tool needs to run, resolved and validated."""
 
@@ -141,6 +153,7 @@ class Settings:
     config_path: Path | None = None
     searches: tuple[SearchSpec, ...] = ()  # [[searches]]
     nightly: NightlySettings = field(default_factory=NightlySettings)  # [nightly]
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)  # [enrich]
 
     @property
     def merge_policy(self) -> Mapping[str, tuple[str, ...]]:
@@ -202,6 +215,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
         "first_run_days": ("nightly.first_run_days", int),
         "icite_days": ("nightly.icite_days", int),
     },
+    "enrich": {"not_found_max_days": ("enrich.not_found_max_days", int)},
 }
 
 _SECRET_KEYS = {
@@ -437,6 +451,13 @@ def load_settings(
     nightly = replace(NightlySettings(), **nightly_values)
     if min(nightly.lookback_days, nightly.stale_days, nightly.first_run_days, nightly.icite_days) < 0:
         raise ConfigError("[nightly] lookback_days, stale_days, first_run_days and icite_days must be >= 0")
+    enrich_values = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith("enrich.")}
+    enrich = replace(EnrichSettings(), **enrich_values)
+    if not 0 <= enrich.not_found_max_days <= NOT_FOUND_MAX_DAYS_LIMIT:
+        raise ConfigError(
+            f"{path}: config key enrich.not_found_max_days must be between 0 and {NOT_FOUND_MAX_DAYS_LIMIT}"
+            f" (0: ask again on every run), not {enrich.not_found_max_days}"
+        )
     if http.timeout <= 0 or http.max_attempts < 1 or http.backoff_max < 0 or http.backoff_initial < 0:
         raise ConfigError("[http] timeout must be > 0, max_attempts >= 1 and back-off times >= 0")
 
@@ -460,6 +481,7 @@ def load_settings(
         log_file=Path(log_file).expanduser() if log_file else None,
         http=http,
         nightly=nightly,
+        enrich=enrich,
         config_path=path,
         **values,
     )

@@ -282,7 +282,12 @@ def run_nightly(
             if enrich:
                 harvested = [pmid for o in report.searches if o.report is not None for pmid in o.report.pmids]
                 report.enrichment, report.stale = enrich_stale(
-                    settings=settings, services=services, engine=engine, run_id=run_id, skip_pmids=harvested
+                    settings=settings,
+                    services=services,
+                    engine=engine,
+                    run_id=run_id,
+                    skip_pmids=harvested,
+                    today=today,
                 )
         except BaseException as exc:
             _close_failed(engine, run_id, report, exc)
@@ -338,67 +343,56 @@ def enrich_stale_articles(
     engine: Engine,
     run_id: int,
     skip_pmids: Sequence[str] = (),
+    today: date | None = None,
 ) -> tuple[EnrichReport, int]:
-    """Re-enrich articles whose PMC or Crossref record is older than ``[nightly] stale_days`` (as
-    ``harvest enrich --stale-days``), spread over that many nights, leaving out those tonight's searches
-    just enriched. Articles never enriched are always due.
+    """Re-enrich the articles due tonight, each asked only of the sources it is due for, leaving out
+    those tonight's searches just enriched:
+
+    - PMC and Crossref records older than ``[nightly] stale_days`` (as ``harvest enrich --stale-days``),
+      spread over that many nights; iCite's older than ``[nightly] icite_days``, spread over those (iCite
+      updates monthly: each article about once a month);
+    - sources never asked, always;
+    - sources that said "not found", once their back-off is over (1, 2, 4, ... days after the last such
+      day, at most ``[enrich] not_found_max_days``: db.lookups), on ``today`` (default: today, UTC).
 
     Returns:
-        The enrichment report and the number of articles asked about.
+        The enrichment report (with the look-ups left out as backed off) and the number of articles
+        asked about.
     """
-    from db.targets import article_ids_by_pmid, enrichment_targets, stale_article_ids
-    from harvester.jobs.enrichment import enrich_articles
+    from db.targets import Staleness, article_ids_by_pmid, due_targets
+    from harvester.jobs.enrichment import enrich_articles, utc_today
 
+    today = today or utc_today()
     now = datetime.now(UTC)
-    cutoff = now - timedelta(days=settings.nightly.stale_days)
     skip = set(article_ids_by_pmid(engine, list(skip_pmids)).values()) if skip_pmids else set()
-    # Spread over stale_days nights: each stale article is asked about once in that many nights, not
-    # every night from the day it turned stale (an unchanged record never moves its fetched_at).
-    slots = max(1, settings.nightly.stale_days)
-    due = stale_article_ids(engine, fetched_before=cutoff, share=(now.date().toordinal() % slots, slots))
-    article_ids = [i for i in due if i not in skip]
-    log.info("re-enriching %d stale article(s)", len(article_ids))
+
+    # Spread over the nights of the stale age: each stale article is asked about once in that many
+    # nights, not every night from the day it turned stale (an unchanged record never moves its fetched_at).
+    def spread(days: int) -> Staleness:
+        slots = max(1, days)
+        return Staleness(now - timedelta(days=days), share=(today.toordinal() % slots, slots))
+
+    pmc_crossref = spread(settings.nightly.stale_days)
+    staleness = {"pmc": pmc_crossref, "crossref": pmc_crossref, "icite": spread(settings.nightly.icite_days)}
+    due = due_targets(engine, staleness, today=today, max_days=settings.enrich.not_found_max_days, skip=skip)
+    log.info(
+        "re-enriching %d article(s) due (%s); backed off: %s",
+        len(due.targets),
+        ", ".join(f"{s} {sum(s in t.sources for t in due.targets)}" for s in staleness),
+        ", ".join(f"{s} {n}" for s, n in due.backed_off.items()),
+    )
     enrichment = EnrichReport()
-    if article_ids:
+    if due.targets:
         enrichment = enrich_articles(
-            enrichment_targets(engine, article_ids),
+            due.targets,
             services=services,
             engine=engine,
             run_id=run_id,
             policy=settings.merge_policy,
-            sources=("pmc", "crossref"),
+            today=today,
         )
-    _refresh_icite(
-        settings=settings, services=services, engine=engine, run_id=run_id, skip=skip, report=enrichment
-    )
-    return enrichment, len(article_ids)
-
-
-def _refresh_icite(
-    *,
-    settings: Settings,
-    services: Services,
-    engine: Engine,
-    run_id: int,
-    skip: set[int],
-    report: EnrichReport,
-) -> None:
-    """iCite updates monthly: ask again about metrics older than ``[nightly] icite_days``, spread over that
-    many nights (each article about once a month), and about articles never asked."""
-    from db.icite import icite_due_article_ids
-    from db.targets import enrichment_targets
-    from harvester.jobs.enrichment import enrich_icite
-
-    now = datetime.now(UTC)
-    slots = max(1, settings.nightly.icite_days)
-    due = icite_due_article_ids(
-        engine,
-        fetched_before=now - timedelta(days=settings.nightly.icite_days),
-        share=(now.date().toordinal() % slots, slots),
-    )
-    pmids = [t.pmid for t in enrichment_targets(engine, [i for i in due if i not in skip]) if t.pmid]
-    log.info("refreshing iCite metrics of %d article(s)", len(pmids))
-    enrich_icite(pmids, services=services, engine=engine, run_id=run_id, report=report)
+    enrichment.add_backed_off(due.backed_off)
+    return enrichment, len(due.targets)
 
 
 def _close_failed(engine: Engine, run_id: int, report: NightlyReport, exc: BaseException) -> None:
