@@ -431,42 +431,6 @@ def read_metrics(engine: Engine, article_ids: Sequence[int]) -> dict[int, dict[s
     return out
 
 
-def icite_due_article_ids(
-    engine: Engine, *, fetched_before: datetime, share: tuple[int, int] | None = None
-) -> list[int]:
-    """Articles (with a PMID, not deleted) due for iCite: never asked, or whose kept iCite record is
-    missing (not found) or older than the time.
-
-    As :func:`db.targets.stale_article_ids`: an unchanged answer never moves its record's ``fetched_at``,
-    so with ``share=(slot, slots)`` the articles already asked are spread over ``slots`` calls (those
-    whose id is ``slot`` modulo ``slots``); never-asked ones are always due.
-    """
-    a, sr = ARTICLES, SOURCE_RECORDS
-    rotation: sa.ColumnElement[bool] = sa.true()
-    if share is not None:
-        slot, slots = share
-        if slots < 1 or not 0 <= slot < slots:
-            raise ValueError(f"share must be (slot, slots) with 0 <= slot < slots, not {share!r}")
-        rotation = (a.c.id % slots) == slot
-    old = sa.or_(sr.c.id.is_(None), sr.c.fetched_at < fetched_before)
-    query = (
-        sa.select(a.c.id)
-        .select_from(a.outerjoin(sr, sa.and_(sr.c.article_id == a.c.id, sr.c.source == SOURCE)))
-        .where(
-            a.c.deleted.is_(False),
-            a.c.pmid.is_not(None),
-            sa.or_(a.c.icite_status.is_(None), sa.and_(old, rotation)),
-        )
-        .order_by(a.c.id)
-        .distinct()
-    )
-    try:
-        with begin_read(engine) as conn:
-            return [row[0] for row in conn.execute(query)]
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot read articles from", engine) from exc
-
-
 def add_edges_batch(
     engine: Engine, edges: Iterable[tuple[str, str]], *, stored_pmids: set[str] | None
 ) -> int:
