@@ -76,7 +76,6 @@ from db.store import (
     journal_key,
     resolve_journals,
 )
-from enrich.crossref_json import parse_crossref_response
 from enrich.merge import (
     DEFAULT_POLICY,
     Merged,
@@ -88,12 +87,11 @@ from enrich.merge import (
     view_of_pmc,
     view_of_pubmed,
 )
-from enrich.pmc_jats import parse_pmc_articles
+from enrich.payloads import parse_payload
 from enrich.records import CrossrefWork, PmcFront
 from harvester.core.errors import HarvestError
 from harvester.core.ids import doi_or_none, pmcid_or_none
 from harvester.core.records import Article, Journal
-from harvester.sources.pubmed_xml import parse_pubmed
 
 logger = logging.getLogger(__name__)
 
@@ -1123,7 +1121,7 @@ def _views(state: _State, raws: Mapping[tuple[str, str], bytes]) -> tuple[list[S
             raw = gzip.decompress(rec.content)
         record: Article | PmcFront | CrossrefWork | None = None
         try:
-            record = _parse(source, raw) if raw is not None else None
+            record = parse_payload(source, raw) if raw is not None else None
         except HarvestError as exc:
             logger.warning(
                 "article %d: the stored %s record %s does not parse, its stored values stand in: %s",
@@ -1144,17 +1142,6 @@ def _views(state: _State, raws: Mapping[tuple[str, str], bytes]) -> tuple[list[S
             continue
         parsed[source] = record
     return views, parsed
-
-
-def _parse(source: str, raw: bytes) -> Article | PmcFront | CrossrefWork | None:
-    if source == PUBMED:
-        return next((r for r in parse_pubmed(raw) if isinstance(r, Article)), None)
-    if source == PMC:
-        return next(iter(parse_pmc_articles(raw)), None)
-    if source == CROSSREF:
-        works = parse_crossref_response(raw)
-        return works[0] if works else None
-    return None
 
 
 def _journal_targets(
