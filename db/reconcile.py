@@ -65,17 +65,11 @@ from sqlalchemy.exc import DBAPIError
 
 from db.conflicts import list_conflicts
 from db.engine import begin_read, begin_write, storage_error
+from db.inserts import chunks, dialect_insert
+from db.journals import JOURNAL_FIELDS, journal_facts, journal_key, resolve_journals
 from db.models import metadata
+from db.payloads import CONTENT_ENCODING, compress_payload
 from db.runs import finish_values, run_values
-from db.store import (
-    CONTENT_ENCODING,
-    chunks,
-    compress_payload,
-    dialect_insert,
-    journal_facts,
-    journal_key,
-    resolve_journals,
-)
 from enrich.merge import (
     DEFAULT_POLICY,
     Merged,
@@ -133,7 +127,6 @@ _COLUMN_FIELDS = (
     "references_count",
     "crossref_type",
 )
-_JOURNAL_FIELDS = ("journal_title", "issn", "journal_iso_abbrev")  # in the order that decides the journal
 # Fields stored in child tables: the tables, children first (the order rows are deleted in).
 _TABLE_FIELDS: dict[str, tuple[str, ...]] = {
     "authors": ("author_affiliations", "authors"),
@@ -1152,7 +1145,7 @@ def _journal_targets(
     leave them)."""
     targets: dict[int, tuple[Journal | None, Provenance | None, str | None]] = {}
     for article_id, result in merged.items():
-        deciding = next((name for name in _JOURNAL_FIELDS if name in result.values), None)
+        deciding = next((name for name in JOURNAL_FIELDS if name in result.values), None)
         if deciding is None:
             targets[article_id] = (None, None, None)
             continue
@@ -1194,7 +1187,7 @@ def _diff(
     article_id = state.article_id
     changes: list[tuple[str, Any, Any, str]] = []  # field, old, new, source
     for name, value in result.values.items():
-        if name in _JOURNAL_FIELDS:
+        if name in JOURNAL_FIELDS:
             continue
         old = state.values.get(name)
         if old == value:
@@ -1215,7 +1208,7 @@ def _diff(
         writes.columns[article_id]["journal_facts"] = facts
     provenance = dict(result.provenance)
     if origin is not None:
-        for name in _JOURNAL_FIELDS:
+        for name in JOURNAL_FIELDS:
             if name in provenance:
                 provenance[name] = origin
     if target is not None and origin is not None:

@@ -44,8 +44,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
+from db.inserts import dialect_insert
 from db.models import metadata
-from db.store import dialect_insert
 from harvester.core.errors import BusyError, ExitCode, StorageError, exit_code_for
 
 logger = logging.getLogger(__name__)
