@@ -69,7 +69,6 @@ from db.inserts import chunks, dialect_insert
 from db.journals import JOURNAL_FIELDS, journal_facts, journal_key, resolve_journals
 from db.models import metadata
 from db.payloads import CONTENT_ENCODING, compress_payload
-from db.runs import finish_values, run_values
 from enrich.merge import (
     DEFAULT_POLICY,
     Merged,
@@ -172,41 +171,6 @@ class EnrichResult:
     not_found: tuple[str, ...]
     conflicts: tuple[ConflictInfo, ...]
     unmatched: tuple[str, ...]  # source ids that match no stored article (and were not created)
-
-
-# ---------------------------------------------------------------------------------------------- runs
-
-
-def start_run(engine: Engine, command: str) -> int:
-    """Record the start of a run (status "running"); returns its id for history and conflict rows.
-
-    Raises:
-        StorageError: the database could not be written.
-    """
-    try:
-        with begin_write(engine) as conn:
-            query = sa.insert(RUNS).returning(RUNS.c.id)
-            return int(conn.execute(query, run_values(command)).scalar_one())
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot record a run in", engine) from exc
-
-
-def finish_run(
-    engine: Engine, run_id: int, status: str, summary: Mapping[str, Any], *, exit_code: int | None = None
-) -> None:
-    """Record the end of a run: a status of :data:`db.runs.FINISHED_STATUSES`, a JSON summary and the
-    process's exit code.
-
-    Raises:
-        StorageError: the database could not be written.
-        ValueError: an unknown status.
-    """
-    values = finish_values(status, summary, exit_code)
-    try:
-        with begin_write(engine) as conn:
-            conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot record a run in", engine) from exc
 
 
 # ---------------------------------------------------------------------------------------------- storing

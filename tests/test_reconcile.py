@@ -22,15 +22,14 @@ from db.models import metadata
 from db.reconcile import (
     ConflictInfo,
     EnrichResult,
-    finish_run,
     list_conflicts,
     list_history,
     read_provenance,
     reconcile_articles,
-    start_run,
     store_crossref,
     store_pmc,
 )
+from db.runs import finish_run, start_run
 from db.store import StoreResult, store_articles
 from enrich.merge import policy_from_config
 from enrich.records import CrossrefWork, PmcFront
