@@ -64,7 +64,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.conflicts import list_conflicts
-from db.engine import begin_read, begin_write, storage_error
+from db.engine import begin_write, storage_error
+from db.history import history_row
 from db.inserts import chunks, dialect_insert
 from db.journals import JOURNAL_FIELDS, journal_facts, journal_key, resolve_journals
 from db.models import metadata
@@ -757,7 +758,7 @@ def _write_statuses(
     conn.execute(
         sa.insert(HISTORY),
         [
-            _history(article_id, name, old.get(article_id), status, source, now=now, run_id=run_id)
+            history_row(article_id, name, old.get(article_id), status, source, now=now, run_id=run_id)
             for article_id, status in changes.items()
         ],
     )
@@ -1394,7 +1395,9 @@ def _apply(conn: Connection, writes: _Writes, *, now: datetime, run_id: int | No
         conn.execute(
             sa.insert(HISTORY),
             [
-                _history(h["article_id"], h["field"], h["old"], h["new"], h["source"], now=now, run_id=run_id)
+                history_row(
+                    h["article_id"], h["field"], h["old"], h["new"], h["source"], now=now, run_id=run_id
+                )
                 for h in writes.history
             ],
         )
@@ -1405,51 +1408,6 @@ def _creation(state: _State) -> dict[str, Any]:
     ids = {key: state.row.get(key) for key in ("pmid", "pmcid", "doi") if state.row.get(key)}
     source = "pubmed" if "pubmed" in state.sources else next(iter(state.sources), "unknown")
     return {"article_id": state.article_id, "field": "created", "old": None, "new": ids, "source": source}
-
-
-# History values are written as merge values; the JSON documents (db.documents) name some keys otherwise.
-# Rows are converted when read, so rows stored before the rename read the same (nothing is rewritten).
-_DOCUMENT_KEYS = {"licenses": {"license_type": "type", "start_date": "start"}}
-
-
-def _as_document(name: str, value: Any) -> Any:
-    renames = _DOCUMENT_KEYS.get(name)
-    if renames is None or not isinstance(value, list):
-        return value
-    return [
-        {renames.get(k, k): v for k, v in item.items()} if isinstance(item, dict) else item for item in value
-    ]
-
-
-def _history_value(name: str, text: str | None) -> Any:
-    """A stored old/new value as a JSON value (None for SQL NULL), with the documents' key names."""
-    if text is None:
-        return None
-    try:
-        return _as_document(name, json.loads(text))
-    except ValueError:  # not JSON: kept as the text it is
-        return text
-
-
-def _history(
-    article_id: int, name: str, old: Any, new: Any, source: str, *, now: datetime, run_id: int | None
-) -> dict[str, Any]:
-    return {
-        "article_id": article_id,
-        "field": name,
-        "old_value": _json(old),
-        "new_value": _json(new),
-        "source": source,
-        "run_id": run_id,
-        "changed_at": now,
-    }
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-# ---------------------------------------------------------------------------------------------- reading
 
 
 def read_provenance(conn: Connection, article_ids: Sequence[int]) -> dict[int, dict[str, dict[str, Any]]]:
@@ -1466,32 +1424,3 @@ def read_provenance(conn: Connection, article_ids: Sequence[int]) -> dict[int, d
             for p in (state.provenance(name),)
         }
     return found
-
-
-def list_history(engine: Engine, article_id: int) -> list[dict[str, Any]]:
-    """The recorded changes of an article, oldest first (its creation first, field "created").
-
-    ``old_value`` and ``new_value`` are JSON values (None where there was none), with the key names of
-    the JSON documents (db.documents).
-
-    Raises:
-        StorageError: the database could not be read.
-    """
-    h = HISTORY
-    try:
-        with begin_read(engine) as conn:
-            rows = conn.execute(sa.select(h).where(h.c.article_id == article_id).order_by(h.c.id))
-            return [
-                {
-                    "id": row.id,
-                    "field": row.field,
-                    "old_value": _history_value(row.field, row.old_value),
-                    "new_value": _history_value(row.field, row.new_value),
-                    "source": row.source,
-                    "run_id": row.run_id,
-                    "changed_at": row.changed_at.isoformat(),
-                }
-                for row in rows
-            ]
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot read", engine) from exc

@@ -64,6 +64,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
+from db.history import history_row
 from db.inserts import chunks, dialect_insert, insert_returning, insert_tuples
 from db.journals import journal_facts, journal_key, resolve_journals
 from db.models import metadata
@@ -607,10 +608,6 @@ def _kept_values(new: dict[str, Any], old: dict[str, Any], foreign: set[str]) ->
     return final
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
 def _write_articles(
     conn: Connection, plan: _Plan, writes: list[_Incoming], *, now: datetime, run_id: int | None
 ) -> None:
@@ -641,15 +638,7 @@ def _write_articles(
                 new_key = journal_key(inc.article.journal)
                 changes.append(("journal", before.journal_keys[article_id], new_key))
             history.extend(
-                {
-                    "article_id": article_id,
-                    "field": name,
-                    "old_value": _json(old_value),
-                    "new_value": _json(new_value),
-                    "source": SOURCE,
-                    "run_id": run_id,
-                    "changed_at": now,
-                }
+                history_row(article_id, name, old_value, new_value, SOURCE, now=now, run_id=run_id)
                 for name, old_value, new_value in changes
             )
             updates.append({"b_id": article_id, **final, "updated_at": now})
@@ -682,21 +671,19 @@ def _write_articles(
         conn.execute(
             sa.insert(HISTORY),
             [
-                {
-                    "article_id": inc.article_id,
-                    "field": "created",
-                    "old_value": None,
-                    "new_value": _json(
-                        {
-                            k: v
-                            for k, v in (("pmid", inc.article.pmid), ("pmcid", inc.pmcid), ("doi", inc.doi))
-                            if v
-                        }
-                    ),
-                    "source": SOURCE,
-                    "run_id": run_id,
-                    "changed_at": now,
-                }
+                history_row(
+                    new_ids[inc.article.pmid],
+                    "created",
+                    None,
+                    {
+                        k: v
+                        for k, v in (("pmid", inc.article.pmid), ("pmcid", inc.pmcid), ("doi", inc.doi))
+                        if v
+                    },
+                    SOURCE,
+                    now=now,
+                    run_id=run_id,
+                )
                 for inc in plan.new
             ],
         )

@@ -933,7 +933,7 @@ def history_command(
       harvest --json history PMC8958025
     """
     from db.documents import resolve_identifiers
-    from db.reconcile import list_history
+    from db.history import list_history
 
     state = _state(ctx)
     values = _ids_given(articles, from_file, "ids")

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import downgrade, open_database, upgrade
+from db.history import list_history
 from db.models import metadata
 from db.reconcile import (
     ConflictInfo,
     EnrichResult,
     list_conflicts,
-    list_history,
     read_provenance,
     reconcile_articles,
     store_crossref,
