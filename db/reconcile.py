@@ -63,7 +63,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from db.conflicts import list_conflicts
+from db.conflicts import ConflictInfo, record_conflicts, resolve_matched_conflicts
 from db.engine import begin_write, storage_error
 from db.history import history_row
 from db.inserts import chunks, dialect_insert
@@ -88,8 +88,6 @@ from harvester.core.ids import doi_or_none, pmcid_or_none
 from harvester.core.records import Article, Journal
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["list_conflicts"]  # kept here for callers; db.conflicts has it
 
 PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
@@ -150,16 +148,6 @@ _CHILD_ORDER: dict[str, tuple[str, ...]] = {
     "article_clinical_trials": ("position",),
     "retraction_sources": ("source", "position"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictInfo:
-    """A record whose ids point at several stored articles: ``claims`` are (id_type, value, article_id)."""
-
-    source: str
-    source_id: str
-    article_ids: tuple[int, ...]
-    claims: tuple[tuple[str, str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,7 +429,7 @@ def _store_batch(
         ids = tuple(sorted(by_article))
         claims = tuple(sorted((t, v, a) for a, found in by_article.items() for t, v in found))
         outcome.conflicts.append(ConflictInfo(source, record.source_id, ids, claims))
-    _record_conflicts(conn, outcome.conflicts, now=now, run_id=run_id)
+    record_conflicts(conn, outcome.conflicts, now=now, run_id=run_id)
     if conflicting:  # kept, so that a person who settles the conflict need not fetch the record again
         _payload_ids(conn, source, [record for record, _ in conflicting], url=url, fetched_at=fetched_at)
 
@@ -473,7 +461,7 @@ def _store_batch(
         for former in current.get(source_id, {}).keys() - wanted:
             moved.append((source_id, former))  # the record moved: merge its former article without it
             to_merge.add(former)
-    _resolve_conflicts(conn, source, list(targets_of), now=now)
+    resolve_matched_conflicts(conn, source, list(targets_of), now=now)
 
     _record_aliases(conn, [(record, article_id) for record, article_id in matched if record.aliases])
     if moved:
@@ -593,64 +581,6 @@ def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[st
                 for value, article_id in conn.execute(query):
                     hits[(id_type, value)].add(article_id)
     return hits
-
-
-def _record_conflicts(
-    conn: Connection, conflicts: Sequence[ConflictInfo], *, now: datetime, run_id: int | None
-) -> None:
-    """Insert the conflicts not recorded yet; one recorded before and resolved since is open again."""
-    if not conflicts:
-        return
-    c = CONFLICTS
-    source = conflicts[0].source
-    known: dict[tuple[str, str], tuple[int, str]] = {}
-    for chunk in chunks(sorted({info.source_id for info in conflicts})):
-        query = sa.select(c.c.source_id, c.c.article_ids, c.c.id, c.c.status).where(
-            c.c.source == source, c.c.source_id.in_(chunk)
-        )
-        known.update({(row.source_id, row.article_ids): (row.id, row.status) for row in conn.execute(query)})
-    rows: list[dict[str, Any]] = []
-    reopened: list[int] = []
-    for info in conflicts:
-        key = (info.source_id, ",".join(map(str, info.article_ids)))
-        if key in known:
-            if known[key][1] == "resolved":  # resolved by a later match; settled by hand is never reopened
-                reopened.append(known[key][0])
-            continue
-        known[key] = (0, "open")
-        claims = [{"id_type": t, "value": v, "article_id": article_id} for t, v, article_id in info.claims]
-        rows.append(
-            {
-                "source": info.source,
-                "source_id": info.source_id,
-                "claims": json.dumps(claims, ensure_ascii=False),
-                "article_ids": key[1],
-                "status": "open",
-                "detected_at": now,
-                "run_id": run_id,
-            }
-        )
-    if rows:
-        conn.execute(sa.insert(c), rows)
-    for chunk in chunks(reopened):
-        conn.execute(
-            sa.update(c).where(c.c.id.in_(chunk)).values(status="open", resolution=None, resolved_at=None)
-        )
-
-
-def _resolve_conflicts(conn: Connection, source: str, source_ids: Sequence[str], *, now: datetime) -> None:
-    """Open conflicts of records that now match their articles are resolved (read first: usually none)."""
-    c = CONFLICTS
-    ids: list[int] = []
-    for chunk in chunks(sorted(set(source_ids))):
-        query = sa.select(c.c.id).where(c.c.source == source, c.c.status == "open", c.c.source_id.in_(chunk))
-        ids.extend(conn.execute(query).scalars())
-    for chunk in chunks(ids):
-        conn.execute(
-            sa.update(c)
-            .where(c.c.id.in_(chunk))
-            .values(status="resolved", resolution="matched", resolved_at=now)
-        )
 
 
 def _create_articles(conn: Connection, records: Sequence[_Record], *, now: datetime) -> dict[str, int]:

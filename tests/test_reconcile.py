@@ -17,13 +17,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.conflicts import ConflictInfo, list_conflicts
 from db.engine import downgrade, open_database, upgrade
 from db.history import list_history
 from db.models import metadata
 from db.reconcile import (
-    ConflictInfo,
     EnrichResult,
-    list_conflicts,
     read_provenance,
     reconcile_articles,
     store_crossref,
