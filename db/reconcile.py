@@ -2,23 +2,19 @@
 
 :func:`store_pmc` and :func:`store_crossref` take one batch each, in one transaction:
 
-1. Match. Every id of a record (PMC: PMCID, PMID, DOI; Crossref: DOI, the DOIs Crossref answered as
-   aliases of it, and a PMID if it gives one) is looked up at once for the whole batch, in the articles
-   columns and in article_identifiers (PMCIDs, DOIs, valid ELocationID DOIs, Crossref aliases). Which
-   articles it enriches (:func:`_targets`; the README's "Identity" section): a person's choice first
-   (``harvest conflicts resolve --keep``); else the article of the PMID it names; else every PubMed
-   article holding one of its ids (a DOI or PMCID several PubMed records share enriches each of them,
-   each with its own provenance); else the one article not in PubMed (stored from Crossref alone) that
-   holds it. An article not in PubMed beside any other match would have to be merged into it: that makes
-   a conflicts row (once: a rerun finds it there; its payload is kept for the person who settles it) and
-   the record is merged into none; it counts in :attr:`EnrichResult.conflicts`, unless a person chose
-   to ignore it. A record that matches nothing is unmatched, unless it is a Crossref work whose DOI is
-   in ``create_missing``: then an article is created from it alone (no PMID, ``in_pubmed`` false). An
-   open conflict of a record that later matches is resolved (resolution "matched").
+1. Match (:mod:`db.matching`). Every id a record names is looked up at once for the whole batch; which
+   articles it enriches is the README's "Identity" section. A record that would merge an article not in
+   PubMed into another is a conflict (:mod:`db.conflicts`): recorded once (a rerun finds it there; its
+   payload is kept for the person who settles it) and merged into none; it counts in
+   :attr:`EnrichResult.conflicts`, unless a person chose to ignore it. A record that matches nothing is
+   unmatched, unless it is a Crossref work whose DOI is in ``create_missing``: then an article is created
+   from it alone (no PMID, ``in_pubmed`` false). An open conflict of a record that later matches is
+   resolved (resolution "matched").
 2. Skip. A record whose raw bytes hash (SHA-256) to the payload its source record already points at, on
    the same article, writes nothing at all (the article's status is already "found").
-3. Keep. The payload is added to raw_payloads (gzip; earlier payloads stay, for re-parsing), the source
-   record (source, source_id) repointed, and ``pmc_status`` / ``crossref_status`` set to "found".
+3. Keep (:mod:`db.payloads`). The payload is added to raw_payloads (gzip; earlier payloads stay, for
+   re-parsing), the source record (source, source_id) repointed, and ``pmc_status`` /
+   ``crossref_status`` set to "found".
 4. Merge. The article is merged again from the current payload of each of its sources (PubMed, PMC,
    Crossref; the latest record of each), parsed from raw_payloads, so a merge never fetches; what is
    stored is the merge's ``stored`` input, so a source that omits a field never erases it
@@ -68,8 +64,15 @@ from db.engine import begin_write, storage_error
 from db.history import history_row
 from db.inserts import chunks, dialect_insert
 from db.journals import JOURNAL_FIELDS, journal_facts, journal_key, resolve_journals
+from db.matching import IncomingRecord, choose_targets, match_claims, read_decisions, read_pmids
 from db.models import metadata
-from db.payloads import CONTENT_ENCODING, compress_payload
+from db.payloads import (
+    current_source_records,
+    drop_source_records,
+    keep_payloads,
+    record_aliases,
+    repoint_source_records,
+)
 from enrich.merge import (
     DEFAULT_POLICY,
     Merged,
@@ -91,7 +94,6 @@ logger = logging.getLogger(__name__)
 
 PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
-ALIAS = "crossref:alias"  # article_identifiers id_type of a DOI Crossref answers with another (primary) DOI
 FOUND, NOT_FOUND = "found", "not_found"
 
 
@@ -163,18 +165,6 @@ class EnrichResult:
 
 
 # ---------------------------------------------------------------------------------------------- storing
-
-
-@dataclass(slots=True)
-class _Record:
-    """An incoming source record: its raw bytes and the ids it names."""
-
-    source: str
-    source_id: str
-    raw: bytes
-    sha256: str
-    claims: tuple[tuple[str, str], ...]  # (id_type, value): "pmid", "pmcid", "doi"
-    aliases: tuple[str, ...] = ()  # Crossref: DOIs asked for that Crossref answered with this work
 
 
 @dataclass(slots=True)
@@ -347,14 +337,16 @@ def reconcile_articles(
     )
 
 
-def _record(source: str, source_id: str, raw: bytes, claims: Iterable[tuple[str, str]]) -> _Record:
-    return _Record(source, source_id, raw, hashlib.sha256(raw).hexdigest(), tuple(dict.fromkeys(claims)))
+def _record(source: str, source_id: str, raw: bytes, claims: Iterable[tuple[str, str]]) -> IncomingRecord:
+    return IncomingRecord(
+        source, source_id, raw, hashlib.sha256(raw).hexdigest(), tuple(dict.fromkeys(claims))
+    )
 
 
 def _store(
     engine: Engine,
     source: str,
-    records: list[_Record],
+    records: list[IncomingRecord],
     *,
     url: str | None,
     fetched_at: datetime,
@@ -389,7 +381,7 @@ def _store(
 def _store_batch(
     conn: Connection,
     source: str,
-    records: list[_Record],
+    records: list[IncomingRecord],
     outcome: _Outcome,
     *,
     url: str | None,
@@ -401,18 +393,18 @@ def _store_batch(
 ) -> None:
     now = datetime.now(UTC)
     missing_claims = [("pmcid" if source == PMC else "doi", value) for value in not_found]
-    hits = _match(conn, [c for r in records for c in r.claims] + missing_claims)
-    pmids = _pmids_of(conn, {a for found in hits.values() for a in found})
-    decisions = _decisions(conn, source, [r.source_id for r in records])
-    matched: list[tuple[_Record, int]] = []
-    to_create: list[_Record] = []
-    conflicting: list[tuple[_Record, dict[int, list[tuple[str, str]]]]] = []
+    hits = match_claims(conn, [c for r in records for c in r.claims] + missing_claims)
+    pmids = read_pmids(conn, {a for found in hits.values() for a in found})
+    decisions = read_decisions(conn, source, [r.source_id for r in records])
+    matched: list[tuple[IncomingRecord, int]] = []
+    to_create: list[IncomingRecord] = []
+    conflicting: list[tuple[IncomingRecord, dict[int, list[tuple[str, str]]]]] = []
     for record in records:
         by_article: dict[int, list[tuple[str, str]]] = defaultdict(list)
         for claim in record.claims:
             for article_id in hits.get(claim, ()):
                 by_article[article_id].append(claim)
-        targets = _targets(record, by_article, pmids, decisions.get(record.source_id, []))
+        targets = choose_targets(record, by_article, pmids, decisions.get(record.source_id, []))
         if targets is None:
             key = ",".join(map(str, sorted(by_article)))
             if not any(
@@ -431,13 +423,13 @@ def _store_batch(
         outcome.conflicts.append(ConflictInfo(source, record.source_id, ids, claims))
     record_conflicts(conn, outcome.conflicts, now=now, run_id=run_id)
     if conflicting:  # kept, so that a person who settles the conflict need not fetch the record again
-        _payload_ids(conn, source, [record for record, _ in conflicting], url=url, fetched_at=fetched_at)
+        keep_payloads(conn, source, [record for record, _ in conflicting], url=url, fetched_at=fetched_at)
 
     created = _create_articles(conn, to_create, now=now)
     outcome.created.extend(created.values())
     matched.extend((record, created[record.source_id]) for record in to_create)
 
-    current = _current_records(conn, source, [record.source_id for record, _ in matched])
+    current = current_source_records(conn, source, [record.source_id for record, _ in matched])
     wanted_status: dict[int, str] = {}
     for value in not_found:
         for holder in hits.get(("pmcid" if source == PMC else "doi", value), set()):
@@ -446,7 +438,7 @@ def _store_batch(
     old_status = _statuses(conn, source, set(wanted_status))
     status_changes = {a: s for a, s in wanted_status.items() if old_status.get(a) != s}
     to_merge: set[int] = set()
-    to_keep: list[tuple[_Record, int]] = []
+    to_keep: list[tuple[IncomingRecord, int]] = []
     targets_of: dict[str, set[int]] = defaultdict(set)
     for record, article_id in matched:
         targets_of[record.source_id].add(article_id)
@@ -463,11 +455,11 @@ def _store_batch(
             to_merge.add(former)
     resolve_matched_conflicts(conn, source, list(targets_of), now=now)
 
-    _record_aliases(conn, [(record, article_id) for record, article_id in matched if record.aliases])
+    record_aliases(conn, [(record, article_id) for record, article_id in matched if record.aliases])
     if moved:
-        _drop_records(conn, source, moved)
+        drop_source_records(conn, source, moved)
     if to_keep:
-        _keep_payloads(conn, source, to_keep, url=url, fetched_at=fetched_at)
+        repoint_source_records(conn, source, to_keep, url=url, fetched_at=fetched_at)
     if status_changes:
         _write_statuses(conn, source, status_changes, old_status, now=now, run_id=run_id)
     raws = {(source, record.source_id): record.raw for record, _ in to_keep}
@@ -486,104 +478,7 @@ def _store_batch(
     outcome.written.update(a for a in status_changes if a in wanted_status and wanted_status[a] == FOUND)
 
 
-@dataclass(frozen=True, slots=True)
-class _Decision:
-    """A conflict recorded for a source record, as it stands: a person may have settled it."""
-
-    status: str
-    article_ids: str
-    kept_article_id: int | None
-
-
-def _decisions(conn: Connection, source: str, source_ids: Sequence[str]) -> dict[str, list[_Decision]]:
-    """Conflicts settled by hand (kept or ignored) of these source records."""
-    c = CONFLICTS
-    found: dict[str, list[_Decision]] = defaultdict(list)
-    for chunk in chunks(sorted(set(source_ids))):
-        query = sa.select(c.c.source_id, c.c.status, c.c.article_ids, c.c.kept_article_id).where(
-            c.c.source == source,
-            c.c.source_id.in_(chunk),
-            sa.or_(c.c.status == "ignored", c.c.kept_article_id.is_not(None)),
-        )
-        for source_id, status, article_ids, kept in conn.execute(query):
-            found[source_id].append(_Decision(status, article_ids, kept))
-    return found
-
-
-def _pmids_of(conn: Connection, article_ids: Collection[int]) -> dict[int, str | None]:
-    found: dict[int, str | None] = {}
-    for chunk in chunks(sorted(article_ids)):
-        query = sa.select(ARTICLES.c.id, ARTICLES.c.pmid).where(ARTICLES.c.id.in_(chunk))
-        found.update({article_id: pmid for article_id, pmid in conn.execute(query)})
-    return found
-
-
-def _targets(
-    record: _Record,
-    by_article: Mapping[int, list[tuple[str, str]]],
-    pmids: Mapping[int, str | None],
-    decisions: Sequence[_Decision],
-) -> list[int] | None:
-    """The articles a record enriches ([] none), or None for a conflict. See the README, "Identity".
-
-    A person's choice (``harvest conflicts resolve --keep``) decides first. Else a PMID the record names
-    picks its article. Else every PubMed article holding one of its ids gets it (a DOI several PubMed
-    records share: each version of a Cochrane review is the same work at Crossref), and one article not
-    in PubMed (stored from Crossref alone) gets it when nothing else matches. An article not in PubMed
-    beside any other match would have to be merged into it: a conflict.
-    """
-    kept = next((d.kept_article_id for d in decisions if d.kept_article_id in pmids), None)
-    if kept is not None:
-        return [kept]
-    if not by_article:
-        return []
-    pmid = next((value for id_type, value in record.claims if id_type == "pmid"), None)
-    orphans = {a for a in by_article if pmids.get(a) is None}
-    named = [a for a in by_article if pmid is not None and pmids.get(a) == pmid]
-    if named:
-        return None if orphans else named
-    in_pubmed = sorted(a for a in by_article if a not in orphans)
-    if not orphans:
-        return in_pubmed
-    if len(orphans) == 1 and not in_pubmed:
-        return sorted(orphans)
-    return None
-
-
-def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[int]]:
-    """(id_type, value) -> the articles that hold it, in a column or in article_identifiers."""
-    a, i = ARTICLES, IDENTIFIERS
-    by_type: dict[str, set[str]] = defaultdict(set)
-    for id_type, value in claims:
-        by_type[id_type].add(value)
-    hits: dict[tuple[str, str], set[int]] = defaultdict(set)
-    lookups: list[tuple[str, sa.ColumnElement[Any], tuple[str, ...]]] = [
-        ("pmid", a.c.pmid, ()),
-        ("pmcid", a.c.pmcid, ("pmc",)),
-        ("doi", a.c.doi, ("doi", "eloc:doi", ALIAS)),
-    ]
-    for id_type, column, identifier_types in lookups:
-        for chunk in chunks(sorted(by_type[id_type])):
-            for value, article_id in conn.execute(sa.select(column, a.c.id).where(column.in_(chunk))):
-                hits[(id_type, value)].add(article_id)
-            if identifier_types:
-                query = sa.select(i.c.value, i.c.article_id).where(
-                    i.c.id_type.in_(identifier_types), i.c.value.in_(chunk), i.c.valid.is_(True)
-                )
-                for value, article_id in conn.execute(query):
-                    hits[(id_type, value)].add(article_id)
-        if id_type == "doi":  # a Crossref work already current for an article (asked by an alias) matches it
-            sr = SOURCE_RECORDS
-            for chunk in chunks(sorted(by_type[id_type])):
-                query = sa.select(sr.c.source_id, sr.c.article_id).where(
-                    sr.c.source == CROSSREF, sr.c.source_id.in_(chunk)
-                )
-                for value, article_id in conn.execute(query):
-                    hits[(id_type, value)].add(article_id)
-    return hits
-
-
-def _create_articles(conn: Connection, records: Sequence[_Record], *, now: datetime) -> dict[str, int]:
+def _create_articles(conn: Connection, records: Sequence[IncomingRecord], *, now: datetime) -> dict[str, int]:
     """Articles for Crossref works PubMed does not know: source_id (the DOI) -> new article id."""
     if not records:
         return {}
@@ -603,63 +498,6 @@ def _create_articles(conn: Connection, records: Sequence[_Record], *, now: datet
         ],
     )
     return {doi: article_id for doi, article_id in rows}
-
-
-def _current_records(conn: Connection, source: str, source_ids: Sequence[str]) -> dict[str, dict[int, str]]:
-    """source_id -> {article id: payload sha256} of the source records there are."""
-    sr, p = SOURCE_RECORDS, RAW_PAYLOADS
-    found: dict[str, dict[int, str]] = defaultdict(dict)
-    for chunk in chunks(sorted(set(source_ids))):
-        query = (
-            sa.select(sr.c.source_id, sr.c.article_id, p.c.sha256)
-            .select_from(sr.join(p, p.c.id == sr.c.payload_id))
-            .where(sr.c.source == source, sr.c.source_id.in_(chunk))
-        )
-        for source_id, article_id, sha in conn.execute(query):
-            found[source_id][article_id] = sha
-    return found
-
-
-def _record_aliases(conn: Connection, matched: Sequence[tuple[_Record, int]]) -> None:
-    """Each alias a Crossref work was asked by becomes an identifier of the articles it matched."""
-    if not matched:
-        return
-    i = IDENTIFIERS
-    positions: dict[int, int] = {}
-    for chunk in chunks(sorted({article_id for _, article_id in matched})):
-        query = sa.select(i.c.article_id, sa.func.max(i.c.position)).where(i.c.article_id.in_(chunk))
-        positions.update({a: int(n or 0) for a, n in conn.execute(query.group_by(i.c.article_id))})
-    rows: dict[tuple[int, str], dict[str, Any]] = {}
-    for record, article_id in matched:
-        for alias in record.aliases:
-            if (article_id, alias) not in rows:
-                positions[article_id] = positions.get(article_id, 0) + 1
-                rows[(article_id, alias)] = {
-                    "article_id": article_id,
-                    "id_type": ALIAS,
-                    "value": alias,
-                    "position": positions[article_id],
-                    "valid": True,
-                }
-    conn.execute(
-        dialect_insert(conn, i).on_conflict_do_nothing(
-            index_elements=[i.c.article_id, i.c.id_type, i.c.value]
-        ),
-        list(rows.values()),
-    )
-
-
-def _drop_records(conn: Connection, source: str, records: Sequence[tuple[str, int]]) -> None:
-    """Source records that are no longer the current record of these articles (their payloads stay)."""
-    sr = SOURCE_RECORDS
-    conn.execute(
-        sa.delete(sr).where(
-            sr.c.source == source,
-            sr.c.source_id == sa.bindparam("b_source_id"),
-            sr.c.article_id == sa.bindparam("b_article_id"),
-        ),
-        [{"b_source_id": source_id, "b_article_id": article_id} for source_id, article_id in records],
-    )
 
 
 def _statuses(conn: Connection, source: str, article_ids: Collection[int]) -> dict[int, str | None]:
@@ -690,67 +528,6 @@ def _write_statuses(
         [
             history_row(article_id, name, old.get(article_id), status, source, now=now, run_id=run_id)
             for article_id, status in changes.items()
-        ],
-    )
-
-
-def _payload_ids(
-    conn: Connection, source: str, records: Sequence[_Record], *, url: str | None, fetched_at: datetime
-) -> dict[str, int]:
-    """Keep the payloads not kept before; returns the payload id of every record's hash."""
-    p = RAW_PAYLOADS
-    payload_ids: dict[str, int] = {}
-    for chunk in chunks(sorted({record.sha256 for record in records})):
-        query = sa.select(p.c.sha256, p.c.id).where(p.c.source == source, p.c.sha256.in_(chunk))
-        payload_ids.update({sha: payload_id for sha, payload_id in conn.execute(query)})
-    unseen = list({r.sha256: r for r in records if r.sha256 not in payload_ids}.values())
-    if unseen:
-        rows = conn.execute(
-            sa.insert(p).returning(p.c.sha256, p.c.id),
-            [
-                {
-                    "source": source,
-                    "source_id": record.source_id,
-                    "sha256": record.sha256,
-                    "url": url,
-                    "fetched_at": fetched_at,
-                    "content_encoding": CONTENT_ENCODING,
-                    "content": compress_payload(record.raw),
-                    "size": len(record.raw),
-                }
-                for record in unseen
-            ],
-        )
-        payload_ids.update({sha: payload_id for sha, payload_id in rows})
-    return payload_ids
-
-
-def _keep_payloads(
-    conn: Connection,
-    source: str,
-    records: Sequence[tuple[_Record, int]],
-    *,
-    url: str | None,
-    fetched_at: datetime,
-) -> None:
-    """Add the payloads not kept before and point each source record at its payload and article."""
-    sr = SOURCE_RECORDS
-    payload_ids = _payload_ids(conn, source, [r for r, _ in records], url=url, fetched_at=fetched_at)
-    upsert = dialect_insert(conn, sr)
-    conn.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[sr.c.source, sr.c.source_id, sr.c.article_id],
-            set_={"payload_id": upsert.excluded.payload_id, "fetched_at": upsert.excluded.fetched_at},
-        ),
-        [
-            {
-                "article_id": article_id,
-                "source": source,
-                "source_id": record.source_id,
-                "payload_id": payload_ids[record.sha256],
-                "fetched_at": fetched_at,
-            }
-            for record, article_id in records
         ],
     )
 
