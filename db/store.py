@@ -41,7 +41,7 @@ On the changed path only (never for new or unchanged records):
   the merge policy, and :attr:`StoreResult.enriched_changed` names the articles it should be run for.
 
 Provenance: the store writes no field_provenance rows. A stored value without a row came from the
-article's current PubMed record (see db.reconcile). Retraction statements of the record go to
+article's current PubMed record (see db.article_state). Retraction statements of the record go to
 retraction_sources (source "pubmed"); ``retracted`` is true when any source's statement is there.
 
 Writes are Core executemany statements per table per batch (:mod:`db.inserts`); the child rows come from

@@ -17,13 +17,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.article_state import read_provenance
 from db.conflicts import ConflictInfo, list_conflicts
 from db.engine import downgrade, open_database, upgrade
 from db.history import list_history
 from db.models import metadata
 from db.reconcile import (
     EnrichResult,
-    read_provenance,
     reconcile_articles,
     store_crossref,
     store_pmc,
