@@ -23,8 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
+from db.inserts import chunks
 from db.models import metadata
-from db.store import chunks
 from harvester.core.records import RejectedRecord
 
 BULK_FILES = metadata.tables["bulk_files"]

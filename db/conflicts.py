@@ -1,8 +1,11 @@
-"""Conflicts, in words, and settling them by hand (``harvest conflicts``, ``harvest conflicts resolve``).
+"""Conflicts: recorded, told in words, and settled by hand (``harvest conflicts``, ``harvest conflicts
+resolve``).
 
 A conflict is an incoming record whose identifiers point at two or more stored articles that it would
-merge into one (see db.reconcile and db.store; a DOI or PMCID two PubMed records share is not one). A
-person settles it:
+merge into one (see db.matching and db.store; a DOI or PMCID two PubMed records share is not one). A PMC
+or Crossref record's conflict is recorded once (:func:`record_conflicts`: a rerun finds it there), and
+resolved ("matched") when the record later matches its articles; a conflict settled by hand is never
+reopened. A person settles it:
 
 - ``keep``: the record belongs to this article (one of those the conflict names). A PMC or Crossref
   record is attached to it at once from its kept payload and merged (and from then on it matches only
@@ -20,20 +23,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
+from db.inserts import chunks
 from db.models import metadata
-from db.store import chunks
 from harvester.core.errors import UsageError
-
-if TYPE_CHECKING:
-    from db.reconcile import ConflictInfo
 
 _T = metadata.tables
 ARTICLES = _T["articles"]
@@ -45,6 +46,76 @@ STATUSES = ("open", "resolved", "ignored")
 USER = "user"  # the source of history rows a person's decision writes
 
 _ID_WORDS = {"pmid": "PMID", "pmcid": "PMCID", "doi": "DOI"}
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictInfo:
+    """A record whose ids point at several stored articles: ``claims`` are (id_type, value, article_id)."""
+
+    source: str
+    source_id: str
+    article_ids: tuple[int, ...]
+    claims: tuple[tuple[str, str, int], ...]
+
+
+def record_conflicts(
+    conn: Connection, conflicts: Sequence[ConflictInfo], *, now: datetime, run_id: int | None
+) -> None:
+    """Insert the conflicts not recorded yet; one recorded before and resolved since is open again."""
+    if not conflicts:
+        return
+    c = CONFLICTS
+    source = conflicts[0].source
+    known: dict[tuple[str, str], tuple[int, str]] = {}
+    for chunk in chunks(sorted({info.source_id for info in conflicts})):
+        query = sa.select(c.c.source_id, c.c.article_ids, c.c.id, c.c.status).where(
+            c.c.source == source, c.c.source_id.in_(chunk)
+        )
+        known.update({(row.source_id, row.article_ids): (row.id, row.status) for row in conn.execute(query)})
+    rows: list[dict[str, Any]] = []
+    reopened: list[int] = []
+    for info in conflicts:
+        key = (info.source_id, ",".join(map(str, info.article_ids)))
+        if key in known:
+            if known[key][1] == "resolved":  # resolved by a later match; settled by hand is never reopened
+                reopened.append(known[key][0])
+            continue
+        known[key] = (0, "open")
+        claims = [{"id_type": t, "value": v, "article_id": article_id} for t, v, article_id in info.claims]
+        rows.append(
+            {
+                "source": info.source,
+                "source_id": info.source_id,
+                "claims": json.dumps(claims, ensure_ascii=False),
+                "article_ids": key[1],
+                "status": "open",
+                "detected_at": now,
+                "run_id": run_id,
+            }
+        )
+    if rows:
+        conn.execute(sa.insert(c), rows)
+    for chunk in chunks(reopened):
+        conn.execute(
+            sa.update(c).where(c.c.id.in_(chunk)).values(status="open", resolution=None, resolved_at=None)
+        )
+
+
+def resolve_matched_conflicts(
+    conn: Connection, source: str, source_ids: Sequence[str], *, now: datetime
+) -> None:
+    """Open conflicts of records that now match their articles are resolved (read first: usually none)."""
+    c = CONFLICTS
+    ids: list[int] = []
+    for chunk in chunks(sorted(set(source_ids))):
+        query = sa.select(c.c.id).where(c.c.source == source, c.c.status == "open", c.c.source_id.in_(chunk))
+        ids.extend(conn.execute(query).scalars())
+    for chunk in chunks(ids):
+        conn.execute(
+            sa.update(c)
+            .where(c.c.id.in_(chunk))
+            .values(status="resolved", resolution="matched", resolved_at=now)
+        )
 
 
 def list_conflicts(engine: Engine, status: str | None = "open") -> list[dict[str, Any]]:
@@ -213,7 +284,7 @@ def resolve_conflict(
     except DBAPIError as exc:
         raise storage_error(exc, "cannot settle a conflict in", engine) from exc
     if merge_again:
-        from db.reconcile import reconcile_articles
+        from db.reconcile import reconcile_articles  # not at the top: db.reconcile imports this module
 
         reconcile_articles(engine, merge_again, run_id=run_id)
     [settled] = [found for found in list_conflicts(engine, status="all") if found["id"] == conflict_id]

@@ -28,8 +28,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
+from db.inserts import chunks, dialect_insert
 from db.models import metadata
-from db.store import chunks, compress_payload, dialect_insert
+from db.payloads import compress_payload
 from enrich.records import IciteRecord
 
 SOURCE = "icite"

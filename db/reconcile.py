@@ -1,174 +1,64 @@
-"""Reconciliation: PMC and Crossref records matched to stored articles, merged, written as differences.
+"""Reconciliation: a batch of PMC or Crossref records matched to stored articles, kept, and merged in.
 
 :func:`store_pmc` and :func:`store_crossref` take one batch each, in one transaction:
 
-1. Match. Every id of a record (PMC: PMCID, PMID, DOI; Crossref: DOI, the DOIs Crossref answered as
-   aliases of it, and a PMID if it gives one) is looked up at once for the whole batch, in the articles
-   columns and in article_identifiers (PMCIDs, DOIs, valid ELocationID DOIs, Crossref aliases). Which
-   articles it enriches (:func:`_targets`; the README's "Identity" section): a person's choice first
-   (``harvest conflicts resolve --keep``); else the article of the PMID it names; else every PubMed
-   article holding one of its ids (a DOI or PMCID several PubMed records share enriches each of them,
-   each with its own provenance); else the one article not in PubMed (stored from Crossref alone) that
-   holds it. An article not in PubMed beside any other match would have to be merged into it: that makes
-   a conflicts row (once: a rerun finds it there; its payload is kept for the person who settles it) and
-   the record is merged into none; it counts in :attr:`EnrichResult.conflicts`, unless a person chose
-   to ignore it. A record that matches nothing is unmatched, unless it is a Crossref work whose DOI is
-   in ``create_missing``: then an article is created from it alone (no PMID, ``in_pubmed`` false). An
-   open conflict of a record that later matches is resolved (resolution "matched").
+1. Match (:mod:`db.matching`). Every id a record names is looked up at once for the whole batch; which
+   articles it enriches is the README's "Identity" section. A record that would merge an article not in
+   PubMed into another is a conflict (:mod:`db.conflicts`): recorded once (a rerun finds it there; its
+   payload is kept for the person who settles it) and merged into none; it counts in
+   :attr:`EnrichResult.conflicts`, unless a person chose to ignore it. A record that matches nothing is
+   unmatched, unless it is a Crossref work whose DOI is in ``create_missing``: then an article is created
+   from it alone (no PMID, ``in_pubmed`` false). An open conflict of a record that later matches is
+   resolved (resolution "matched").
 2. Skip. A record whose raw bytes hash (SHA-256) to the payload its source record already points at, on
    the same article, writes nothing at all (the article's status is already "found").
-3. Keep. The payload is added to raw_payloads (gzip; earlier payloads stay, for re-parsing), the source
-   record (source, source_id) repointed, and ``pmc_status`` / ``crossref_status`` set to "found".
-4. Merge. The article is merged again from the current payload of each of its sources (PubMed, PMC,
-   Crossref; the latest record of each), parsed from raw_payloads, so a merge never fetches; what is
-   stored is the merge's ``stored`` input, so a source that omits a field never erases it
-   (:mod:`enrich.merge`).
-5. Write the differences only: article columns, the child tables of changed fields (replaced per
-   article), the journal, field_provenance, field_disagreements (rows added or removed), retraction
-   statements and ``retracted``, and one article_history row per changed field (old and new value as
-   JSON, the winning source, the run, the time). Merging the same inputs again writes nothing.
-
-Provenance rule: field_provenance holds a row only for a value that did not come from the article's
-current PubMed record. A stored value without a row came from that record: source "pubmed", its PMID, the
-``fetched_at`` of its pubmed source record. The PubMed store relies on it to write no provenance on its
-fast path; :func:`read_provenance` applies it for readers.
-
-Fields and where they live: most are articles columns of the same name (``license`` is license_url and
-license_type; ``pub_date`` also sets pub_year, pub_month, pub_day); ``authors`` and ``keywords`` are the
-PubMed child tables; subjects, licenses, funders (with funder_awards), updates and clinical_trials have
-their own tables. The journal fields (journal_title, journal_iso_abbrev, issn) choose a journals row as a
-group: the source that decides journal_title (else issn) decides the journal, keyed as db.store keys
-journals; its change is recorded in history as field "journal" (old and new journal keys).
-
-``doi`` and ``pmcid`` are not unique: several articles may hold one (migration 0006), so a merge writes
-them as any other field. A source record (source, source_id) may be the current record of several
-articles: one source_records row each.
+3. Keep (:mod:`db.payloads`). The payload is added to raw_payloads (gzip; earlier payloads stay, for
+   re-parsing), the source record (source, source_id) repointed, and ``pmc_status`` /
+   ``crossref_status`` set to "found" (a status change is an article_history row).
+4. Merge (:mod:`db.remerge`). The article is merged again from the current payload of each of its
+   sources, parsed from raw_payloads, so a merge never fetches; a source that omits a field never erases
+   it.
+5. Write the differences only (:mod:`db.article_writes`). Merging the same inputs again writes nothing.
 
 :func:`reconcile_articles` runs steps 4 and 5 for articles whose PubMed record changed.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
-import logging
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from db.conflicts import list_conflicts
-from db.engine import begin_read, begin_write, storage_error
+from db.conflicts import ConflictInfo, record_conflicts, resolve_matched_conflicts
+from db.engine import begin_write, storage_error
+from db.history import history_row
+from db.inserts import chunks
+from db.matching import IncomingRecord, choose_targets, match_claims, read_decisions, read_pmids
 from db.models import metadata
-from db.runs import finish_values, run_values
-from db.store import (
-    CONTENT_ENCODING,
-    chunks,
-    compress_payload,
-    dialect_insert,
-    journal_facts,
-    journal_key,
-    resolve_journals,
+from db.payloads import (
+    current_source_records,
+    drop_source_records,
+    keep_payloads,
+    record_aliases,
+    repoint_source_records,
 )
-from enrich.crossref_json import parse_crossref_response
-from enrich.merge import (
-    DEFAULT_POLICY,
-    Merged,
-    Provenance,
-    SourceView,
-    is_empty,
-    merge,
-    view_of_crossref,
-    view_of_pmc,
-    view_of_pubmed,
-)
-from enrich.pmc_jats import parse_pmc_articles
+from db.remerge import remerge
+from enrich.merge import DEFAULT_POLICY
+from enrich.payloads import CROSSREF, PMC
 from enrich.records import CrossrefWork, PmcFront
-from harvester.core.errors import HarvestError
 from harvester.core.ids import doi_or_none, pmcid_or_none
-from harvester.core.records import Article, Journal
-from harvester.sources.pubmed_xml import parse_pubmed
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["list_conflicts"]  # kept here for callers; db.conflicts has it
-
-PUBMED, PMC, CROSSREF = "pubmed", "pmc", "crossref"
 STATUS_COLUMNS = {PMC: "pmc_status", CROSSREF: "crossref_status"}
-ALIAS = "crossref:alias"  # article_identifiers id_type of a DOI Crossref answers with another (primary) DOI
 FOUND, NOT_FOUND = "found", "not_found"
 
-
-_T = metadata.tables
-ARTICLES = _T["articles"]
-JOURNALS = _T["journals"]
-IDENTIFIERS = _T["article_identifiers"]
-RAW_PAYLOADS = _T["raw_payloads"]
-SOURCE_RECORDS = _T["source_records"]
-PROVENANCE = _T["field_provenance"]
-DISAGREEMENTS = _T["field_disagreements"]
-HISTORY = _T["article_history"]
-CONFLICTS = _T["conflicts"]
-RUNS = _T["harvest_runs"]
-RETRACTIONS = _T["retraction_sources"]
-
-# Fields stored in the articles column of the same name.
-_COLUMN_FIELDS = (
-    "title",
-    "abstract",
-    "volume",
-    "issue",
-    "pages",
-    "epub_date",
-    "doi",
-    "pmcid",
-    "publisher",
-    "copyright",
-    "copyright_year",
-    "citation_count",
-    "references_count",
-    "crossref_type",
-)
-_JOURNAL_FIELDS = ("journal_title", "issn", "journal_iso_abbrev")  # in the order that decides the journal
-# Fields stored in child tables: the tables, children first (the order rows are deleted in).
-_TABLE_FIELDS: dict[str, tuple[str, ...]] = {
-    "authors": ("author_affiliations", "authors"),
-    "keywords": ("keywords",),
-    "subjects": ("article_subjects",),
-    "licenses": ("article_licenses",),
-    "funders": ("funder_awards", "article_funders"),
-    "updates": ("article_updates",),
-    "clinical_trials": ("article_clinical_trials",),
-}
-# Child tables read for the stored values, with the columns that order an article's rows.
-_CHILD_ORDER: dict[str, tuple[str, ...]] = {
-    "authors": ("position",),
-    "author_affiliations": ("author_position", "position"),
-    "keywords": ("position",),
-    "article_subjects": ("position",),
-    "article_licenses": ("position",),
-    "article_funders": ("position",),
-    "funder_awards": ("funder_position", "position"),
-    "article_updates": ("position",),
-    "article_clinical_trials": ("position",),
-    "retraction_sources": ("source", "position"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictInfo:
-    """A record whose ids point at several stored articles: ``claims`` are (id_type, value, article_id)."""
-
-    source: str
-    source_id: str
-    article_ids: tuple[int, ...]
-    claims: tuple[tuple[str, str, int], ...]
+ARTICLES = metadata.tables["articles"]
+HISTORY = metadata.tables["article_history"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,56 +71,6 @@ class EnrichResult:
     not_found: tuple[str, ...]
     conflicts: tuple[ConflictInfo, ...]
     unmatched: tuple[str, ...]  # source ids that match no stored article (and were not created)
-
-
-# ---------------------------------------------------------------------------------------------- runs
-
-
-def start_run(engine: Engine, command: str) -> int:
-    """Record the start of a run (status "running"); returns its id for history and conflict rows.
-
-    Raises:
-        StorageError: the database could not be written.
-    """
-    try:
-        with begin_write(engine) as conn:
-            query = sa.insert(RUNS).returning(RUNS.c.id)
-            return int(conn.execute(query, run_values(command)).scalar_one())
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot record a run in", engine) from exc
-
-
-def finish_run(
-    engine: Engine, run_id: int, status: str, summary: Mapping[str, Any], *, exit_code: int | None = None
-) -> None:
-    """Record the end of a run: a status of :data:`db.runs.FINISHED_STATUSES`, a JSON summary and the
-    process's exit code.
-
-    Raises:
-        StorageError: the database could not be written.
-        ValueError: an unknown status.
-    """
-    values = finish_values(status, summary, exit_code)
-    try:
-        with begin_write(engine) as conn:
-            conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot record a run in", engine) from exc
-
-
-# ---------------------------------------------------------------------------------------------- storing
-
-
-@dataclass(slots=True)
-class _Record:
-    """An incoming source record: its raw bytes and the ids it names."""
-
-    source: str
-    source_id: str
-    raw: bytes
-    sha256: str
-    claims: tuple[tuple[str, str], ...]  # (id_type, value): "pmid", "pmcid", "doi"
-    aliases: tuple[str, ...] = ()  # Crossref: DOIs asked for that Crossref answered with this work
 
 
 @dataclass(slots=True)
@@ -388,7 +228,7 @@ def reconcile_articles(
                     conn.execute(sa.select(ARTICLES.c.id).where(ARTICLES.c.id.in_(chunk))).scalars()
                 )
             ids = [i for i in wanted if i in existing]
-            written, conflicts = _remerge(
+            written, conflicts = remerge(
                 conn, ids, policy=policy, run_id=run_id, now=datetime.now(UTC), created=set(), raws={}
             )
     except DBAPIError as exc:
@@ -403,14 +243,16 @@ def reconcile_articles(
     )
 
 
-def _record(source: str, source_id: str, raw: bytes, claims: Iterable[tuple[str, str]]) -> _Record:
-    return _Record(source, source_id, raw, hashlib.sha256(raw).hexdigest(), tuple(dict.fromkeys(claims)))
+def _record(source: str, source_id: str, raw: bytes, claims: Iterable[tuple[str, str]]) -> IncomingRecord:
+    return IncomingRecord(
+        source, source_id, raw, hashlib.sha256(raw).hexdigest(), tuple(dict.fromkeys(claims))
+    )
 
 
 def _store(
     engine: Engine,
     source: str,
-    records: list[_Record],
+    records: list[IncomingRecord],
     *,
     url: str | None,
     fetched_at: datetime,
@@ -445,7 +287,7 @@ def _store(
 def _store_batch(
     conn: Connection,
     source: str,
-    records: list[_Record],
+    records: list[IncomingRecord],
     outcome: _Outcome,
     *,
     url: str | None,
@@ -457,18 +299,18 @@ def _store_batch(
 ) -> None:
     now = datetime.now(UTC)
     missing_claims = [("pmcid" if source == PMC else "doi", value) for value in not_found]
-    hits = _match(conn, [c for r in records for c in r.claims] + missing_claims)
-    pmids = _pmids_of(conn, {a for found in hits.values() for a in found})
-    decisions = _decisions(conn, source, [r.source_id for r in records])
-    matched: list[tuple[_Record, int]] = []
-    to_create: list[_Record] = []
-    conflicting: list[tuple[_Record, dict[int, list[tuple[str, str]]]]] = []
+    hits = match_claims(conn, [c for r in records for c in r.claims] + missing_claims)
+    pmids = read_pmids(conn, {a for found in hits.values() for a in found})
+    decisions = read_decisions(conn, source, [r.source_id for r in records])
+    matched: list[tuple[IncomingRecord, int]] = []
+    to_create: list[IncomingRecord] = []
+    conflicting: list[tuple[IncomingRecord, dict[int, list[tuple[str, str]]]]] = []
     for record in records:
         by_article: dict[int, list[tuple[str, str]]] = defaultdict(list)
         for claim in record.claims:
             for article_id in hits.get(claim, ()):
                 by_article[article_id].append(claim)
-        targets = _targets(record, by_article, pmids, decisions.get(record.source_id, []))
+        targets = choose_targets(record, by_article, pmids, decisions.get(record.source_id, []))
         if targets is None:
             key = ",".join(map(str, sorted(by_article)))
             if not any(
@@ -485,15 +327,15 @@ def _store_batch(
         ids = tuple(sorted(by_article))
         claims = tuple(sorted((t, v, a) for a, found in by_article.items() for t, v in found))
         outcome.conflicts.append(ConflictInfo(source, record.source_id, ids, claims))
-    _record_conflicts(conn, outcome.conflicts, now=now, run_id=run_id)
+    record_conflicts(conn, outcome.conflicts, now=now, run_id=run_id)
     if conflicting:  # kept, so that a person who settles the conflict need not fetch the record again
-        _payload_ids(conn, source, [record for record, _ in conflicting], url=url, fetched_at=fetched_at)
+        keep_payloads(conn, source, [record for record, _ in conflicting], url=url, fetched_at=fetched_at)
 
     created = _create_articles(conn, to_create, now=now)
     outcome.created.extend(created.values())
     matched.extend((record, created[record.source_id]) for record in to_create)
 
-    current = _current_records(conn, source, [record.source_id for record, _ in matched])
+    current = current_source_records(conn, source, [record.source_id for record, _ in matched])
     wanted_status: dict[int, str] = {}
     for value in not_found:
         for holder in hits.get(("pmcid" if source == PMC else "doi", value), set()):
@@ -502,7 +344,7 @@ def _store_batch(
     old_status = _statuses(conn, source, set(wanted_status))
     status_changes = {a: s for a, s in wanted_status.items() if old_status.get(a) != s}
     to_merge: set[int] = set()
-    to_keep: list[tuple[_Record, int]] = []
+    to_keep: list[tuple[IncomingRecord, int]] = []
     targets_of: dict[str, set[int]] = defaultdict(set)
     for record, article_id in matched:
         targets_of[record.source_id].add(article_id)
@@ -517,17 +359,17 @@ def _store_batch(
         for former in current.get(source_id, {}).keys() - wanted:
             moved.append((source_id, former))  # the record moved: merge its former article without it
             to_merge.add(former)
-    _resolve_conflicts(conn, source, list(targets_of), now=now)
+    resolve_matched_conflicts(conn, source, list(targets_of), now=now)
 
-    _record_aliases(conn, [(record, article_id) for record, article_id in matched if record.aliases])
+    record_aliases(conn, [(record, article_id) for record, article_id in matched if record.aliases])
     if moved:
-        _drop_records(conn, source, moved)
+        drop_source_records(conn, source, moved)
     if to_keep:
-        _keep_payloads(conn, source, to_keep, url=url, fetched_at=fetched_at)
+        repoint_source_records(conn, source, to_keep, url=url, fetched_at=fetched_at)
     if status_changes:
         _write_statuses(conn, source, status_changes, old_status, now=now, run_id=run_id)
     raws = {(source, record.source_id): record.raw for record, _ in to_keep}
-    written, conflicts = _remerge(
+    written, conflicts = remerge(
         conn,
         sorted(to_merge),
         policy=policy,
@@ -542,162 +384,7 @@ def _store_batch(
     outcome.written.update(a for a in status_changes if a in wanted_status and wanted_status[a] == FOUND)
 
 
-@dataclass(frozen=True, slots=True)
-class _Decision:
-    """A conflict recorded for a source record, as it stands: a person may have settled it."""
-
-    status: str
-    article_ids: str
-    kept_article_id: int | None
-
-
-def _decisions(conn: Connection, source: str, source_ids: Sequence[str]) -> dict[str, list[_Decision]]:
-    """Conflicts settled by hand (kept or ignored) of these source records."""
-    c = CONFLICTS
-    found: dict[str, list[_Decision]] = defaultdict(list)
-    for chunk in chunks(sorted(set(source_ids))):
-        query = sa.select(c.c.source_id, c.c.status, c.c.article_ids, c.c.kept_article_id).where(
-            c.c.source == source,
-            c.c.source_id.in_(chunk),
-            sa.or_(c.c.status == "ignored", c.c.kept_article_id.is_not(None)),
-        )
-        for source_id, status, article_ids, kept in conn.execute(query):
-            found[source_id].append(_Decision(status, article_ids, kept))
-    return found
-
-
-def _pmids_of(conn: Connection, article_ids: Collection[int]) -> dict[int, str | None]:
-    found: dict[int, str | None] = {}
-    for chunk in chunks(sorted(article_ids)):
-        query = sa.select(ARTICLES.c.id, ARTICLES.c.pmid).where(ARTICLES.c.id.in_(chunk))
-        found.update({article_id: pmid for article_id, pmid in conn.execute(query)})
-    return found
-
-
-def _targets(
-    record: _Record,
-    by_article: Mapping[int, list[tuple[str, str]]],
-    pmids: Mapping[int, str | None],
-    decisions: Sequence[_Decision],
-) -> list[int] | None:
-    """The articles a record enriches ([] none), or None for a conflict. See the README, "Identity".
-
-    A person's choice (``harvest conflicts resolve --keep``) decides first. Else a PMID the record names
-    picks its article. Else every PubMed article holding one of its ids gets it (a DOI several PubMed
-    records share: each version of a Cochrane review is the same work at Crossref), and one article not
-    in PubMed (stored from Crossref alone) gets it when nothing else matches. An article not in PubMed
-    beside any other match would have to be merged into it: a conflict.
-    """
-    kept = next((d.kept_article_id for d in decisions if d.kept_article_id in pmids), None)
-    if kept is not None:
-        return [kept]
-    if not by_article:
-        return []
-    pmid = next((value for id_type, value in record.claims if id_type == "pmid"), None)
-    orphans = {a for a in by_article if pmids.get(a) is None}
-    named = [a for a in by_article if pmid is not None and pmids.get(a) == pmid]
-    if named:
-        return None if orphans else named
-    in_pubmed = sorted(a for a in by_article if a not in orphans)
-    if not orphans:
-        return in_pubmed
-    if len(orphans) == 1 and not in_pubmed:
-        return sorted(orphans)
-    return None
-
-
-def _match(conn: Connection, claims: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[int]]:
-    """(id_type, value) -> the articles that hold it, in a column or in article_identifiers."""
-    a, i = ARTICLES, IDENTIFIERS
-    by_type: dict[str, set[str]] = defaultdict(set)
-    for id_type, value in claims:
-        by_type[id_type].add(value)
-    hits: dict[tuple[str, str], set[int]] = defaultdict(set)
-    lookups: list[tuple[str, sa.ColumnElement[Any], tuple[str, ...]]] = [
-        ("pmid", a.c.pmid, ()),
-        ("pmcid", a.c.pmcid, ("pmc",)),
-        ("doi", a.c.doi, ("doi", "eloc:doi", ALIAS)),
-    ]
-    for id_type, column, identifier_types in lookups:
-        for chunk in chunks(sorted(by_type[id_type])):
-            for value, article_id in conn.execute(sa.select(column, a.c.id).where(column.in_(chunk))):
-                hits[(id_type, value)].add(article_id)
-            if identifier_types:
-                query = sa.select(i.c.value, i.c.article_id).where(
-                    i.c.id_type.in_(identifier_types), i.c.value.in_(chunk), i.c.valid.is_(True)
-                )
-                for value, article_id in conn.execute(query):
-                    hits[(id_type, value)].add(article_id)
-        if id_type == "doi":  # a Crossref work already current for an article (asked by an alias) matches it
-            sr = SOURCE_RECORDS
-            for chunk in chunks(sorted(by_type[id_type])):
-                query = sa.select(sr.c.source_id, sr.c.article_id).where(
-                    sr.c.source == CROSSREF, sr.c.source_id.in_(chunk)
-                )
-                for value, article_id in conn.execute(query):
-                    hits[(id_type, value)].add(article_id)
-    return hits
-
-
-def _record_conflicts(
-    conn: Connection, conflicts: Sequence[ConflictInfo], *, now: datetime, run_id: int | None
-) -> None:
-    """Insert the conflicts not recorded yet; one recorded before and resolved since is open again."""
-    if not conflicts:
-        return
-    c = CONFLICTS
-    source = conflicts[0].source
-    known: dict[tuple[str, str], tuple[int, str]] = {}
-    for chunk in chunks(sorted({info.source_id for info in conflicts})):
-        query = sa.select(c.c.source_id, c.c.article_ids, c.c.id, c.c.status).where(
-            c.c.source == source, c.c.source_id.in_(chunk)
-        )
-        known.update({(row.source_id, row.article_ids): (row.id, row.status) for row in conn.execute(query)})
-    rows: list[dict[str, Any]] = []
-    reopened: list[int] = []
-    for info in conflicts:
-        key = (info.source_id, ",".join(map(str, info.article_ids)))
-        if key in known:
-            if known[key][1] == "resolved":  # resolved by a later match; settled by hand is never reopened
-                reopened.append(known[key][0])
-            continue
-        known[key] = (0, "open")
-        claims = [{"id_type": t, "value": v, "article_id": article_id} for t, v, article_id in info.claims]
-        rows.append(
-            {
-                "source": info.source,
-                "source_id": info.source_id,
-                "claims": json.dumps(claims, ensure_ascii=False),
-                "article_ids": key[1],
-                "status": "open",
-                "detected_at": now,
-                "run_id": run_id,
-            }
-        )
-    if rows:
-        conn.execute(sa.insert(c), rows)
-    for chunk in chunks(reopened):
-        conn.execute(
-            sa.update(c).where(c.c.id.in_(chunk)).values(status="open", resolution=None, resolved_at=None)
-        )
-
-
-def _resolve_conflicts(conn: Connection, source: str, source_ids: Sequence[str], *, now: datetime) -> None:
-    """Open conflicts of records that now match their articles are resolved (read first: usually none)."""
-    c = CONFLICTS
-    ids: list[int] = []
-    for chunk in chunks(sorted(set(source_ids))):
-        query = sa.select(c.c.id).where(c.c.source == source, c.c.status == "open", c.c.source_id.in_(chunk))
-        ids.extend(conn.execute(query).scalars())
-    for chunk in chunks(ids):
-        conn.execute(
-            sa.update(c)
-            .where(c.c.id.in_(chunk))
-            .values(status="resolved", resolution="matched", resolved_at=now)
-        )
-
-
-def _create_articles(conn: Connection, records: Sequence[_Record], *, now: datetime) -> dict[str, int]:
+def _create_articles(conn: Connection, records: Sequence[IncomingRecord], *, now: datetime) -> dict[str, int]:
     """Articles for Crossref works PubMed does not know: source_id (the DOI) -> new article id."""
     if not records:
         return {}
@@ -717,63 +404,6 @@ def _create_articles(conn: Connection, records: Sequence[_Record], *, now: datet
         ],
     )
     return {doi: article_id for doi, article_id in rows}
-
-
-def _current_records(conn: Connection, source: str, source_ids: Sequence[str]) -> dict[str, dict[int, str]]:
-    """source_id -> {article id: payload sha256} of the source records there are."""
-    sr, p = SOURCE_RECORDS, RAW_PAYLOADS
-    found: dict[str, dict[int, str]] = defaultdict(dict)
-    for chunk in chunks(sorted(set(source_ids))):
-        query = (
-            sa.select(sr.c.source_id, sr.c.article_id, p.c.sha256)
-            .select_from(sr.join(p, p.c.id == sr.c.payload_id))
-            .where(sr.c.source == source, sr.c.source_id.in_(chunk))
-        )
-        for source_id, article_id, sha in conn.execute(query):
-            found[source_id][article_id] = sha
-    return found
-
-
-def _record_aliases(conn: Connection, matched: Sequence[tuple[_Record, int]]) -> None:
-    """Each alias a Crossref work was asked by becomes an identifier of the articles it matched."""
-    if not matched:
-        return
-    i = IDENTIFIERS
-    positions: dict[int, int] = {}
-    for chunk in chunks(sorted({article_id for _, article_id in matched})):
-        query = sa.select(i.c.article_id, sa.func.max(i.c.position)).where(i.c.article_id.in_(chunk))
-        positions.update({a: int(n or 0) for a, n in conn.execute(query.group_by(i.c.article_id))})
-    rows: dict[tuple[int, str], dict[str, Any]] = {}
-    for record, article_id in matched:
-        for alias in record.aliases:
-            if (article_id, alias) not in rows:
-                positions[article_id] = positions.get(article_id, 0) + 1
-                rows[(article_id, alias)] = {
-                    "article_id": article_id,
-                    "id_type": ALIAS,
-                    "value": alias,
-                    "position": positions[article_id],
-                    "valid": True,
-                }
-    conn.execute(
-        dialect_insert(conn, i).on_conflict_do_nothing(
-            index_elements=[i.c.article_id, i.c.id_type, i.c.value]
-        ),
-        list(rows.values()),
-    )
-
-
-def _drop_records(conn: Connection, source: str, records: Sequence[tuple[str, int]]) -> None:
-    """Source records that are no longer the current record of these articles (their payloads stay)."""
-    sr = SOURCE_RECORDS
-    conn.execute(
-        sa.delete(sr).where(
-            sr.c.source == source,
-            sr.c.source_id == sa.bindparam("b_source_id"),
-            sr.c.article_id == sa.bindparam("b_article_id"),
-        ),
-        [{"b_source_id": source_id, "b_article_id": article_id} for source_id, article_id in records],
-    )
 
 
 def _statuses(conn: Connection, source: str, article_ids: Collection[int]) -> dict[int, str | None]:
@@ -802,752 +432,7 @@ def _write_statuses(
     conn.execute(
         sa.insert(HISTORY),
         [
-            _history(article_id, name, old.get(article_id), status, source, now=now, run_id=run_id)
+            history_row(article_id, name, old.get(article_id), status, source, now=now, run_id=run_id)
             for article_id, status in changes.items()
         ],
     )
-
-
-def _payload_ids(
-    conn: Connection, source: str, records: Sequence[_Record], *, url: str | None, fetched_at: datetime
-) -> dict[str, int]:
-    """Keep the payloads not kept before; returns the payload id of every record's hash."""
-    p = RAW_PAYLOADS
-    payload_ids: dict[str, int] = {}
-    for chunk in chunks(sorted({record.sha256 for record in records})):
-        query = sa.select(p.c.sha256, p.c.id).where(p.c.source == source, p.c.sha256.in_(chunk))
-        payload_ids.update({sha: payload_id for sha, payload_id in conn.execute(query)})
-    unseen = list({r.sha256: r for r in records if r.sha256 not in payload_ids}.values())
-    if unseen:
-        rows = conn.execute(
-            sa.insert(p).returning(p.c.sha256, p.c.id),
-            [
-                {
-                    "source": source,
-                    "source_id": record.source_id,
-                    "sha256": record.sha256,
-                    "url": url,
-                    "fetched_at": fetched_at,
-                    "content_encoding": CONTENT_ENCODING,
-                    "content": compress_payload(record.raw),
-                    "size": len(record.raw),
-                }
-                for record in unseen
-            ],
-        )
-        payload_ids.update({sha: payload_id for sha, payload_id in rows})
-    return payload_ids
-
-
-def _keep_payloads(
-    conn: Connection,
-    source: str,
-    records: Sequence[tuple[_Record, int]],
-    *,
-    url: str | None,
-    fetched_at: datetime,
-) -> None:
-    """Add the payloads not kept before and point each source record at its payload and article."""
-    sr = SOURCE_RECORDS
-    payload_ids = _payload_ids(conn, source, [r for r, _ in records], url=url, fetched_at=fetched_at)
-    upsert = dialect_insert(conn, sr)
-    conn.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[sr.c.source, sr.c.source_id, sr.c.article_id],
-            set_={"payload_id": upsert.excluded.payload_id, "fetched_at": upsert.excluded.fetched_at},
-        ),
-        [
-            {
-                "article_id": article_id,
-                "source": source,
-                "source_id": record.source_id,
-                "payload_id": payload_ids[record.sha256],
-                "fetched_at": fetched_at,
-            }
-            for record, article_id in records
-        ],
-    )
-
-
-# ---------------------------------------------------------------------------------------------- state
-
-
-@dataclass(slots=True)
-class _SourceRecord:
-    source_id: str
-    fetched_at: datetime
-    payload_id: int
-    content: bytes | None = None  # compressed, as stored
-
-
-@dataclass(slots=True)
-class _State:
-    """What an article holds now, as merge values, with the provenance of each."""
-
-    article_id: int
-    row: dict[str, Any]
-    journal_key: str | None
-    values: dict[str, Any]
-    provenance_rows: dict[str, Provenance]
-    default: Provenance | None  # the current PubMed record's, for values without a row
-    disagreements: set[tuple[str, str, str | None, str, str | None]]
-    retractions: list[dict[str, str | None]]
-    sources: dict[str, _SourceRecord] = field(default_factory=dict)
-
-    def provenance(self, name: str) -> Provenance:
-        found = self.provenance_rows.get(name) or self.default
-        if found is None:  # a value with neither: only from outside this code
-            return Provenance("unknown", "", self.row["created_at"])
-        return found
-
-    def stored(self) -> dict[str, tuple[Any, Provenance]]:
-        return {name: (value, self.provenance(name)) for name, value in self.values.items()}
-
-
-def _load_states(conn: Connection, ids: Sequence[int], *, payloads: bool) -> dict[int, _State]:
-    """The state of each article, in one query per table per chunk; with the payloads of its sources."""
-    a, j = ARTICLES, JOURNALS
-    states: dict[int, _State] = {}
-    for chunk in chunks(list(ids)):
-        query = (
-            sa.select(
-                a,
-                j.c.journal_key.label("j_key"),
-                j.c.title.label("j_title"),
-                j.c.iso_abbrev.label("j_iso_abbrev"),
-                j.c.issn_print.label("j_issn_print"),
-                j.c.issn_electronic.label("j_issn_electronic"),
-                j.c.issn_linking.label("j_issn_linking"),
-            )
-            .select_from(a.outerjoin(j, j.c.id == a.c.journal_id))
-            .where(a.c.id.in_(chunk))
-        )
-        rows = {row.id: row._asdict() for row in conn.execute(query)}
-        children = {name: _child_rows(conn, name, chunk) for name in _CHILD_ORDER}
-        provenance = _rows_by_article(conn, PROVENANCE, chunk)
-        disagreements = _rows_by_article(conn, DISAGREEMENTS, chunk)
-        records = _source_records(conn, chunk, payloads=payloads)
-        for article_id, row in rows.items():
-            sources = records.get(article_id, {})
-            pubmed = sources.get(PUBMED)
-            states[article_id] = _State(
-                article_id=article_id,
-                row=row,
-                journal_key=row["j_key"],
-                values=_stored_values(
-                    row, {name: rows_.get(article_id, []) for name, rows_ in children.items()}
-                ),
-                provenance_rows={
-                    r["field"]: Provenance(r["source"], r["source_id"], r["fetched_at"])
-                    for r in provenance.get(article_id, [])
-                },
-                default=Provenance(PUBMED, row["pmid"] or pubmed.source_id, pubmed.fetched_at)
-                if pubmed
-                else None,
-                disagreements={
-                    (r["field"], r["source"], r["value"], r["other_source"], r["other_value"])
-                    for r in disagreements.get(article_id, [])
-                },
-                retractions=[
-                    {"source": r["source"], "statement": r["statement"], "notice": r["notice"]}
-                    for r in children["retraction_sources"].get(article_id, [])
-                ],
-                sources=sources,
-            )
-    return states
-
-
-def _child_rows(conn: Connection, name: str, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    table = _T[name]
-    order = [table.c.article_id, *(table.c[c] for c in _CHILD_ORDER[name])]
-    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in conn.execute(sa.select(table).where(table.c.article_id.in_(ids)).order_by(*order)):
-        grouped[row.article_id].append(row._asdict())
-    return grouped
-
-
-def _rows_by_article(
-    conn: Connection, table: sa.Table, ids: Sequence[int]
-) -> dict[int, list[dict[str, Any]]]:
-    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in conn.execute(sa.select(table).where(table.c.article_id.in_(ids))):
-        grouped[row.article_id].append(row._asdict())
-    return grouped
-
-
-def _source_records(
-    conn: Connection, ids: Sequence[int], *, payloads: bool
-) -> dict[int, dict[str, _SourceRecord]]:
-    """The latest source record of each source of each article (fetched_at, then id, decides)."""
-    sr, p = SOURCE_RECORDS, RAW_PAYLOADS
-    columns = [sr.c.article_id, sr.c.source, sr.c.source_id, sr.c.fetched_at, sr.c.id, sr.c.payload_id]
-    query = sa.select(*columns).where(sr.c.article_id.in_(ids))
-    latest: dict[int, dict[str, tuple[tuple[datetime, int], _SourceRecord]]] = defaultdict(dict)
-    for article_id, source, source_id, fetched_at, record_id, payload_id in conn.execute(query):
-        order = (fetched_at, record_id)
-        known = latest[article_id].get(source)
-        if known is None or order > known[0]:
-            latest[article_id][source] = (order, _SourceRecord(source_id, fetched_at, payload_id))
-    found = {
-        article_id: {s: rec for s, (_, rec) in by_source.items()} for article_id, by_source in latest.items()
-    }
-    if payloads:
-        wanted = {rec.payload_id: rec for by_source in found.values() for rec in by_source.values()}
-        for chunk in chunks(sorted(wanted)):
-            for payload_id, content in conn.execute(sa.select(p.c.id, p.c.content).where(p.c.id.in_(chunk))):
-                wanted[payload_id].content = bytes(content)
-    return found
-
-
-def _stored_values(row: Mapping[str, Any], children: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The article's stored values in the shapes of enrich.merge; fields without a value left out."""
-    values: dict[str, Any] = {name: row[name] for name in _COLUMN_FIELDS}
-    values["pub_date"] = row["pub_date"]
-    values["license"] = {"url": row["license_url"], "type": row["license_type"]}
-    own = json.loads(row["journal_facts"]) if row["journal_facts"] else None  # the article's own (0006)
-    if own is not None:
-        values["journal_title"] = own.get("title")
-        values["journal_iso_abbrev"] = own.get("iso_abbrev")
-        values["issn"] = own.get("issn_print") or own.get("issn_electronic") or own.get("issn_linking")
-    else:  # stored before 0006: the journal row stands in
-        values["journal_title"] = row["j_title"]
-        values["journal_iso_abbrev"] = row["j_iso_abbrev"]
-        values["issn"] = row["j_issn_print"] or row["j_issn_electronic"] or row["j_issn_linking"]
-    affiliations: dict[int, list[str]] = defaultdict(list)
-    for aff in children["author_affiliations"]:
-        affiliations[aff["author_position"]].append(aff["affiliation"])
-    values["authors"] = [
-        {
-            "last_name": au["last_name"],
-            "fore_name": au["fore_name"],
-            "initials": au["initials"],
-            "suffix": au["suffix"],
-            "collective_name": au["collective_name"],
-            "orcid": au["orcid"],
-            "affiliations": affiliations.get(au["position"], []),
-            "valid": au["valid"],
-            "equal_contrib": au["equal_contrib"],
-        }
-        for au in children["authors"]
-    ]
-    values["keywords"] = [
-        {"keyword": k["keyword"], "owner": k["owner"], "major": k["major"]} for k in children["keywords"]
-    ]
-    values["subjects"] = [s["subject"] for s in children["article_subjects"]]
-    values["licenses"] = [
-        {"url": x["url"], "license_type": x["license_type"], "text": x["text"], "start_date": x["start_date"]}
-        for x in children["article_licenses"]
-    ]
-    awards: dict[int, list[str]] = defaultdict(list)
-    for award in children["funder_awards"]:
-        awards[award["funder_position"]].append(award["award_id"])
-    values["funders"] = [
-        {"name": f["name"], "doi": f["funder_doi"], "awards": awards.get(f["position"], [])}
-        for f in children["article_funders"]
-    ]
-    values["updates"] = [
-        {name: u[name] for name in ("kind", "direction", "doi", "asserted_by", "update_date", "label")}
-        for u in children["article_updates"]
-    ]
-    values["clinical_trials"] = [t["number"] for t in children["article_clinical_trials"]]
-    return {name: value for name, value in values.items() if not is_empty(value)}
-
-
-# ---------------------------------------------------------------------------------------------- merging
-
-
-@dataclass(slots=True)
-class _Writes:
-    """The differences of a batch, gathered first and then written one statement per table."""
-
-    columns: dict[int, dict[str, Any]] = field(default_factory=lambda: defaultdict(dict))
-    replaced: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # table -> articles
-    children: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    provenance_deleted: list[dict[str, Any]] = field(default_factory=list)
-    provenance_upserted: list[dict[str, Any]] = field(default_factory=list)
-    disagreements_deleted: list[dict[str, Any]] = field(default_factory=list)
-    disagreements_added: list[dict[str, Any]] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    touched: set[int] = field(default_factory=set)
-
-
-def _remerge(
-    conn: Connection,
-    ids: Sequence[int],
-    *,
-    policy: Mapping[str, Sequence[str]],
-    run_id: int | None,
-    now: datetime,
-    created: set[int],
-    raws: Mapping[tuple[str, str], bytes],
-) -> tuple[set[int], list[ConflictInfo]]:
-    """Merge these articles from their sources' current payloads and write what differs.
-
-    ``raws`` are payloads just kept, by (source, source_id), so they need not be read back. Returns the
-    ids of the articles written and the conflicts met (none since DOIs and PMCIDs may be shared).
-    """
-    if not ids:
-        return set(), []
-    states = _load_states(conn, ids, payloads=True)
-    merged: dict[int, Merged] = {}
-    records: dict[int, dict[str, Any]] = {}
-    for article_id in ids:
-        state = states[article_id]
-        views, parsed = _views(state, raws)
-        records[article_id] = parsed
-        merged[article_id] = merge(views, policy, state.stored())
-    conflicts: list[ConflictInfo] = []  # DOI and PMCID are not unique: a merge meets no conflict
-    journals = _journal_targets(states, merged, records)
-    journal_ids = resolve_journals(conn, [target for target, _, _ in journals.values() if target is not None])
-    writes = _Writes()
-    for article_id in ids:
-        history = article_id not in created
-        if not history:  # the creation itself is history's first row; the values it came with are not
-            writes.history.append(_creation(states[article_id]))
-        _diff(states[article_id], merged[article_id], journals[article_id], journal_ids, writes, history)
-    _apply(conn, writes, now=now, run_id=run_id)
-    return writes.touched, conflicts
-
-
-def _views(state: _State, raws: Mapping[tuple[str, str], bytes]) -> tuple[list[SourceView], dict[str, Any]]:
-    """A view of each source's current record, parsed from its payload; and the parsed records.
-
-    A payload that does not parse (kept by an older parser, say) is represented by the stored values it
-    gave, so that it keeps its place in the policy instead of yielding to the next source.
-    """
-    views: list[SourceView] = []
-    parsed: dict[str, Any] = {}
-    for source, rec in state.sources.items():
-        raw = raws.get((source, rec.source_id))
-        if raw is None and rec.content is not None:
-            raw = gzip.decompress(rec.content)
-        record: Article | PmcFront | CrossrefWork | None = None
-        try:
-            record = _parse(source, raw) if raw is not None else None
-        except HarvestError as exc:
-            logger.warning(
-                "article %d: the stored %s record %s does not parse, its stored values stand in: %s",
-                state.article_id,
-                source,
-                rec.source_id,
-                exc,
-            )
-        if isinstance(record, Article):
-            views.append(view_of_pubmed(record, rec.fetched_at))
-        elif isinstance(record, PmcFront):
-            views.append(view_of_pmc(record, rec.fetched_at))
-        elif isinstance(record, CrossrefWork):
-            views.append(view_of_crossref(record, rec.fetched_at))
-        else:
-            given = {name: v for name, v in state.values.items() if state.provenance(name).source == source}
-            views.append(SourceView(source, rec.source_id, rec.fetched_at, given))
-            continue
-        parsed[source] = record
-    return views, parsed
-
-
-def _parse(source: str, raw: bytes) -> Article | PmcFront | CrossrefWork | None:
-    if source == PUBMED:
-        return next((r for r in parse_pubmed(raw) if isinstance(r, Article)), None)
-    if source == PMC:
-        return next(iter(parse_pmc_articles(raw)), None)
-    if source == CROSSREF:
-        works = parse_crossref_response(raw)
-        return works[0] if works else None
-    return None
-
-
-def _journal_targets(
-    states: Mapping[int, _State], merged: Mapping[int, Merged], records: Mapping[int, Mapping[str, Any]]
-) -> dict[int, tuple[Journal | None, Provenance | None, str | None]]:
-    """The journal each article should point at (None: leave it), the provenance of the choice, and the
-    article's own journal facts (``articles.journal_facts``) as the deciding record gives them (None:
-    leave them)."""
-    targets: dict[int, tuple[Journal | None, Provenance | None, str | None]] = {}
-    for article_id, result in merged.items():
-        deciding = next((name for name in _JOURNAL_FIELDS if name in result.values), None)
-        if deciding is None:
-            targets[article_id] = (None, None, None)
-            continue
-        origin = result.provenance[deciding]
-        record = records[article_id].get(origin.source)
-        journal: Journal | None = None
-        if isinstance(record, Article):
-            journal = record.journal
-        elif isinstance(record, CrossrefWork):
-            typed = record.issn_print or record.issn_electronic
-            journal = Journal(
-                title=record.container_title,
-                iso_abbrev=record.short_container_title,
-                issn_print=record.issn_print,
-                issn_electronic=record.issn_electronic,
-                issn_linking=None if typed else (record.issns[0] if record.issns else None),
-            )
-        elif isinstance(record, PmcFront):  # JATS ISSNs come untyped here: the first links the journal
-            journal = Journal(
-                title=record.journal_title, issn_linking=record.issns[0] if record.issns else None
-            )
-        facts = journal_facts(journal)
-        key = journal_key(journal) if journal is not None else None
-        if key is None or key == states[article_id].journal_key:
-            journal = None
-        targets[article_id] = (journal, origin, facts)
-    return targets
-
-
-def _diff(
-    state: _State,
-    result: Merged,
-    journal: tuple[Journal | None, Provenance | None, str | None],
-    journal_ids: Mapping[str, int],
-    writes: _Writes,
-    history: bool,
-) -> None:
-    """Gather what differs between the article and its merge."""
-    article_id = state.article_id
-    changes: list[tuple[str, Any, Any, str]] = []  # field, old, new, source
-    for name, value in result.values.items():
-        if name in _JOURNAL_FIELDS:
-            continue
-        old = state.values.get(name)
-        if old == value:
-            continue
-        source = result.provenance[name].source
-        changes.append((name, old, value, source))
-        if name in _TABLE_FIELDS:
-            _replace_children(article_id, name, value, writes)
-        elif name == "license":
-            writes.columns[article_id].update(license_url=value.get("url"), license_type=value.get("type"))
-        elif name == "pub_date":
-            writes.columns[article_id].update(_pub_date_columns(value))
-        else:
-            writes.columns[article_id][name] = value
-
-    target, origin, facts = journal
-    if facts is not None and facts != state.row["journal_facts"]:
-        writes.columns[article_id]["journal_facts"] = facts
-    provenance = dict(result.provenance)
-    if origin is not None:
-        for name in _JOURNAL_FIELDS:
-            if name in provenance:
-                provenance[name] = origin
-    if target is not None and origin is not None:
-        key = journal_key(target)
-        assert key is not None
-        writes.columns[article_id]["journal_id"] = journal_ids[key]
-        changes.append(("journal", state.journal_key, key, origin.source))
-
-    new_retractions = [dict(r) for r in result.retraction_sources]
-    if new_retractions != state.retractions:
-        old_set = {json.dumps(r, sort_keys=True) for r in state.retractions}
-        new_set = {json.dumps(r, sort_keys=True) for r in new_retractions}
-        sources = sorted({json.loads(r)["source"] for r in old_set ^ new_set}) or [PUBMED]
-        changes.append(("retraction_sources", state.retractions, new_retractions, ",".join(sources)))
-        writes.replaced["retraction_sources"].add(article_id)
-        positions: dict[str, int] = defaultdict(int)
-        for r in new_retractions:
-            source = str(r["source"])
-            positions[source] += 1
-            writes.children["retraction_sources"].append(
-                {"article_id": article_id, "position": positions[source], **r}
-            )
-        if bool(state.row["retracted"]) != result.retracted:
-            writes.columns[article_id]["retracted"] = result.retracted
-            changes.append(("retracted", bool(state.row["retracted"]), result.retracted, ",".join(sources)))
-
-    wanted = {name: p for name, p in provenance.items() if p.source != PUBMED}
-    for name in state.provenance_rows.keys() - wanted.keys():
-        writes.provenance_deleted.append({"b_article_id": article_id, "b_field": name})
-    for name, p in wanted.items():
-        if state.provenance_rows.get(name) != p:
-            writes.provenance_upserted.append(
-                {
-                    "article_id": article_id,
-                    "field": name,
-                    "source": p.source,
-                    "source_id": p.source_id,
-                    "fetched_at": p.fetched_at,
-                }
-            )
-
-    found = {(d.field, d.source, d.value, d.other_source, d.other_value) for d in result.disagreements}
-    for name, source, _value, other_source, _other in state.disagreements - found:
-        writes.disagreements_deleted.append(
-            {"b_article_id": article_id, "b_field": name, "b_source": source, "b_other_source": other_source}
-        )
-    for name, source, value, other_source, other_value in found - state.disagreements:
-        writes.disagreements_added.append(
-            {
-                "article_id": article_id,
-                "field": name,
-                "source": source,
-                "value": value,
-                "other_source": other_source,
-                "other_value": other_value,
-            }
-        )
-
-    if history:
-        writes.history.extend(
-            {"article_id": article_id, "field": name, "old": old, "new": new, "source": source}
-            for name, old, new, source in changes
-        )
-    if (
-        changes
-        or writes.columns.get(article_id)
-        or wanted.keys() != state.provenance_rows.keys()
-        or any(state.provenance_rows.get(n) != p for n, p in wanted.items())
-        or found != state.disagreements
-    ):
-        writes.touched.add(article_id)
-
-
-def _pub_date_columns(iso: str) -> dict[str, Any]:
-    parts = [int(p) for p in iso.split("-")[:3] if p.isdigit()]
-    parts += [None] * (3 - len(parts))  # type: ignore[list-item]
-    return {"pub_date": iso, "pub_year": parts[0], "pub_month": parts[1], "pub_day": parts[2]}
-
-
-def _replace_children(article_id: int, name: str, value: Any, writes: _Writes) -> None:
-    for table in _TABLE_FIELDS[name]:
-        writes.replaced[table].add(article_id)
-    rows = writes.children
-    for position, item in enumerate(value, 1):
-        if name == "authors":
-            rows["authors"].append(
-                {
-                    "article_id": article_id,
-                    "position": position,
-                    **{
-                        key: item.get(key)
-                        for key in (
-                            "last_name",
-                            "fore_name",
-                            "initials",
-                            "suffix",
-                            "collective_name",
-                            "orcid",
-                        )
-                    },
-                    "valid": bool(item.get("valid", True)),
-                    "equal_contrib": bool(item.get("equal_contrib", False)),
-                }
-            )
-            rows["author_affiliations"].extend(
-                {"article_id": article_id, "author_position": position, "position": n, "affiliation": aff}
-                for n, aff in enumerate(item.get("affiliations") or (), 1)
-            )
-        elif name == "keywords":
-            rows["keywords"].append(
-                {
-                    "article_id": article_id,
-                    "position": position,
-                    "owner": item.get("owner"),
-                    "keyword": item["keyword"],
-                    "major": bool(item.get("major", False)),
-                }
-            )
-        elif name == "subjects":
-            rows["article_subjects"].append({"article_id": article_id, "position": position, "subject": item})
-        elif name == "licenses":
-            rows["article_licenses"].append(
-                {
-                    "article_id": article_id,
-                    "position": position,
-                    **{key: item.get(key) for key in ("url", "license_type", "text", "start_date")},
-                }
-            )
-        elif name == "funders":
-            rows["article_funders"].append(
-                {
-                    "article_id": article_id,
-                    "position": position,
-                    "name": item.get("name"),
-                    "funder_doi": item.get("doi"),
-                }
-            )
-            rows["funder_awards"].extend(
-                {"article_id": article_id, "funder_position": position, "position": n, "award_id": award}
-                for n, award in enumerate(item.get("awards") or (), 1)
-            )
-        elif name == "updates":
-            rows["article_updates"].append(
-                {
-                    "article_id": article_id,
-                    "position": position,
-                    **{
-                        key: item.get(key)
-                        for key in ("kind", "direction", "doi", "asserted_by", "update_date", "label")
-                    },
-                }
-            )
-        elif name == "clinical_trials":
-            rows["article_clinical_trials"].append(
-                {"article_id": article_id, "position": position, "number": item}
-            )
-
-
-# Child tables in insertion order (a referenced table before the table that references it).
-_INSERT_ORDER = (
-    "authors",
-    "author_affiliations",
-    "keywords",
-    "article_subjects",
-    "article_licenses",
-    "article_funders",
-    "funder_awards",
-    "article_updates",
-    "article_clinical_trials",
-    "retraction_sources",
-)
-
-
-def _apply(conn: Connection, writes: _Writes, *, now: datetime, run_id: int | None) -> None:
-    """Write the gathered differences: one statement per table (per column set for article updates)."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for article_id in sorted(writes.touched):
-        columns = writes.columns.get(article_id, {})
-        by_columns[tuple(sorted(columns))].append({"b_id": article_id, **columns, "updated_at": now})
-    for rows in by_columns.values():
-        conn.execute(sa.update(ARTICLES).where(ARTICLES.c.id == sa.bindparam("b_id")), rows)
-    for table_name in reversed(_INSERT_ORDER):
-        table = _T[table_name]
-        for chunk in chunks(sorted(writes.replaced.get(table_name, ()))):
-            conn.execute(sa.delete(table).where(table.c.article_id.in_(chunk)))
-    for table_name in _INSERT_ORDER:
-        if writes.children.get(table_name):
-            conn.execute(sa.insert(_T[table_name]), writes.children[table_name])
-    prov, dis = PROVENANCE, DISAGREEMENTS
-    if writes.provenance_deleted:
-        conn.execute(
-            sa.delete(prov).where(
-                prov.c.article_id == sa.bindparam("b_article_id"), prov.c.field == sa.bindparam("b_field")
-            ),
-            writes.provenance_deleted,
-        )
-    if writes.provenance_upserted:
-        upsert = dialect_insert(conn, prov)
-        conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=[prov.c.article_id, prov.c.field],
-                set_={name: upsert.excluded[name] for name in ("source", "source_id", "fetched_at")},
-            ),
-            writes.provenance_upserted,
-        )
-    if writes.disagreements_deleted:
-        conn.execute(
-            sa.delete(dis).where(
-                dis.c.article_id == sa.bindparam("b_article_id"),
-                dis.c.field == sa.bindparam("b_field"),
-                dis.c.source == sa.bindparam("b_source"),
-                dis.c.other_source == sa.bindparam("b_other_source"),
-            ),
-            writes.disagreements_deleted,
-        )
-    if writes.disagreements_added:
-        conn.execute(sa.insert(dis), [{**row, "detected_at": now} for row in writes.disagreements_added])
-    if writes.history:
-        conn.execute(
-            sa.insert(HISTORY),
-            [
-                _history(h["article_id"], h["field"], h["old"], h["new"], h["source"], now=now, run_id=run_id)
-                for h in writes.history
-            ],
-        )
-
-
-def _creation(state: _State) -> dict[str, Any]:
-    """The history row of an article's creation: field "created", new value its identifiers."""
-    ids = {key: state.row.get(key) for key in ("pmid", "pmcid", "doi") if state.row.get(key)}
-    source = "pubmed" if "pubmed" in state.sources else next(iter(state.sources), "unknown")
-    return {"article_id": state.article_id, "field": "created", "old": None, "new": ids, "source": source}
-
-
-# History values are written as merge values; the JSON documents (db.documents) name some keys otherwise.
-# Rows are converted when read, so rows stored before the rename read the same (nothing is rewritten).
-_DOCUMENT_KEYS = {"licenses": {"license_type": "type", "start_date": "start"}}
-
-
-def _as_document(name: str, value: Any) -> Any:
-    renames = _DOCUMENT_KEYS.get(name)
-    if renames is None or not isinstance(value, list):
-        return value
-    return [
-        {renames.get(k, k): v for k, v in item.items()} if isinstance(item, dict) else item for item in value
-    ]
-
-
-def _history_value(name: str, text: str | None) -> Any:
-    """A stored old/new value as a JSON value (None for SQL NULL), with the documents' key names."""
-    if text is None:
-        return None
-    try:
-        return _as_document(name, json.loads(text))
-    except ValueError:  # not JSON: kept as the text it is
-        return text
-
-
-def _history(
-    article_id: int, name: str, old: Any, new: Any, source: str, *, now: datetime, run_id: int | None
-) -> dict[str, Any]:
-    return {
-        "article_id": article_id,
-        "field": name,
-        "old_value": _json(old),
-        "new_value": _json(new),
-        "source": source,
-        "run_id": run_id,
-        "changed_at": now,
-    }
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-# ---------------------------------------------------------------------------------------------- reading
-
-
-def read_provenance(conn: Connection, article_ids: Sequence[int]) -> dict[int, dict[str, dict[str, Any]]]:
-    """Provenance of every stored field of these articles: {"source", "source_id", "fetched_at"} (ISO).
-
-    Applies the rule of this module: a value without a field_provenance row came from the article's
-    current PubMed record. Journal fields are given when the article has a journal.
-    """
-    found: dict[int, dict[str, dict[str, Any]]] = {}
-    for article_id, state in _load_states(conn, article_ids, payloads=False).items():
-        found[article_id] = {
-            name: {"source": p.source, "source_id": p.source_id, "fetched_at": p.fetched_at.isoformat()}
-            for name in state.values
-            for p in (state.provenance(name),)
-        }
-    return found
-
-
-def list_history(engine: Engine, article_id: int) -> list[dict[str, Any]]:
-    """The recorded changes of an article, oldest first (its creation first, field "created").
-
-    ``old_value`` and ``new_value`` are JSON values (None where there was none), with the key names of
-    the JSON documents (db.documents).
-
-    Raises:
-        StorageError: the database could not be read.
-    """
-    h = HISTORY
-    try:
-        with begin_read(engine) as conn:
-            rows = conn.execute(sa.select(h).where(h.c.article_id == article_id).order_by(h.c.id))
-            return [
-                {
-                    "id": row.id,
-                    "field": row.field,
-                    "old_value": _history_value(row.field, row.old_value),
-                    "new_value": _history_value(row.field, row.new_value),
-                    "source": row.source,
-                    "run_id": row.run_id,
-                    "changed_at": row.changed_at.isoformat(),
-                }
-                for row in rows
-            ]
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot read", engine) from exc

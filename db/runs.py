@@ -1,4 +1,4 @@
-"""Run state: the run lock, harvest_runs rows of locked runs, per-search watermarks and run detail.
+"""Run state: the run lock, harvest_runs rows (started, finished), per-search watermarks and run detail.
 
 The run lock (:func:`exclusive_run`) lets one long run (``harvest nightly``, ``harvest ingest``) work on a
 database at a time; a second one raises :class:`BusyError` at once. It is held by something the operating
@@ -44,8 +44,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
+from db.inserts import dialect_insert
 from db.models import metadata
-from db.store import dialect_insert
 from harvester.core.errors import BusyError, ExitCode, StorageError, exit_code_for
 
 logger = logging.getLogger(__name__)
@@ -283,13 +283,45 @@ def _display(engine: Engine) -> str:
 # ---------------------------------------------------------------------------------------------- run rows
 
 
+def start_run(engine: Engine, command: str) -> int:
+    """Record the start of a run (status "running"); returns its id for history and conflict rows.
+
+    Raises:
+        StorageError: the database could not be written.
+    """
+    try:
+        with begin_write(engine) as conn:
+            query = sa.insert(RUNS).returning(RUNS.c.id)
+            return int(conn.execute(query, _run_values(command)).scalar_one())
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot record a run in", engine) from exc
+
+
+def finish_run(
+    engine: Engine, run_id: int, status: str, summary: Mapping[str, Any], *, exit_code: int | None = None
+) -> None:
+    """Record the end of a run: a status of :data:`FINISHED_STATUSES`, a JSON summary and the
+    process's exit code.
+
+    Raises:
+        StorageError: the database could not be written.
+        ValueError: an unknown status.
+    """
+    values = _finish_values(status, summary, exit_code)
+    try:
+        with begin_write(engine) as conn:
+            conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot record a run in", engine) from exc
+
+
 def start_locked_run(engine: Engine, command: str) -> int:
     """Record the start of a run that holds the run lock (status "running"); returns its id.
 
     Raises:
         StorageError: the database could not be written.
     """
-    values = {**run_values(command), "locked": True}
+    values = {**_run_values(command), "locked": True}
     try:
         with begin_write(engine) as conn:
             return int(conn.execute(sa.insert(RUNS).returning(RUNS.c.id), values).scalar_one())
@@ -297,7 +329,7 @@ def start_locked_run(engine: Engine, command: str) -> int:
         raise storage_error(exc, "cannot record a run in", engine) from exc
 
 
-def run_values(command: str) -> dict[str, Any]:
+def _run_values(command: str) -> dict[str, Any]:
     """The columns of a new "running" harvest_runs row: command, start, and who runs it (pid, host)."""
     return {
         "command": command,
@@ -308,7 +340,7 @@ def run_values(command: str) -> dict[str, Any]:
     }
 
 
-def finish_values(status: str, summary: Mapping[str, Any], exit_code: int | None) -> dict[str, Any]:
+def _finish_values(status: str, summary: Mapping[str, Any], exit_code: int | None) -> dict[str, Any]:
     """The columns that close a run; ``exit_code`` (the process's) is stored in the summary.
 
     Raises:
@@ -331,7 +363,7 @@ def finish_locked_run(
         StorageError: the database could not be written.
         ValueError: an unknown status.
     """
-    values = finish_values(status, summary, exit_code)
+    values = _finish_values(status, summary, exit_code)
     try:
         with begin_write(engine) as conn:
             conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))

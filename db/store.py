@@ -41,11 +41,11 @@ On the changed path only (never for new or unchanged records):
   the merge policy, and :attr:`StoreResult.enriched_changed` names the articles it should be run for.
 
 Provenance: the store writes no field_provenance rows. A stored value without a row came from the
-article's current PubMed record (see db.reconcile). Retraction statements of the record go to
+article's current PubMed record (see db.article_state). Retraction statements of the record go to
 retraction_sources (source "pubmed"); ``retracted`` is true when any source's statement is there.
 
-Writes are Core executemany statements per table per batch, never ORM objects per row: storing is
-measured against the time lxml takes merely to walk the file.
+Writes are Core executemany statements per table per batch (:mod:`db.inserts`); the child rows come from
+:mod:`db.pubmed_rows`, journals from :mod:`db.journals`, payloads are kept by :mod:`db.payloads`.
 """
 
 from __future__ import annotations
@@ -53,30 +53,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import begin_read, begin_write, storage_error
+from db.history import history_row
+from db.inserts import chunks, dialect_insert, insert_returning, insert_tuples
+from db.journals import journal_facts, journal_key, resolve_journals
 from db.models import metadata
+from db.payloads import compress_payload, insert_payloads, stored_payload_ids
+from db.pubmed_rows import CHILD_TABLES, ChildRows
 from enrich.merge import pubmed_retractions
 from harvester.core.errors import StorageError
-from harvester.core.records import Article, Journal, RejectedRecord
+from harvester.core.records import Article, RejectedRecord
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "pubmed"
-CONTENT_ENCODING = "gzip"
-COMPRESSION_LEVEL = 3  # on PubMed records: level 6 is ~1.7x slower for ~6% smaller payloads
-IN_CHUNK = 500  # ids per IN (...) list, well under SQLite's and PostgreSQL's parameter limits
 
 _T = metadata.tables
 ARTICLES = _T["articles"]
@@ -87,26 +87,6 @@ HISTORY = _T["article_history"]
 CONFLICTS = _T["conflicts"]
 PROVENANCE = _T["field_provenance"]
 RETRACTIONS = _T["retraction_sources"]
-# Child tables in insertion order (a referenced table before the table that references it).
-CHILD_TABLES: tuple[sa.Table, ...] = tuple(
-    _T[name]
-    for name in (
-        "article_identifiers",
-        "authors",
-        "author_affiliations",
-        "abstract_sections",
-        "article_dates",
-        "article_languages",
-        "publication_types",
-        "mesh_headings",
-        "mesh_qualifiers",
-        "keywords",
-        "chemicals",
-        "grants",
-        "comments_corrections",
-        "article_references",
-    )
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,11 +316,6 @@ def mark_deleted(engine: Engine, pmids: Sequence[str], *, at: datetime) -> int:
     return changed
 
 
-def compress_payload(raw: bytes) -> bytes:
-    """Gzip framing, so ``gzip.decompress`` and zcat read it; no timestamp, so equal input, equal output."""
-    return zlib.compress(raw, COMPRESSION_LEVEL, wbits=31)
-
-
 def _latest_per_pmid(articles: Sequence[Article]) -> dict[str, _Incoming]:
     latest: dict[str, _Incoming] = {}
     for article in articles:
@@ -471,14 +446,23 @@ def _write(
     run_id: int | None,
 ) -> None:
     writes = [*plan.new, *(inc for _, inc in plan.changed)]
-    payload_ids = _stored_payload_ids(conn, writes)
+    payload_ids = stored_payload_ids(conn, SOURCE, [inc.sha256 for inc in writes])
     unseen = list({inc.sha256: inc for inc in writes if inc.sha256 not in payload_ids}.values())
     # Payloads are compressed on a second thread while the rows are written (zlib releases the GIL).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress") as pool:
         compressed = pool.submit(lambda: [compress_payload(inc.raw) for inc in unseen])
         _write_articles(conn, plan, writes, now=now, run_id=run_id)
         payload_ids.update(
-            _insert_payloads(conn, unseen, compressed.result(), url=url, fetched_at=fetched_at)
+            insert_payloads(
+                conn,
+                SOURCE,
+                [
+                    (inc.article.pmid, inc.sha256, content, len(inc.raw))
+                    for inc, content in zip(unseen, compressed.result(), strict=True)
+                ],
+                url=url,
+                fetched_at=fetched_at,
+            )
         )
 
     sr = SOURCE_RECORDS
@@ -624,10 +608,6 @@ def _kept_values(new: dict[str, Any], old: dict[str, Any], foreign: set[str]) ->
     return final
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
 def _write_articles(
     conn: Connection, plan: _Plan, writes: list[_Incoming], *, now: datetime, run_id: int | None
 ) -> None:
@@ -658,15 +638,7 @@ def _write_articles(
                 new_key = journal_key(inc.article.journal)
                 changes.append(("journal", before.journal_keys[article_id], new_key))
             history.extend(
-                {
-                    "article_id": article_id,
-                    "field": name,
-                    "old_value": _json(old_value),
-                    "new_value": _json(new_value),
-                    "source": SOURCE,
-                    "run_id": run_id,
-                    "changed_at": now,
-                }
+                history_row(article_id, name, old_value, new_value, SOURCE, now=now, run_id=run_id)
                 for name, old_value, new_value in changes
             )
             updates.append({"b_id": article_id, **final, "updated_at": now})
@@ -685,7 +657,7 @@ def _write_articles(
             conn.execute(sa.delete(rs).where(rs.c.source == SOURCE, rs.c.article_id.in_(chunk)))
         plan.enriched.extend(i for i in changed_ids if i in before.enriched)
     if plan.new:
-        rows = _insert_returning(
+        rows = insert_returning(
             conn,
             ARTICLES,
             [{**values(inc), "created_at": now, "updated_at": now} for inc in plan.new],
@@ -699,26 +671,24 @@ def _write_articles(
         conn.execute(
             sa.insert(HISTORY),
             [
-                {
-                    "article_id": inc.article_id,
-                    "field": "created",
-                    "old_value": None,
-                    "new_value": _json(
-                        {
-                            k: v
-                            for k, v in (("pmid", inc.article.pmid), ("pmcid", inc.pmcid), ("doi", inc.doi))
-                            if v
-                        }
-                    ),
-                    "source": SOURCE,
-                    "run_id": run_id,
-                    "changed_at": now,
-                }
+                history_row(
+                    new_ids[inc.article.pmid],
+                    "created",
+                    None,
+                    {
+                        k: v
+                        for k, v in (("pmid", inc.article.pmid), ("pmcid", inc.pmcid), ("doi", inc.doi))
+                        if v
+                    },
+                    SOURCE,
+                    now=now,
+                    run_id=run_id,
+                )
                 for inc in plan.new
             ],
         )
 
-    children = _ChildRows()
+    children = ChildRows()
     for inc in writes:
         assert inc.article_id is not None
         children.add(inc.article_id, inc.article)
@@ -728,7 +698,7 @@ def _write_articles(
             kept = kept_tables[table.name]
             rows_of_table = [row for row in rows_of_table if row[0] not in kept]
         if rows_of_table:
-            _insert_tuples(conn, table, rows_of_table)
+            insert_tuples(conn, table, rows_of_table)
     retractions = [
         {"article_id": inc.article_id, "source": SOURCE, "position": position, **statement}
         for inc in writes
@@ -826,287 +796,6 @@ _NEVER_ERASED: tuple[str, ...] = tuple(
 )
 
 
-# The columns of each child table, in the order _ChildRows builds its tuples.
-CHILD_COLUMNS: dict[str, tuple[str, ...]] = {
-    "article_identifiers": ("article_id", "id_type", "value", "position", "valid"),
-    "authors": (
-        "article_id",
-        "position",
-        "last_name",
-        "fore_name",
-        "initials",
-        "suffix",
-        "collective_name",
-        "orcid",
-        "valid",
-        "equal_contrib",
-    ),
-    "author_affiliations": ("article_id", "author_position", "position", "affiliation"),
-    "abstract_sections": (
-        "article_id",
-        "abstract_index",
-        "position",
-        "kind",
-        "language",
-        "label",
-        "nlm_category",
-        "text",
-    ),
-    "article_dates": ("article_id", "position", "kind", "year", "month", "day", "iso", "raw"),
-    "article_languages": ("article_id", "position", "language"),
-    "publication_types": ("article_id", "position", "ui", "name"),
-    "mesh_headings": ("article_id", "position", "descriptor_ui", "descriptor", "major", "descriptor_type"),
-    "mesh_qualifiers": ("article_id", "heading_position", "position", "qualifier_ui", "qualifier", "major"),
-    "keywords": ("article_id", "position", "owner", "keyword", "major"),
-    "chemicals": ("article_id", "position", "name", "registry_number", "ui"),
-    "grants": ("article_id", "position", "grant_id", "acronym", "agency", "country"),
-    "comments_corrections": ("article_id", "position", "ref_type", "ref_source", "ref_pmid", "note"),
-    "article_references": ("article_id", "position", "citation", "pmid", "doi", "pmcid"),
-}
-
-
-class _ChildRows:
-    """Accumulates the child rows of a batch per table as tuples, ready for one executemany each."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[Any, ...]]] = {table.name: [] for table in CHILD_TABLES}
-
-    def add(self, article_id: int, a: Article) -> None:
-        rows = self.rows
-        identifiers = rows["article_identifiers"]
-        seen: set[tuple[str, str]] = set()
-        entries = [(i.id_type, i.value, True) for i in a.ids]
-        entries += [(f"eloc:{e.id_type}", e.value, e.valid) for e in a.elocation_ids]
-        for id_type, value, valid in entries:
-            if id_type.endswith("doi"):
-                value = value.lower()  # DOIs are case-insensitive; stored as articles.doi is
-            if not value or (id_type, value) in seen:
-                continue
-            seen.add((id_type, value))
-            identifiers.append((article_id, id_type, value, len(seen), valid))
-
-        authors, affiliations = rows["authors"], rows["author_affiliations"]
-        for position, au in enumerate(a.authors, 1):
-            authors.append(
-                (
-                    article_id,
-                    position,
-                    au.last_name,
-                    au.fore_name,
-                    au.initials,
-                    au.suffix,
-                    au.collective_name,
-                    au.orcid,
-                    au.valid,
-                    au.equal_contrib,
-                )
-            )
-            affiliations.extend(
-                (article_id, position, aff_position, affiliation)
-                for aff_position, affiliation in enumerate(au.affiliations, 1)
-            )
-
-        sections = rows["abstract_sections"]
-        abstracts = [(0, a.abstract)] if a.abstract else []
-        abstracts += list(enumerate(a.other_abstracts, 1))
-        for abstract_index, abstract in abstracts:
-            sections.extend(
-                (
-                    article_id,
-                    abstract_index,
-                    position,
-                    abstract.kind,
-                    abstract.language,
-                    s.label,
-                    s.nlm_category,
-                    s.text,
-                )
-                for position, s in enumerate(abstract.sections, 1)
-            )
-
-        rows["article_dates"].extend(
-            (article_id, position, e.kind, e.date.year, e.date.month, e.date.day, e.date.iso, e.date.raw)
-            for position, e in enumerate(a.events, 1)
-        )
-        rows["article_languages"].extend(
-            (article_id, position, language) for position, language in enumerate(a.languages, 1)
-        )
-        rows["publication_types"].extend(
-            (article_id, position, pt.ui, pt.name) for position, pt in enumerate(a.publication_types, 1)
-        )
-        headings, qualifiers = rows["mesh_headings"], rows["mesh_qualifiers"]
-        for position, m in enumerate(a.mesh, 1):
-            headings.append((article_id, position, m.ui, m.descriptor, m.major, m.descriptor_type))
-            qualifiers.extend(
-                (article_id, position, q_position, q.ui, q.name, q.major)
-                for q_position, q in enumerate(m.qualifiers, 1)
-            )
-        rows["keywords"].extend(
-            (article_id, position, k.owner, k.text, k.major) for position, k in enumerate(a.keywords, 1)
-        )
-        rows["chemicals"].extend(
-            (article_id, position, c.name, c.registry_number, c.ui)
-            for position, c in enumerate(a.chemicals, 1)
-        )
-        rows["grants"].extend(
-            (article_id, position, g.grant_id, g.acronym, g.agency, g.country)
-            for position, g in enumerate(a.grants, 1)
-        )
-        rows["comments_corrections"].extend(
-            (article_id, position, cc.ref_type, cc.ref_source, cc.pmid, cc.note)
-            for position, cc in enumerate(a.comments_corrections, 1)
-        )
-        rows["article_references"].extend(
-            (article_id, position, r.citation, r.pmid, r.doi, r.pmcid)
-            for position, r in enumerate(a.references, 1)
-        )
-
-
-def _insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
-    """Insert plain rows, straight to the driver.
-
-    Child rows hold only text, integers and booleans, which sqlite3 and psycopg take as they are, so
-    SQLAlchemy's per-row parameter processing (most of the time of a Core executemany on SQLite) is
-    skipped; the statement is still compiled by SQLAlchemy for the dialect and runs in the same
-    transaction, seen by the engine's events like any other. SQLite takes one executemany (a loop in C);
-    PostgreSQL takes multi-row VALUES statements, one network round trip per chunk instead of per row.
-    """
-    columns = CHILD_COLUMNS[table.name]
-    if conn.dialect.name == "postgresql":
-        _insert_values_chunks(conn, table, columns, rows)
-        return
-    compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
-    params: list[Any]
-    if compiled.positional:
-        order = [columns.index(name) for name in compiled.positiontup or ()]
-        params = rows if order == list(range(len(columns))) else [tuple(r[i] for i in order) for r in rows]
-    else:
-        params = [dict(zip(columns, r, strict=True)) for r in rows]
-    conn.exec_driver_sql(compiled.string, params)
-
-
-def _insert_values_chunks(
-    conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """PostgreSQL: one INSERT ... SELECT FROM unnest(array per column) for all the rows.
-
-    The statement stays short and the same for every batch (psycopg prepares it once), and each column
-    travels as one array parameter instead of one parameter per value.
-    """
-    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in columns)
-    # Table and column names come from the models, never from input; the values are bound parameters.
-    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
-    conn.exec_driver_sql(statement, tuple(list(column) for column in zip(*rows, strict=True)))
-
-
-def _insert_returning(
-    conn: Connection, table: sa.Table, rows: list[dict[str, Any]], returning: Sequence[str]
-) -> list[tuple[Any, ...]]:
-    """Insert rows (dicts with the same keys) and return the ``returning`` columns of each.
-
-    PostgreSQL takes them as one INSERT ... SELECT FROM unnest(...) RETURNING (SQLAlchemy's multi-row
-    VALUES costs psycopg a parse of a statement with one placeholder per value, per batch); SQLite takes
-    SQLAlchemy's own insert, whose type processing (timestamps) it needs.
-    """
-    if conn.dialect.name != "postgresql":
-        query = sa.insert(table).returning(*(table.c[name] for name in returning))
-        return [tuple(row) for row in conn.execute(query, rows)]
-    columns = list(rows[0])
-    values = [[_pg_value(row[name]) for row in rows] for name in columns]
-    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in columns)
-    # Names come from the models, never from input; the values are bound parameters.
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
-        f" RETURNING {', '.join(returning)}"
-    )
-    return [tuple(row) for row in conn.exec_driver_sql(statement, tuple(values))]
-
-
-def _pg_value(value: Any) -> Any:
-    """What UtcDateTime's bind processing does (the one type here that has any), for the raw driver."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given where a timezone-aware one is required")
-        return value.astimezone(UTC)
-    return value
-
-
-def journal_key(journal: Journal) -> str | None:
-    """The journal's natural key; the ISSN-L first, as it is the same for the print and online editions."""
-    if journal.nlm_unique_id:
-        return f"nlm:{journal.nlm_unique_id}"
-    issn = journal.issn_linking or journal.issn
-    if issn:
-        return f"issn:{issn.upper()}"
-    if journal.title:
-        return "title:" + " ".join(journal.title.lower().split())
-    return None
-
-
-def journal_facts(journal: Journal | None) -> str | None:
-    """The journal as one record gives it, as JSON for ``articles.journal_facts`` (None: it gives none)."""
-    if journal is None:
-        return None
-    facts = {name: getattr(journal, name) for name in _JOURNAL_FIELDS}
-    if not any(facts.values()):
-        return None
-    return json.dumps(facts, ensure_ascii=False, sort_keys=True)
-
-
-_JOURNAL_FIELDS = (
-    "title",
-    "iso_abbrev",
-    "medline_ta",
-    "nlm_unique_id",
-    "issn_print",
-    "issn_electronic",
-    "issn_linking",
-    "country",
-)
-
-
-def resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str, int]:
-    """Journal ids by key: missing journals are inserted, and what a stored journal lacks is filled in.
-
-    A known attribute is never overwritten, so storing the same records again changes nothing.
-    """
-    wanted: dict[str, dict[str, str | None]] = {}
-    for journal in journals:
-        key = journal_key(journal)
-        if key is None:
-            continue
-        values = wanted.setdefault(key, dict.fromkeys(_JOURNAL_FIELDS))
-        for name in _JOURNAL_FIELDS:
-            if values[name] is None:
-                values[name] = getattr(journal, name)
-    if not wanted:
-        return {}
-    j = JOURNALS
-    columns = [j.c.journal_key, j.c.id, *(j.c[name] for name in _JOURNAL_FIELDS)]
-    ids: dict[str, int] = {}
-    fills: list[dict[str, Any]] = []
-    for chunk in chunks(list(wanted)):
-        for key, journal_id, *stored in conn.execute(sa.select(*columns).where(j.c.journal_key.in_(chunk))):
-            ids[key] = journal_id
-            known = dict(zip(_JOURNAL_FIELDS, stored, strict=True))
-            filled = {name: known[name] if known[name] is not None else wanted[key][name] for name in known}
-            if filled != known:
-                fills.append({"b_id": journal_id, **filled})
-    missing = [key for key in wanted if key not in ids]
-    if missing:
-        # ON CONFLICT DO NOTHING: a concurrent writer that took no lock (a future tool) may have added it.
-        conn.execute(
-            dialect_insert(conn, j).on_conflict_do_nothing(index_elements=[j.c.journal_key]),
-            [{"journal_key": key, **wanted[key]} for key in missing],
-        )
-        for chunk in chunks(missing):
-            query = sa.select(j.c.journal_key, j.c.id).where(j.c.journal_key.in_(chunk))
-            ids.update({key: journal_id for key, journal_id in conn.execute(query)})
-    if fills:
-        conn.execute(sa.update(j).where(j.c.id == sa.bindparam("b_id")), fills)
-    return ids
-
-
 def _assign_ids(plan: _Plan, foreign: dict[int, set[str]]) -> None:
     """The DOI and PMCID each written article holds: its own record's.
 
@@ -1169,58 +858,3 @@ def _wanted_id(article: Article, column: str) -> str | None:
     if column == "doi":
         return article.doi.lower() if article.doi else None
     return article.pmcid
-
-
-def _stored_payload_ids(conn: Connection, writes: list[_Incoming]) -> dict[str, int]:
-    """Ids of payloads already kept, by SHA-256 (a record that changed back to an earlier version)."""
-    p = RAW_PAYLOADS
-    ids: dict[str, int] = {}
-    for chunk in chunks(sorted({inc.sha256 for inc in writes})):
-        query = sa.select(p.c.sha256, p.c.id).where(p.c.source == SOURCE, p.c.sha256.in_(chunk))
-        ids.update({sha: payload_id for sha, payload_id in conn.execute(query)})
-    return ids
-
-
-def _insert_payloads(
-    conn: Connection,
-    unseen: list[_Incoming],
-    compressed: list[bytes],
-    *,
-    url: str | None,
-    fetched_at: datetime,
-) -> dict[str, int]:
-    """Insert payloads not kept before; returns their ids by SHA-256."""
-    if not unseen:
-        return {}
-    p = RAW_PAYLOADS
-    rows = _insert_returning(
-        conn,
-        p,
-        [
-            {
-                "source": SOURCE,
-                "source_id": inc.article.pmid,
-                "sha256": inc.sha256,
-                "url": url,
-                "fetched_at": fetched_at,
-                "content_encoding": CONTENT_ENCODING,
-                "content": content,
-                "size": len(inc.raw),
-            }
-            for inc, content in zip(unseen, compressed, strict=True)
-        ],
-        ("sha256", "id"),
-    )
-    return {sha: payload_id for sha, payload_id in rows}
-
-
-def dialect_insert(conn: Connection, table: sa.Table) -> Any:
-    """The dialect's INSERT, which has on_conflict_do_nothing / on_conflict_do_update."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -363,7 +363,7 @@ NoEnrichOption = Annotated[
 def _harvest_command(
     ctx: typer.Context, kind: IdKind, ids: list[str] | None, from_file: str | None, no_enrich: bool
 ) -> int:
-    from db.reconcile import start_run
+    from db.runs import start_run
     from harvester.jobs.by_id import harvest
     from harvester.jobs.services import build_services
 
@@ -459,8 +459,7 @@ def _recorded_run(
     state: State, engine: Engine, run_id: int
 ) -> Iterator[Callable[[ExitCode, dict[str, object]], None]]:
     """Closes the harvest_runs row with the status and exit code the process ends with (db.runs)."""
-    from db.reconcile import finish_run
-    from db.runs import failure_summary, run_status
+    from db.runs import failure_summary, finish_run, run_status
     from harvester.core.redaction import redact
 
     def finish(code: ExitCode, summary: dict[str, object]) -> None:
@@ -608,7 +607,7 @@ def search_command(
       harvest search '"exosomes"[mh] AND cancer[tiab]' --since 2024-01-01 --datetype mdat
       harvest search 'crispr[tiab]' --max 100 --no-enrich
     """
-    from db.reconcile import start_run
+    from db.runs import start_run
     from harvester.jobs.search import check_search_arguments, parse_day, run_search
     from harvester.jobs.services import build_services
 
@@ -692,7 +691,7 @@ def enrich_command(
     from datetime import UTC, datetime, timedelta
 
     from db.documents import resolve_identifiers
-    from db.reconcile import start_run
+    from db.runs import start_run
     from db.targets import Staleness, due_targets, enrichment_targets
     from harvester.jobs.by_id import HarvestReport
     from harvester.jobs.enrichment import enrich_articles, utc_today
@@ -781,7 +780,7 @@ def ingest_icite_command(
       harvest ingest-icite icite_metadata.csv.gz open_citation_collection.csv.gz
       harvest ingest-icite --all-edges open_citation_collection.csv
     """
-    from db.reconcile import start_run
+    from db.runs import start_run
     from harvester.jobs.icite_ingest import ingest_icite_file
 
     state = _state(ctx)
@@ -944,7 +943,7 @@ def history_command(
       harvest --json history PMC8958025
     """
     from db.documents import resolve_identifiers
-    from db.reconcile import list_history
+    from db.history import list_history
 
     state = _state(ctx)
     values = _ids_given(articles, from_file, "ids")

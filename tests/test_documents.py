@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import db.documents
+from db.article_state import read_provenance
 from db.documents import (
     CSV_COLUMNS,
     DOCUMENT_KEYS,
@@ -26,7 +27,7 @@ from db.documents import (
 )
 from db.engine import open_database
 from db.models import metadata
-from db.reconcile import read_provenance, store_crossref, store_pmc
+from db.reconcile import store_crossref, store_pmc
 from db.solr import export_solr
 from db.store import mark_deleted, store_articles
 from enrich.crossref_json import parse_crossref_response

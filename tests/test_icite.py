@@ -491,7 +491,7 @@ def test_nightly_refreshes_icite_about_monthly_spread_over_the_month(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from db.reconcile import start_run
+    from db.runs import start_run
     from harvester.core.settings import NightlySettings
     from harvester.jobs.nightly import enrich_stale_articles
 

@@ -17,20 +17,18 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.article_state import read_provenance
+from db.conflicts import ConflictInfo, list_conflicts
 from db.engine import downgrade, open_database, upgrade
+from db.history import list_history
 from db.models import metadata
 from db.reconcile import (
-    ConflictInfo,
     EnrichResult,
-    finish_run,
-    list_conflicts,
-    list_history,
-    read_provenance,
     reconcile_articles,
-    start_run,
     store_crossref,
     store_pmc,
 )
+from db.runs import finish_run, start_run
 from db.store import StoreResult, store_articles
 from enrich.merge import policy_from_config
 from enrich.records import CrossrefWork, PmcFront

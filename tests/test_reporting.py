@@ -24,8 +24,9 @@ from sqlalchemy.engine import Engine
 
 from db.engine import open_database
 from db.models import metadata
-from db.reconcile import finish_run, start_run, store_crossref, store_pmc
+from db.reconcile import store_crossref, store_pmc
 from db.reporting import VIEWS, _checked_query, _jsonable, export_report, get_view, open_report, view_names
+from db.runs import finish_run, start_run
 from db.store import mark_deleted, store_articles
 from harvester.cli import run
 from harvester.core.errors import ExitCode, StorageError, UsageError

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import open_database
-from db.reconcile import start_run
 from db.runs import (
     ABANDONED,
     OK,
@@ -30,6 +29,7 @@ from db.runs import (
     read_search_states,
     record_search,
     start_locked_run,
+    start_run,
 )
 from harvester.core.errors import BusyError, ExitCode
 

@@ -18,9 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.article_state import read_provenance
 from db.conflicts import list_conflicts
 from db.documents import export_documents, load_documents, resolve_identifiers
-from db.reconcile import read_provenance, store_crossref
+from db.reconcile import store_crossref
 from db.solr import export_solr
 from db.store import store_articles
 from harvester.core.records import Article
