@@ -1088,6 +1088,7 @@ class StandIn:
         self._errors: list[str] = []
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
+        self._released = threading.Event()  # set: every Delay answers at once (release_delays)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.skipped: list[str] = []  # files in a record folder that did not parse, with the reason
@@ -1121,6 +1122,7 @@ class StandIn:
         if self._server is not None:
             raise RuntimeError("the stand-in is already running")
         self._stopping.clear()
+        self._released.clear()
         self._server = _Server((self.host, self.port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="standin", daemon=True
@@ -1128,12 +1130,18 @@ class StandIn:
         self._thread.start()
         return self
 
+    def release_delays(self) -> None:
+        """Let every Delay answer now, and every later one at once: a test holds a request with a long
+        Delay while it does something else, then releases it instead of guessing how long that takes."""
+        self._released.set()
+
     def stop(self) -> None:
         """Stop serving, cut open connections and wake any Delay; idempotent."""
         server, thread = self._server, self._thread
         if server is None:
             return
         self._stopping.set()
+        self._released.set()
         server.shutdown()
         with self._lock:
             connections = list(self._connections)
@@ -1619,7 +1627,7 @@ class StandIn:
                     return _crossref_exception(message, status)
                 return _efetch_error(message, status)
             case Delay(seconds=seconds):
-                self._stopping.wait(seconds)
+                self._released.wait(seconds)
                 return self._answer(method, path, params, drop=0)
             case Truncated(fraction=fraction):
                 real = self._answer(method, path, params, drop=0)

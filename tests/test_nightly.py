@@ -538,12 +538,17 @@ def wait_for_request(standin: StandIn, match: Any, process: subprocess.Popen[str
 
 @pytest.mark.timeout(300)  # a long scenario: over 10 s alone (README, Testing)
 def test_two_nightly_processes_at_once_one_runs_and_one_exits_7(standin: StandIn, db_url: str) -> None:
-    standin.inject(EFETCH, Delay(8), match=lambda p: p.get("retstart") == "0")
+    # The first run's first efetch is held until the second run has come and gone: however slowly the
+    # second process starts on a loaded machine, the first still holds the lock when it asks.
+    standin.inject(EFETCH, Delay(280), match=lambda p: p.get("retstart") == "0")
     first = harvest_process(db_url, "nightly", "--no-enrich")
     try:
         wait_for_request(standin, lambda p: p.get("retstart") == "0", first)
         second = harvest_process(db_url, "nightly", "--no-enrich")
-        out, err = second.communicate(timeout=120)
+        try:
+            out, err = second.communicate(timeout=120)
+        finally:
+            standin.release_delays()
         assert second.returncode == ExitCode.BUSY, err
         assert out == ""
         assert err.startswith("harvest: error: another run is active: harvest nightly (pid ")
