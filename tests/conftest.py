@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from db.engine import open_database
-from tests.db_helpers import database_params, fresh_database_url
+from tests.db_helpers import database_params, fresh_database_url, open_migrated
 from tests.helpers_fixtures import ENV as HARVEST_FIXTURES, LOCAL as FIXTURES_DIR, shared_fixture
 
 __all__ = ["FIXTURES_DIR", "HARVEST_FIXTURES", "shared_fixture"]
@@ -75,8 +74,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """An engine on :func:`db_url`, migrated to the head revision."""
-    engine = open_database(db_url)
+    """An engine on :func:`db_url`, at the head revision (a copy of a migrated template: see
+    tests/db_helpers.py)."""
+    engine = open_migrated(db_url)
     try:
         yield engine
     finally:

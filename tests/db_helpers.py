@@ -10,14 +10,19 @@ XML and JSON, so a merge that re-parses the stored payloads sees what the test m
 
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import json
 import os
 import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from db.engine import open_database
 from db.models import metadata
 from enrich.crossref_json import parse_crossref_work
 from enrich.pmc_jats import parse_pmc_articles
@@ -451,3 +457,98 @@ def _replace_or_drop(text: str, pattern: str, value: Any, replacement: str) -> s
         return text[: found.start()] + text[found.end() :]
     lead = found.group(0)[: len(found.group(0)) - len(found.group(0).lstrip())]
     return text[: found.start()] + lead + replacement + text[found.end() :]
+
+
+# ------------------------------------------------------------------------------- migrated from a template
+#
+# Migrating a fresh database runs every migration (SQLite's batch operations copy whole tables): about a
+# second a database, hundreds of times a run. Tests that just want a migrated database get a copy of one
+# this process migrated once: the SQLite file copied, or, on PostgreSQL, the migrated schema's own
+# pg_dump replayed into the test's schema. The template itself is made by the real migrations, so a copy
+# is what open_database would have made; tests of migrating itself (test_migrations, first use through the
+# CLI) still start from an empty database.
+
+_templates: dict[str, Any] = {}
+
+
+def _sqlite_template() -> Path:
+    if "sqlite" not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="harvest-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / "template.sqlite"
+        open_database(f"sqlite:///{path}").dispose()
+        with closing(sqlite3.connect(path)) as conn:  # the WAL folded in: the file alone is the database
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        _templates["sqlite"] = path
+    template: Path = _templates["sqlite"]
+    return template
+
+
+_PG_DUMP_SKIP = re.compile(r"^(\\|SET |SELECT pg_catalog\.set_config|CREATE SCHEMA |ALTER SCHEMA |--)")
+
+
+def _postgres_template(server: sa.engine.URL) -> tuple[str, str] | None:
+    """(template schema, its dump as SQL) made once per process; None where pg_dump is not installed."""
+    if "postgresql" not in _templates:
+        pg_dump = shutil.which("pg_dump")
+        if pg_dump is None:
+            _templates["postgresql"] = None
+            return None
+        schema = f"tmpl_{uuid.uuid4().hex[:16]}"
+        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        atexit.register(_drop_schema, server, schema)
+        url = server.update_query_dict({"options": f"-csearch_path={schema}"})
+        open_database(url.render_as_string(hide_password=False)).dispose()
+        admin.dispose()
+        env = {**os.environ, "PGPASSWORD": server.password or ""}
+        command = [pg_dump, "--no-owner", "--no-privileges", "--inserts", "--schema", schema,
+                   "--host", server.host or "127.0.0.1", "--port", str(server.port or 5432),
+                   "--username", server.username or "postgres", server.database or "postgres"]  # fmt: skip
+        dump = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        lines = [line for line in dump.splitlines() if not _PG_DUMP_SKIP.match(line)]
+        _templates["postgresql"] = (schema, "\n".join(lines))
+    template: tuple[str, str] | None = _templates["postgresql"]
+    return template
+
+
+def _drop_schema(server: sa.engine.URL, schema: str) -> None:
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    except sa.exc.SQLAlchemyError:
+        pass  # the server went away first: the schema goes with the test database's next clean-up
+    finally:
+        admin.dispose()
+
+
+def open_migrated(url: str) -> Engine:
+    """An engine on ``url`` (a fresh database of :func:`fresh_database_url`) at the head revision, made
+    from this process's template rather than by migrating again; a database already holding tables is
+    opened as it is."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        target = Path(parsed.database or "")
+        if parsed.database and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_sqlite_template(), target)
+        return open_database(url)
+    options = parsed.query.get("options", "")
+    schema = options.removeprefix("-csearch_path=") if isinstance(options, str) else ""
+    server = parsed.difference_update_query(["options"])
+    template = _postgres_template(server) if schema else None
+    if template is not None:
+        name, dump = template
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                empty = not sa.inspect(conn).get_table_names()
+                if empty:  # the DB-API cursor, with no parameters: the views' '%' stay as they are
+                    sql = dump.replace(f"{name}.", f'"{schema}".').replace(f'"{name}"', f'"{schema}"')
+                    with closing(conn.connection.dbapi_connection.cursor()) as cursor:  # type: ignore[union-attr]
+                        cursor.execute(sql)
+        finally:
+            engine.dispose()
+    return open_database(url)

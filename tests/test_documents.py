@@ -25,7 +25,6 @@ from db.documents import (
     load_documents,
     resolve_identifiers,
 )
-from db.engine import open_database
 from db.models import metadata
 from db.reconcile import store_crossref, store_pmc
 from db.solr import export_solr
@@ -36,7 +35,7 @@ from enrich.pmc_jats import parse_pmc_articles
 from harvester.core.errors import InvalidIdentifierError
 from harvester.core.records import Article, ELocationId
 from harvester.sources.pubmed_xml import parse_pubmed
-from tests.db_helpers import database_params, fresh_database_url, make_article, with_raw
+from tests.db_helpers import database_params, fresh_database_url, make_article, open_migrated, with_raw
 
 FETCHED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PMC_FETCHED = datetime(2024, 6, 2, 8, 30, tzinfo=UTC)
@@ -97,7 +96,7 @@ DOCUMENTED_KEYS = {
 @pytest.fixture(params=database_params())
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with fresh_database_url(request.param, tmp_path) as url:
-        engine = open_database(url)
+        engine = open_migrated(url)
         yield engine
         engine.dispose()
 

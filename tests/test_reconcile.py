@@ -45,6 +45,7 @@ from tests.db_helpers import (
     failing_statement,
     fresh_database_url,
     make_article,
+    open_migrated,
     pmc_front,
     pubmed_record,
     recorded_statements,
@@ -72,7 +73,7 @@ def dialect(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def engine(dialect: str, tmp_path: Path) -> Iterator[Engine]:
     with fresh_database_url(dialect, tmp_path) as url:
-        engine = open_database(url)
+        engine = open_migrated(url)
         yield engine
         engine.dispose()
 
@@ -260,7 +261,7 @@ def test_any_order_of_arrival_gives_the_same_article(dialect: str, tmp_path: Pat
     states = []
     for n, order in enumerate(ORDERS):
         with fresh_database_url(dialect, tmp_path / str(n)) as url:
-            engine = open_database(url)
+            engine = open_migrated(url)
             try:
                 for source in order:
                     arrive(engine, source)

@@ -22,7 +22,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.engine import open_database
 from db.models import metadata
 from db.reconcile import store_crossref, store_pmc
 from db.reporting import VIEWS, _checked_query, _jsonable, export_report, get_view, open_report, view_names
@@ -45,6 +44,7 @@ from tests.db_helpers import (
     failing_statement,
     fresh_database_url,
     make_article,
+    open_migrated,
     pmc_front,
     pubmed_record,
     recorded_statements,
@@ -213,7 +213,7 @@ def built(
 ) -> Iterator[tuple[str, Engine]]:
     """The known content on one dialect, shared by the tests that only read it."""
     with fresh_database_url(str(request.param), tmp_path_factory.mktemp("reporting")) as url:
-        engine = open_database(url)
+        engine = open_migrated(url)
         build(engine)
         yield url, engine
         engine.dispose()
@@ -228,7 +228,7 @@ def engine(built: tuple[str, Engine]) -> Engine:
 def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of its own, for tests that write."""
     with fresh_database_url(str(request.param), tmp_path) as url:
-        engine = open_database(url)
+        engine = open_migrated(url)
         yield engine
         engine.dispose()
 

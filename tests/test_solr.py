@@ -17,7 +17,6 @@ from sqlalchemy.engine import Engine
 
 import db.documents
 from db.documents import load_documents
-from db.engine import open_database
 from db.reconcile import store_crossref, store_pmc
 from db.solr import (
     LANGUAGE_NAMES,
@@ -34,7 +33,7 @@ from enrich.crossref_json import parse_crossref_response
 from enrich.pmc_jats import parse_pmc_articles
 from harvester.core.records import Article
 from harvester.sources.pubmed_xml import parse_pubmed
-from tests.db_helpers import database_params, fresh_database_url, make_article, with_raw
+from tests.db_helpers import database_params, fresh_database_url, make_article, open_migrated, with_raw
 
 FETCHED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -344,7 +343,7 @@ def test_multi_valued_fields_are_lists_and_the_others_are_not() -> None:
 @pytest.fixture(params=database_params())
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with fresh_database_url(request.param, tmp_path) as url:
-        engine = open_database(url)
+        engine = open_migrated(url)
         yield engine
         engine.dispose()
 
