@@ -93,6 +93,7 @@ class SharedBudget:
         retry_after: float = RETRY_AFTER,
     ) -> None:
         parsed = make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
         if "connect_timeout" not in parsed.query:
             parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT)})
         self.engine: Engine = connect(parsed.render_as_string(hide_password=False), busy_timeout=LOCK_TIMEOUT)
@@ -100,7 +101,7 @@ class SharedBudget:
         self.clock = clock
         self.sleep = sleep
         self.retry_after = retry_after
-        self.where = f"the request budget in {self.engine.url.render_as_string(hide_password=True)}"
+        self.where = f"the request budget in {shown}"
         self._salt: bytes | None = None
         self._lock = threading.Lock()
         self._warned = False
@@ -126,7 +127,8 @@ class SharedBudget:
 
     def unavailable(self, exc: BaseException) -> SendLogUnavailableError:
         """The error a log or slot set raises when the database failed; the first one warns, once."""
-        reason = str(storage_error(exc, "cannot reach", self.engine))
+        # storage_error's one line, "<action> <url>: <reason>", has the password taken out of the reason.
+        reason = f"cannot use {self.where}: {str(storage_error(exc, '-', self.engine)).split(': ', 1)[-1]}"
         with self._lock:
             first, self._warned, self._down = not self._warned, True, True
         if first:
