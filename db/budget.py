@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER = 30.0  # seconds a process paces alone after the budget failed, before it tries again
 LOCK_TIMEOUT = 5.0  # seconds to wait for a budget row's lock (others hold it for milliseconds)
-STATEMENT_TIMEOUT_MS = 10_000
+STATEMENT_TIMEOUT = "10s"  # no statement of the budget's runs longer (bound: SET takes no parameters)
 CONNECT_TIMEOUT = 3  # seconds to reach the server: a send waits this long at most before pacing alone
 KEY_HASH_ITERATIONS = 100_000  # PBKDF2 rounds: a guessable key costs a guesser this much per guess
 _SALT_ID = 1
@@ -162,7 +162,7 @@ class SharedBudget:
 def _bound_statements(dbapi_connection: object, _record: object) -> None:
     # No statement of the budget runs for long: a hung server lets the send go on, paced alone.
     with dbapi_connection.cursor() as cursor:  # type: ignore[attr-defined]
-        cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        cursor.execute("SELECT set_config('statement_timeout', %s, false)", (STATEMENT_TIMEOUT,))
     dbapi_connection.commit()  # type: ignore[attr-defined]
 
 

@@ -352,3 +352,47 @@ def test_unreachable_database_slots_fall_back_to_the_files(
     budget.close()
     assert counter.done == 18 and counter.most <= 3
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+
+
+# ---- Crossref's pools, as wired by build_services ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "rate", "in_flight"),
+    [("tests@example.org", 10.0, 3), (None, 5.0, 1)],
+    ids=["polite pool", "public pool"],
+)
+def test_crossref_is_paced_at_its_pools_rate_and_honours_its_rate_headers(
+    tmp_path: Path, email: str | None, rate: float, in_flight: int
+) -> None:
+    env = {"HARVEST_RATE_DIR": str(tmp_path / "rate"), "HARVEST_CROSSREF_URL": CROSSREF}
+    if email is not None:
+        env["HARVEST_EMAIL"] = email
+    services = build_services(load_settings(env=env, database_url=f"sqlite:///{tmp_path / 'h.sqlite'}"))
+    limiter = services.crossref.service._limiter
+    assert (limiter.rate, limiter.ceiling, limiter.concurrency) == (rate, rate, in_flight)
+    headers = {"x-rate-limit-limit": "2", "x-rate-limit-interval": "1s"}
+    with responses.RequestsMock() as mock:
+        mock.get(CROSSREF + "works", json={"status": "ok"}, headers=headers)
+        services.crossref.service.request("GET", "works", params={"filter": "doi:10.1/x"})
+    assert limiter.rate == 2.0  # slowed to what the answer advertised
+
+
+def test_a_budget_row_locked_too_long_is_a_timeout_and_the_process_paces_alone(
+    pg_url: str, pg_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection holds the row (a hung process): after the lock timeout this one goes on alone."""
+    monkeypatch.setattr("db.budget.LOCK_TIMEOUT", 0.2)
+    fake = FakeClock()
+    budget = SharedBudget(pg_url, clock=fake.clock)
+    limiter = RateLimiter(3, clock=fake.clock, sleep=fake.sleep, shared=budget.sends("ncbi", EUTILS, KEY))
+    limiter.acquire()  # the row exists now
+    with pg_engine.connect() as holder, holder.begin():
+        holder.execute(sa.text("SELECT * FROM request_budgets FOR UPDATE"))
+        with caplog.at_level(logging.WARNING, logger="db.budget"):
+            limiter.acquire()
+            limiter.acquire()
+    budget.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "lock" in warnings[0].lower() and "paces its requests alone" in warnings[0]
+    assert fake.now - 1000.0 == pytest.approx(2 / 3)  # three sends, a third of a second apart, throughout

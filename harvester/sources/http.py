@@ -1,6 +1,9 @@
 """HTTP for every remote service: pacing, the one retry policy, classification of failures, redaction.
 
-Each attempt of :meth:`ServiceClient.request` waits for the service's :class:`RateLimiter`, sends,
+Each attempt of :meth:`ServiceClient.request` waits for the service's :class:`RateLimiter` (which may share
+its pacing with other processes through a :class:`SendLog`: the per-user file here, or db.budget's row in
+a PostgreSQL database, handed down by the jobs layer; and its requests in flight through
+:class:`SendSlots`), sends,
 and turns what came back into the error tree of :mod:`harvester.core.errors`: connection failures, 429 and
 5xx become :class:`~harvester.core.errors.TransientUpstreamError` subclasses, which :class:`RetryPolicy`
 retries (and nothing else); other 4xx become :class:`~harvester.core.errors.RejectedRequestError`. When
@@ -1060,7 +1063,12 @@ __all__ = [
     "RateLimiter",
     "Response",
     "RetryPolicy",
+    "SendLog",
+    "SendLogUnavailableError",
+    "SendSlots",
     "ServiceClient",
+    "SharedSends",
+    "SlotFiles",
     "connection_failure",
     "describe_body",
     "host_of",
@@ -1068,5 +1076,7 @@ __all__ = [
     "parse_retry_after",
     "public_url",
     "redact",
+    "shared_sends",
     "short_account",
+    "slot_files",
 ]
