@@ -718,4 +718,30 @@ class CitationEdge(Base):
     source: Mapped[str] = mapped_column(primary_key=True)
 
 
+class RequestBudget(Base):
+    """The latest sends to one service with one key, shared by every harvest process on every host that
+    uses this database (PostgreSQL; db/budget.py): one row per service and key hash, taken under a row lock
+    for a moment to reserve a send slot.
+
+    The key is never stored: ``key_hash`` is a salted, stretched hash (PBKDF2-HMAC-SHA256, the salt in
+    ``request_budget_salt``) of the service's address and its key (or "no key").
+    """
+
+    __tablename__ = "request_budgets"
+
+    service: Mapped[str] = mapped_column(primary_key=True)  # "ncbi", "crossref", "icite"
+    key_hash: Mapped[str] = mapped_column(primary_key=True)  # hex
+    sends: Mapped[str]  # the latest reserved send times, seconds on the database server's clock, one a line
+    updated_at: Mapped[datetime]
+
+
+class RequestBudgetSalt(Base):
+    """The database's own random salt for ``request_budgets.key_hash`` (one row, id 1)."""
+
+    __tablename__ = "request_budget_salt"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    salt: Mapped[str]  # hex
+
+
 metadata = Base.metadata

@@ -49,11 +49,33 @@ DEFAULT_BATCH_SIZE = 50
 MAX_ROWS = 1000  # Crossref's cap on ``rows`` (PEERS.md, Paging)
 MAX_URL = 4000  # characters, scheme and host included: the request line stays under 4096 bytes
 
-# Requests per second. Crossref's own figures disagree between snapshots (50/s before December 2025,
-# revised since, new numbers not published); the lowest figure reported for the polite pool since is
-# 3 requests/s for list requests (10/s for single works; PEERS.md K). One limiter paces both kinds, so
-# it runs at the lower one. The x-rate-limit-* headers of every answer can slow it down further.
-DEFAULT_REQUESTS_PER_SECOND = 3.0
+# Crossref's limits since 1 December 2025 (Crossref blog "Announcing changes to REST API rate limits",
+# 2025-11-05; PEERS.md, "Crossref since 1 December 2025"): the polite pool (mailto) allows 10 requests per
+# interval of one second with at most 3 in flight at a time; the public pool 5, one at a time. Metadata
+# Plus publishes no new figures, so a token is paced as the polite pool. Crossref asks clients to obey
+# the x-rate-limit-limit / x-rate-limit-interval headers of every answer: they slow the limiter down
+# (never speed it past these), and a 429's Retry-After is waited out. The concurrency counts every
+# harvest process sharing the pacing (the per-user file, and with PostgreSQL every host).
+POLITE_REQUESTS_PER_SECOND = 10.0
+POLITE_CONCURRENCY = 3
+PUBLIC_REQUESTS_PER_SECOND = 5.0
+PUBLIC_CONCURRENCY = 1
+DEFAULT_REQUESTS_PER_SECOND = POLITE_REQUESTS_PER_SECOND  # harvest asks with a mailto when an e-mail is set
+
+
+def pool_limits(settings: Settings) -> tuple[float, int]:
+    """Requests per second and requests in flight for the pool these settings ask in (see above)."""
+    if settings.email or settings.crossref_plus_token is not None:
+        return POLITE_REQUESTS_PER_SECOND, POLITE_CONCURRENCY
+    return PUBLIC_REQUESTS_PER_SECOND, PUBLIC_CONCURRENCY
+
+
+def pool_name(settings: Settings) -> str:
+    """ "plus", "polite" or "public": the pool Crossref puts these settings' requests in."""
+    if settings.crossref_plus_token is not None:
+        return "plus"
+    return "polite" if settings.email else "public"
+
 
 PLUS_TOKEN_HEADER = "Crossref-Plus-API-Token"
 
@@ -195,14 +217,16 @@ class CrossrefClient:
 
         ``mailto`` (when an e-mail is set) goes on every request and the User-Agent names the tool, its
         version and the address; a Plus token travels only in its header and is redacted everywhere.
-        The default limiter runs at :data:`DEFAULT_REQUESTS_PER_SECOND`; either way, answers that
-        advertise a lower rate slow it down.
+        The default limiter keeps the pool's rate and concurrency (:func:`pool_limits`); either way,
+        answers that advertise a lower rate slow it down.
         """
         params = {"mailto": settings.email} if settings.email else {}
         headers = {"User-Agent": settings.user_agent, "Accept": "application/json"}
         if settings.crossref_plus_token is not None:
             headers[PLUS_TOKEN_HEADER] = f"Bearer {settings.crossref_plus_token.reveal()}"
-        limiter = limiter if limiter is not None else RateLimiter(DEFAULT_REQUESTS_PER_SECOND)
+        if limiter is None:
+            rate, concurrency = pool_limits(settings)
+            limiter = RateLimiter(rate, concurrency=concurrency)
         service = ServiceClient(
             session,
             name=SOURCE,
@@ -407,10 +431,16 @@ class CrossrefClient:
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_REQUESTS_PER_SECOND",
+    "POLITE_CONCURRENCY",
+    "POLITE_REQUESTS_PER_SECOND",
+    "PUBLIC_CONCURRENCY",
+    "PUBLIC_REQUESTS_PER_SECOND",
     "SOURCE",
     "CrossrefBatch",
     "CrossrefClient",
     "advertised_rate",
     "check_crossref_json",
+    "pool_limits",
+    "pool_name",
     "rate_header_observer",
 ]

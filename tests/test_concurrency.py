@@ -26,6 +26,7 @@ from tests.test_cli import SEED, clone_record
 FIRST = [str(p) for p in range(920_000, 920_040)]  # the two runs share 920020-920039
 SECOND = [str(p) for p in range(920_020, 920_060)]
 VOLATILE = {"fetched_at", "harvested_at", "updated_at", "created_at", "detected_at", "changed_at"}
+BUDGET_TABLES = {"request_budgets", "request_budget_salt"}  # the request budget's send times (PostgreSQL)
 
 
 @pytest.fixture(params=database_params())
@@ -89,7 +90,7 @@ def _stored(url: str) -> dict[str, Any]:
             pmid_of = {int(i): str(p) for i, p in conn.execute(sa.text("SELECT id, pmid FROM articles"))}
             tables: dict[str, Any] = {}
             for table in sa.inspect(conn).get_table_names():
-                if table in {"alembic_version", "harvest_runs", "raw_payloads", "journals"}:
+                if table in {"alembic_version", "harvest_runs", "raw_payloads", "journals", *BUDGET_TABLES}:
                     continue
                 rows = conn.execute(sa.text(f'SELECT * FROM "{table}"')).mappings().all()  # noqa: S608 - reflected name
                 tables[table] = sorted(json.dumps(_stable(dict(r), pmid_of), sort_keys=True) for r in rows)

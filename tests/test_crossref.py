@@ -710,9 +710,10 @@ def batches_and_failures(
     ]
 
 
-def test_defaults_https_polite_pool_and_a_conservative_rate() -> None:
+def test_defaults_https_polite_pool_and_its_rate_since_december_2025() -> None:
     assert DEFAULT_CROSSREF_URL.startswith("https://") and DEFAULT_BATCH_SIZE == 50
-    assert DEFAULT_REQUESTS_PER_SECOND <= 3.0
+    # Polite pool: 10 requests a second, at most 3 at a time (PEERS.md, "Crossref since 1 December 2025").
+    assert DEFAULT_REQUESTS_PER_SECOND <= 10.0
     client = CrossrefClient.from_settings(make_settings(), requests.Session())
     assert client.service.base_url == "https://api.crossref.org/" and client.batch_size == 50
     with pytest.raises(ValueError):
@@ -885,9 +886,9 @@ def test_rate_headers_lower_the_rate_and_never_raise_it_past_the_ceiling(
 def test_requests_are_paced_by_the_limiter(make: Callable[..., Harness]) -> None:
     h = make()
     h.fake.add(work("10.5555/a"))
-    for _ in range(7):
+    for _ in range(21):
         h.client.fetch_work("10.5555/a")
-    assert h.clock.now >= 2.0  # 7 requests at 3 a second
+    assert h.clock.now >= 2.0  # 21 requests at 10 a second
 
 
 def test_a_batch_that_never_succeeds_is_a_fetch_failure_naming_its_dois(make: Callable[..., Harness]) -> None:

@@ -837,9 +837,15 @@ def test_the_send_logs_hold_neither_key_nor_token(tmp_path: Path) -> None:
         mock.get("https://crossref.example.org/works", json={"status": "ok"})
         services.eutils.service.request("GET", "efetch.fcgi", params={"db": "pubmed", "id": "1"})
         services.crossref.service.request("GET", "works", params={"filter": "doi:10.1/x"})
-    files = sorted(tmp_path.iterdir())
+    files = sorted(tmp_path.glob("*.sends"))
     assert [f.name.split("-")[0] for f in files] == ["crossref", "icite", "ncbi"]
     for f in files:
         assert key not in f.name and token not in f.name
         assert all(float(line) > 0 for line in f.read_text().split())  # times, and nothing else
         assert f.stat().st_mode & 0o777 == 0o600
+    slots = sorted(tmp_path.glob("*.slot*"))  # Crossref's requests in flight: one lock file a slot
+    assert slots and {f.name.rsplit(".", 1)[1] for f in slots} <= {"slot0", "slot1", "slot2"}
+    assert {f.name.split("-")[0] for f in slots} == {"crossref"}
+    for f in slots:
+        assert key not in f.name and token not in f.name and f.read_bytes() == b""
+    assert sorted(tmp_path.iterdir()) == sorted([*files, *slots])

@@ -344,7 +344,10 @@ def test_a_killed_run_left_running_is_marked_abandoned_by_the_next(engine: Engin
 
 PMIDS = ["35350566", *(str(p) for p in range(900012, 900000, -1))]  # as esearch lists them, newest first
 MIDDLE_BATCH = {"900007", "900006", "900005"}  # records 7-9 of 13 with efetch_batch_size 3
-RUN_TABLES = {"harvest_runs", "run_searches", "search_states", "run_locks", "alembic_version"}
+RUN_TABLES = {
+    *("harvest_runs", "run_searches", "search_states", "run_locks", "alembic_version"),
+    *("request_budgets", "request_budget_salt"),  # the request budget (PostgreSQL): send times, not data
+}
 
 
 def in_middle_batch(params: Any) -> bool:

@@ -1,6 +1,9 @@
 """HTTP for every remote service: pacing, the one retry policy, classification of failures, redaction.
 
-Each attempt of :meth:`ServiceClient.request` waits for the service's :class:`RateLimiter`, sends,
+Each attempt of :meth:`ServiceClient.request` waits for the service's :class:`RateLimiter` (which may share
+its pacing with other processes through a :class:`SendLog`: the per-user file here, or db.budget's row in
+a PostgreSQL database, handed down by the jobs layer; and its requests in flight through
+:class:`SendSlots`), sends,
 and turns what came back into the error tree of :mod:`harvester.core.errors`: connection failures, 429 and
 5xx become :class:`~harvester.core.errors.TransientUpstreamError` subclasses, which :class:`RetryPolicy`
 retries (and nothing else); other 4xx become :class:`~harvester.core.errors.RejectedRequestError`. When
@@ -25,13 +28,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -183,11 +186,67 @@ def describe_body(body: bytes, limit: int = _SNIPPET_CHARS) -> str:
 # ------------------------------------------------------------------------------------------ rate limiting
 
 
-SHARED_SENDS_KEPT = 16  # send times a SharedSends file keeps: more than any limiter's burst (ceil(10))
+SHARED_SENDS_KEPT = 16  # send times a shared log keeps: more than any limiter's burst (ceil(10))
 # Reserved times further ahead than this are taken for the relic of a wall clock stepped back. A queue of
 # processes reserves at most one slot each, so a real reservation is never this far ahead (180 processes
 # at 3 requests/s); a clock stepped back by less costs one wait of that step, once.
 SHARED_SENDS_HORIZON = 60.0
+SLOT_POLL = 0.05  # seconds between looks for an in-flight slot that other processes hold
+
+
+class SendLogUnavailableError(Exception):
+    """A shared send log or slot set that cannot be used now, and has said so itself (once a process).
+
+    ``retry_after``: seconds after which the limiter tries it again; None: never again in this process.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SendLog(Protocol):
+    """The latest send times to one service, shared by every process that paces with the same log.
+
+    Two kinds: :class:`SharedSends`, a file that the processes of one user on one machine share, and
+    ``db.budget``'s row in a PostgreSQL table that every process on every host using that database shares.
+    A :class:`RateLimiter` holds :meth:`locked` for a moment, to reserve its slot, never across a request.
+    """
+
+    @property
+    def where(self) -> str:
+        """What the log is, for messages (a path; "the request budget in the database")."""
+        ...
+
+    def locked(self) -> AbstractContextManager[list[float]]:
+        """The recorded times, oldest first, under the log's lock; what the caller leaves is kept.
+
+        Raises:
+            OSError: a file that cannot be used (the limiter warns and stops using it).
+            SendLogUnavailableError: the log cannot be used now (it has warned itself).
+        """
+        ...
+
+    def now(self) -> float | None:
+        """Inside :meth:`locked`: the log's own clock (a database server's), or None for the limiter's."""
+        ...
+
+
+class SendSlots(Protocol):
+    """At most so many requests in flight to one service at a time, counted across processes."""
+
+    @property
+    def where(self) -> str:
+        """What the slots are, for messages."""
+        ...
+
+    def held(self) -> AbstractContextManager[None]:
+        """Wait for a free slot and hold it while the body runs (the request, answer included).
+
+        Raises:
+            OSError, SendLogUnavailableError: as :meth:`SendLog.locked`.
+        """
+        ...
 
 
 class SharedSends:
@@ -204,6 +263,13 @@ class SharedSends:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def now(self) -> float | None:
+        return None  # the limiter's wall clock
 
     @contextmanager
     def locked(self) -> Iterator[list[float]]:
@@ -236,10 +302,58 @@ class SharedSends:
             os.close(fd)  # releases the lock
 
 
-def shared_sends(directory: Path | None, service: str, identity: str) -> SharedSends | None:
-    """The send log of ``service`` for this user and ``identity`` (a base URL and whether a key is used,
-    never the key itself), or None when ``directory`` is None or cannot be used (then each process paces
-    only itself, as logged once)."""
+class SlotFiles:
+    """At most ``count`` requests in flight from the processes of one user: one ``flock`` per request.
+
+    Slot ``i`` is the file ``<stem>.slot<i>``; a request holds an exclusive lock on one of them while it
+    is out. The kernel releases the lock when the process dies, so a killed process never keeps a slot.
+    """
+
+    def __init__(self, stem: Path, count: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        self.stem = stem
+        self.count = count
+        self._sleep = sleep
+
+    @property
+    def where(self) -> str:
+        return f"{self.stem}.slot*"
+
+    def path(self, slot: int) -> Path:
+        return self.stem.with_name(f"{self.stem.name}.slot{slot}")
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold a free slot; when all are taken, look again every :data:`SLOT_POLL` seconds.
+
+        Raises:
+            OSError: a slot file cannot be created or locked.
+        """
+        import fcntl
+
+        first = random.randrange(self.count)  # spread the processes over the slots
+        while True:
+            for offset in range(self.count):
+                fd = os.open(self.path((first + offset) % self.count), os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                except BaseException:
+                    os.close(fd)
+                    raise
+                try:
+                    yield
+                finally:
+                    os.close(fd)  # releases the lock
+                return
+            self._sleep(SLOT_POLL)
+
+
+def _rate_file_stem(directory: Path | None, service: str, identity: str) -> Path | None:
+    """``directory/<service>-<digest>`` once the directory is usable, else None (warned)."""
     if directory is None:
         return None
     try:
@@ -248,10 +362,29 @@ def shared_sends(directory: Path | None, service: str, identity: str) -> SharedS
         log.warning("%s: no flock on this platform; this process paces only its own requests", service)
         return None
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
-    path = directory / f"{service}-{digest}.sends"
-    sends = SharedSends(path)
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        log.warning(
+            "%s: cannot use %s to pace requests with other harvest processes (%s); this process paces"
+            " only its own",
+            service,
+            directory,
+            exc.strerror or type(exc).__name__,
+        )
+        return None
+    return directory / f"{service}-{digest}"
+
+
+def shared_sends(directory: Path | None, service: str, identity: str) -> SharedSends | None:
+    """The send log of ``service`` for this user and ``identity`` (a base URL and whether a key is used,
+    never the key itself), or None when ``directory`` is None or cannot be used (then each process paces
+    only itself, as logged once)."""
+    stem = _rate_file_stem(directory, service, identity)
+    if stem is None:
+        return None
+    sends = SharedSends(stem.with_name(f"{stem.name}.sends"))
+    try:
         with sends.locked():  # created, locked and written once now, so a problem shows at the start
             pass
     except OSError as exc:
@@ -259,21 +392,108 @@ def shared_sends(directory: Path | None, service: str, identity: str) -> SharedS
             "%s: cannot use %s to pace requests with other harvest processes (%s); this process paces"
             " only its own",
             service,
-            path,
+            sends.path,
             exc.strerror or type(exc).__name__,
         )
         return None
     return sends
 
 
+def slot_files(directory: Path | None, service: str, identity: str, count: int) -> SlotFiles | None:
+    """The in-flight slots of ``service`` for this user and ``identity`` (as :func:`shared_sends`), or
+    None when ``directory`` is None or cannot be used (then only this process's own requests count)."""
+    stem = _rate_file_stem(directory, service, identity)
+    if stem is None:
+        return None
+    slots = SlotFiles(stem, count)
+    try:
+        with slots.held():  # created and locked once now, so a problem shows at the start
+            pass
+    except OSError as exc:
+        log.warning(
+            "%s: cannot use %s to count requests in flight with other harvest processes (%s); this"
+            " process counts only its own",
+            service,
+            slots.where,
+            exc.strerror or type(exc).__name__,
+        )
+        return None
+    return slots
+
+
+_Shared = TypeVar("_Shared", SendLog, SendSlots)
+
+
+class _SharedFailed(Exception):
+    """A shared log or slot set failed while in use; carried out of nested locks to the limiter."""
+
+    def __init__(self, item: object, error: OSError | SendLogUnavailableError) -> None:
+        super().__init__(str(error))
+        self.item = item
+        self.error = error
+
+
+@contextmanager
+def _guarded(item: object, enter: Callable[[], AbstractContextManager[T]]) -> Iterator[T]:
+    """``enter()``'s context, with its own failures (on entry or exit) tagged with ``item``."""
+    try:
+        with enter() as value:
+            yield value
+    except (OSError, SendLogUnavailableError) as exc:
+        raise _SharedFailed(item, exc) from None
+
+
+class _SharedSet(Generic[_Shared]):
+    """Shared logs or slot sets in lock order; one that fails is left out, for a while or for good."""
+
+    def __init__(self, items: Sequence[_Shared], clock: Callable[[], float], doing: str) -> None:
+        self._items: list[_Shared] = list(items)
+        self._clock = clock
+        self._doing = doing  # "pace requests", "count requests in flight": for the warning
+        self._paused_until: dict[int, float] = {}
+
+    def usable(self) -> list[_Shared]:
+        now = self._clock()
+        return [item for item in self._items if self._paused_until.get(id(item), -math.inf) <= now]
+
+    def drop(self, failed: _SharedFailed) -> None:
+        item, error = failed.item, failed.error
+        if isinstance(error, SendLogUnavailableError) and error.retry_after is not None:
+            self._paused_until[id(item)] = self._clock() + error.retry_after
+            return
+        if isinstance(error, OSError):
+            log.warning(
+                "cannot use %s to %s with other harvest processes (%s); this process paces only its own"
+                " from now on",
+                getattr(item, "where", "?"),
+                self._doing,
+                error.strerror or type(error).__name__,
+            )
+        self._items = [i for i in self._items if i is not item]
+
+
+def _as_list(value: _Shared | Sequence[_Shared] | None) -> list[_Shared]:
+    if value is None:
+        return []
+    if isinstance(value, Sequence):
+        return list(value)
+    return [value]
+
+
 class RateLimiter:
     """At most ``rate`` requests per second, shared by every thread that holds the instance, and with
-    ``shared``, by every process that uses the same :class:`SharedSends` file.
+    ``shared``, by every process that uses the same send logs; with ``concurrency``, at most that many
+    requests in flight at a time (across processes too, with ``shared_slots``).
 
     Two rules hold together: consecutive sends are at least ``1/rate`` apart, and no sliding window
     of one second (plus :data:`WINDOW_MARGIN`) ever holds more than ``ceil(rate)`` sends, so the
     service's own per-second count never sees ``rate + 1``. Create one per service (NCBI's
     E-utilities and ID Converter share one) and pass that instance to each client.
+
+    ``shared`` is a :class:`SendLog` or several, in lock order (the per-user file first, then the
+    database's budget): a slot is reserved in every one of them at once, so it suits each. A log that
+    fails is left out (the file for good, with a warning; the database's budget for as long as it says)
+    and the limiter goes on with the rest, and its own record of this process's sends.
 
     ``clock`` and ``sleep`` are injectable for tests; a fake ``sleep`` must advance the fake ``clock``.
     With ``shared`` the clock must be comparable across processes (the default is then ``time.time``).
@@ -285,18 +505,28 @@ class RateLimiter:
         *,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        shared: SharedSends | None = None,
+        shared: SendLog | Sequence[SendLog] | None = None,
+        concurrency: int | None = None,
+        shared_slots: SendSlots | Sequence[SendSlots] | None = None,
     ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
+        logs = _as_list(shared)
         self.rate = rate
         self.ceiling = rate  # limit_to() never paces faster than this
+        self.concurrency = concurrency
         self._interval = 1.0 / rate
         self._burst = math.ceil(rate)
         self._window = 1.0 + WINDOW_MARGIN
-        self._clock = clock if clock is not None else (time.monotonic if shared is None else time.time)
+        self._clock = clock if clock is not None else (time.monotonic if not logs else time.time)
         self._sleep = sleep
-        self._shared = shared
+        self._logs: _SharedSet[SendLog] = _SharedSet(logs, self._clock, "pace requests")
+        self._slots: _SharedSet[SendSlots] = _SharedSet(
+            _as_list(shared_slots), self._clock, "count requests in flight"
+        )
+        self._in_flight = threading.BoundedSemaphore(concurrency) if concurrency is not None else None
         self._sent: deque[float] = deque(maxlen=self._burst)
         # Held while sleeping: callers queue behind the one that is waiting for its slot.
         self._lock = threading.Lock()
@@ -329,10 +559,55 @@ class RateLimiter:
                 self._sent = deque(self._sent, maxlen=self._burst)
             return self.rate
 
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """Hold an in-flight slot (with ``concurrency``), then wait for a send slot: send and read inside."""
+        if self._in_flight is None:
+            self.acquire()
+            yield
+            return
+        with self._in_flight, self._shared_slot():
+            self.acquire()
+            yield
+
+    @contextmanager
+    def _shared_slot(self) -> Iterator[None]:
+        """A slot in every usable shared slot set, in order; a set that fails is left out as a log is."""
+        while True:
+            stack = ExitStack()
+            try:
+                for item in self._slots.usable():
+                    stack.enter_context(_guarded(item, item.held))
+            except _SharedFailed as failed:
+                self._release(stack)
+                self._slots.drop(failed)
+                continue
+            break
+        try:
+            yield
+        finally:
+            self._release(stack)
+
+    def _release(self, stack: ExitStack) -> None:
+        try:
+            stack.close()
+        except _SharedFailed as failed:  # the request went out; the set is left out from now on
+            self._slots.drop(failed)
+
     def acquire(self) -> None:
         """Block until one more request may be sent, and count it as sent."""
         with self._lock:
-            if self._shared is not None and self._acquire_shared(self._shared):
+            while True:
+                logs = self._logs.usable()
+                if not logs:
+                    break
+                try:
+                    wait = self._reserve(logs)
+                except _SharedFailed as failed:
+                    self._logs.drop(failed)
+                    continue  # the others, or this process alone
+                if wait > _EPSILON:
+                    self._sleep(wait)
                 return
             while True:
                 now = self._clock()
@@ -342,31 +617,23 @@ class RateLimiter:
                     return
                 self._sleep(wait)
 
-    def _acquire_shared(self, shared: SharedSends) -> bool:
-        """Reserve the next slot in the shared file (under its lock), then sleep until it comes.
-
-        Returns False, having stopped using the file, when it cannot be used any more: the caller then
-        paces this process alone, from the send times it recorded.
-        """
-        try:
-            with shared.locked() as sent:
-                now = self._clock()
-                sent[:] = [t for t in sent if t <= now + SHARED_SENDS_HORIZON]  # a clock stepped back
-                wait = max(0.0, self._wait_needed(now, sent))
-                sent.append(now + wait)
-        except OSError as exc:
-            log.warning(
-                "cannot use %s to pace requests with other harvest processes (%s); this process paces"
-                " only its own from now on",
-                shared.path,
-                exc.strerror or type(exc).__name__,
-            )
-            self._shared = None
-            return False
+    def _reserve(self, logs: Sequence[SendLog]) -> float:
+        """Reserve the next slot that suits every log, under all their locks; return the wait until it."""
+        with ExitStack() as stack:
+            held = [(item, stack.enter_context(_guarded(item, item.locked))) for item in logs]
+            now = self._clock()
+            wait = max(0.0, self._wait_needed(now))
+            bases: list[float] = []
+            for item, sent in held:
+                own = item.now()
+                base = now if own is None else own
+                sent[:] = [t for t in sent if t <= base + SHARED_SENDS_HORIZON]  # a clock stepped back
+                wait = max(wait, self._wait_needed(base, sent))
+                bases.append(base)
+            for (_item, sent), base in zip(held, bases, strict=True):
+                sent.append(base + wait)
         self._sent.append(now + wait)
-        if wait > _EPSILON:
-            self._sleep(wait)
-        return True
+        return wait
 
 
 # ---------------------------------------------------------------------------------------------- responses
@@ -636,24 +903,25 @@ class ServiceClient:
         accept: Collection[int] = (),
     ) -> Response:
         where = self._where(shown)
-        self._limiter.acquire()
         started = time.monotonic()
         failure: UpstreamError | None = None
         try:
-            with self._session.request(
-                method,
-                url,
-                params=query or None,
-                data=form,
-                headers=self._headers,
-                timeout=self._timeout,
-                stream=True,
-                allow_redirects=False,  # a redirect would carry api_key to wherever it points
-            ) as raw:
-                status = raw.status_code
-                headers: Mapping[str, str] = MappingProxyType(CaseInsensitiveDict(raw.headers))
-                limit = self._max_bytes if 200 <= status < 300 else min(self._max_bytes, 65_536)
-                body = self._read_body(raw, limit, shown, truncate=not 200 <= status < 300)
+            with self._limiter.sending():
+                started = time.monotonic()
+                with self._session.request(
+                    method,
+                    url,
+                    params=query or None,
+                    data=form,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    stream=True,
+                    allow_redirects=False,  # a redirect would carry api_key to wherever it points
+                ) as raw:
+                    status = raw.status_code
+                    headers: Mapping[str, str] = MappingProxyType(CaseInsensitiveDict(raw.headers))
+                    limit = self._max_bytes if 200 <= status < 300 else min(self._max_bytes, 65_536)
+                    body = self._read_body(raw, limit, shown, truncate=not 200 <= status < 300)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             reason, heals = connection_failure(exc)
             kind = ServiceUnavailableError if heals or self._answered else UnreachableError
@@ -794,7 +1062,12 @@ __all__ = [
     "RateLimiter",
     "Response",
     "RetryPolicy",
+    "SendLog",
+    "SendLogUnavailableError",
+    "SendSlots",
     "ServiceClient",
+    "SharedSends",
+    "SlotFiles",
     "connection_failure",
     "describe_body",
     "host_of",
@@ -802,5 +1075,7 @@ __all__ = [
     "parse_retry_after",
     "public_url",
     "redact",
+    "shared_sends",
     "short_account",
+    "slot_files",
 ]
