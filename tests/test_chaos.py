@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from db.models import metadata
 from harvester.cli import run
 from harvester.core.errors import ExitCode
-from tests.db_helpers import database_params, fresh_database_url
+from tests.db_helpers import BUDGET_TABLES, database_params, fresh_database_url
 from tests.pacing import eutils_times, paced_bound
 from tests.standin import (
     CROSSREF_RATE_LIMIT,
@@ -83,9 +83,7 @@ VOLATILE_COLUMNS = frozenset(
     }
 )
 # Bookkeeping, not data: the runs, and the request budget's send times and salt (PostgreSQL only).
-RUN_TABLES = frozenset(
-    {"harvest_runs", "run_searches", "search_states", "run_locks", "request_budgets", "request_budget_salt"}
-)
+RUN_TABLES = frozenset({"harvest_runs", "run_searches", "search_states", "run_locks", *BUDGET_TABLES})
 
 
 # ---- the corpus -----------------------------------------------------------------------------------

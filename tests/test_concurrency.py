@@ -19,14 +19,13 @@ import pytest
 import sqlalchemy as sa
 
 from db.engine import open_database
-from tests.db_helpers import crossref_message, database_params, fresh_database_url
+from tests.db_helpers import BUDGET_TABLES, crossref_message, database_params, fresh_database_url
 from tests.standin import Delay, StandIn
 from tests.test_cli import SEED, clone_record
 
 FIRST = [str(p) for p in range(920_000, 920_040)]  # the two runs share 920020-920039
 SECOND = [str(p) for p in range(920_020, 920_060)]
 VOLATILE = {"fetched_at", "harvested_at", "updated_at", "created_at", "detected_at", "changed_at"}
-BUDGET_TABLES = {"request_budgets", "request_budget_salt"}  # the request budget's send times (PostgreSQL)
 
 
 @pytest.fixture(params=database_params())

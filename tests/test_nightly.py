@@ -38,6 +38,7 @@ from harvester.core.settings import NightlySettings, SearchSpec, Settings, load_
 from harvester.jobs.enrichment import EnrichReport
 from harvester.jobs.nightly import Window, run_nightly, search_window, select_searches
 from harvester.jobs.search import SearchReport, SliceReport
+from tests.db_helpers import BUDGET_TABLES
 from tests.standin import EFETCH, Delay, Short, StandIn, Status
 from tests.test_cli import SEED, clone_record
 
@@ -346,7 +347,7 @@ PMIDS = ["35350566", *(str(p) for p in range(900012, 900000, -1))]  # as esearch
 MIDDLE_BATCH = {"900007", "900006", "900005"}  # records 7-9 of 13 with efetch_batch_size 3
 RUN_TABLES = {
     *("harvest_runs", "run_searches", "search_states", "run_locks", "alembic_version"),
-    *("request_budgets", "request_budget_salt"),  # the request budget (PostgreSQL): send times, not data
+    *BUDGET_TABLES,  # the request budget (PostgreSQL): send times, not data
 }
 
 
