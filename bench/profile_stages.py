@@ -10,6 +10,7 @@ is kept. The stages:
   bare           bench_parse's bare lxml walk of the file (the unit)
   scan           harvester.sources.pubmed_xml.scan_pubmed: split into records, SHA-256 of each
   parse          parse_pubmed(keep_raw=True)
+  scan + parse   scan_pubmed, then each pending record parsed: what the reading process does
   pickle         pickle.dumps of the records in chunks of 250, as the reading process sends them
   unpickle       pickle.loads of the same
   sha256         hashlib.sha256 of each raw record (the store hashes again: db.store._latest_per_pmid)
@@ -108,38 +109,6 @@ def store_all(url: str, articles: list[Any], batch: int = 500) -> tuple[float, f
     return cpu, server
 
 
-@contextmanager
-def copy_helpers() -> Iterator[None]:
-    """db.pg_copy's helpers in place of db.store's insert helpers, for PostgreSQL, while the block runs."""
-    import db.store as store
-    from db import pg_copy
-
-    saved = {
-        name: getattr(store, name)
-        for name in ("_insert_tuples", "_insert_values_chunks", "_insert_returning")
-    }
-
-    def insert_tuples(conn: Any, table: Any, rows: Any) -> None:
-        if conn.dialect.name != "postgresql":
-            saved["_insert_tuples"](conn, table, rows)
-            return
-        pg_copy.insert_tuples(conn, table, rows, store.CHILD_COLUMNS[table.name])
-
-    def insert_returning(conn: Any, table: Any, rows: Any, returning: Any) -> Any:
-        if conn.dialect.name != "postgresql":
-            return saved["_insert_returning"](conn, table, rows, returning)
-        return pg_copy.insert_returning(conn, table, rows, returning)
-
-    store._insert_tuples = insert_tuples
-    store._insert_values_chunks = pg_copy.insert_values_chunks
-    store._insert_returning = insert_returning
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(store, name, value)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=5_000)
@@ -153,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import db.store as store
     from harvester.core.records import Article
-    from harvester.sources.pubmed_xml import parse_pubmed, scan_pubmed
+    from harvester.sources.pubmed_xml import PendingArticle, parse_pubmed, scan_pubmed
 
     articles = [a for a in parse_pubmed(corpus, keep_raw=True) if isinstance(a, Article)]
     raws = [a.raw_xml or b"" for a in articles]
@@ -164,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         with corpus.open("rb") as handle:
             for _ in scan_pubmed(handle):
                 pass
+
+    def scan_and_parse() -> None:
+        with corpus.open("rb") as handle:
+            for record in scan_pubmed(handle):
+                if isinstance(record, PendingArticle):
+                    record.parse()
 
     def child_rows() -> None:
         rows = store._ChildRows()
@@ -178,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare": lambda: measure_bare(corpus),
         "scan": scan,
         "parse": lambda: sum(1 for _ in parse_pubmed(corpus, keep_raw=True)),
+        "scan + parse": scan_and_parse,
         "pickle": lambda: [pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in chunks],
         "unpickle": lambda: [pickle.loads(p) for p in pickled],
         "sha256": lambda: [hashlib.sha256(r).hexdigest() for r in raws],
@@ -199,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         cpu, _ = store_all(f"sqlite:///{Path(tmp) / 'stages.sqlite'}", articles)
         print(f"{'store sqlite':<16} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}")
     if args.postgres_url:
+        from bench_store import copy_helpers
+
         for name, swap in (("store pg", None), ("store pg copy", copy_helpers)):
             with postgres_schema(args.postgres_url) as url:
                 if swap is None:

@@ -30,14 +30,17 @@ integer out of range, a duplicate key) raises SQLAlchemy's exception of the same
 
 Everything runs on the SQLAlchemy connection's own DBAPI connection, in its transaction: a rollback
 undoes it. Staging tables are temporary (``ON COMMIT DELETE ROWS``), one per table and column set and
-session, emptied before each use; they hold nothing between transactions. Statements sent through the raw
-cursor are not seen by the engine's ``before_cursor_execute`` events.
+session, emptied before each use; they hold nothing between transactions. The engine's
+``before_cursor_execute`` / ``after_cursor_execute`` listeners see each statement (``COPY "authors"
+(...) FROM STDIN`` rather than ``INSERT INTO authors``), so whatever observes or fails statements by
+their text must name COPY too.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -277,14 +280,10 @@ def _copy(
         target=_table_name(table) if stage is None else sql.Identifier(stage),
         columns=_names(columns),
     )
-    raw = _driver(conn)
-    try:
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types(types)
-            for row in checked:
-                copy.write_row(row)
-    except _psycopg_error() as exc:
-        raise _wrapped(exc, statement, raw) from exc
+    with _cursor(conn, statement, None) as cursor, cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in checked:
+            copy.write_row(row)
 
 
 def _staged(
@@ -328,32 +327,48 @@ def _next_ids(conn: Connection, table: sa.Table, key: str, count: int) -> list[i
         "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq) AS q,"
         " generate_series(1, %s)"
     )
-    raw = _driver(conn)
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(statement, (_qualified(table), key, count))
-            return [int(value) for (value,) in cursor.fetchall()]
-    except _psycopg_error() as exc:
-        raise _wrapped(exc, statement, raw) from exc
+    params = (_qualified(table), key, count)
+    with _cursor(conn, statement, params) as cursor:
+        cursor.execute(statement, params)
+        return [int(value) for (value,) in cursor.fetchall()]
 
 
 def _execute(conn: Connection, statement: sql.Composed | sql.SQL) -> int:
-    raw = _driver(conn)
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(statement)
-            return cursor.rowcount
-    except _psycopg_error() as exc:
-        raise _wrapped(exc, statement, raw) from exc
+    with _cursor(conn, statement, None) as cursor:
+        cursor.execute(statement)
+        return cursor.rowcount
 
 
 def _fetch(conn: Connection, statement: sql.Composed | sql.SQL) -> list[tuple[Any, ...]]:
+    with _cursor(conn, statement, None) as cursor:
+        cursor.execute(statement)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+@contextmanager
+def _cursor(
+    conn: Connection, statement: sql.Composed | sql.SQL, params: tuple[Any, ...] | None
+) -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor of the connection's own DBAPI connection, for one statement.
+
+    The engine's ``before_cursor_execute`` and ``after_cursor_execute`` listeners see the statement as
+    text (COPY included), as they see any other, and an error a listener raises is wrapped like the
+    driver's own (what tests/db_helpers.failing_statement relies on); a listener that rewrites the
+    statement is not obeyed. The driver's errors come out as SQLAlchemy's.
+    """
+    import psycopg
+
     raw = _driver(conn)
+    observed = bool(conn.dispatch.before_cursor_execute) or bool(conn.dispatch.after_cursor_execute)
     try:
         with raw.cursor() as cursor:
-            cursor.execute(statement)
-            return [tuple(row) for row in cursor.fetchall()]
-    except _psycopg_error() as exc:
+            text = statement.as_string(raw) if observed else ""
+            for before in conn.dispatch.before_cursor_execute:
+                before(conn, cursor, text, params, None, False)
+            yield cursor
+            for after in conn.dispatch.after_cursor_execute:
+                after(conn, cursor, text, params, None, False)
+    except psycopg.Error as exc:
         raise _wrapped(exc, statement, raw) from exc
 
 
@@ -375,12 +390,6 @@ def _names(columns: Iterable[str]) -> sql.Composable:
     from psycopg import sql
 
     return sql.SQL(", ").join(sql.Identifier(name) for name in columns)
-
-
-def _psycopg_error() -> type[Exception]:
-    import psycopg
-
-    return psycopg.Error
 
 
 def _wrapped(

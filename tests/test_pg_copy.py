@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from db import pg_copy
 from db.engine import open_database
 from db.models import metadata
-from tests.db_helpers import fresh_database_url
+from tests.db_helpers import failing_statement, fresh_database_url, recorded_statements
 
 pytestmark = pytest.mark.postgres
 
@@ -371,6 +371,27 @@ def test_staging_table_survives_a_rollback_and_holds_nothing_after_commit(pg: En
             assert len(staged) == 1
             assert conn.exec_driver_sql(f'SELECT COUNT(*) FROM "{staged[0]}"').scalar_one() == 0  # noqa: S608
         assert conn.execute(sa.select(sa.func.count()).select_from(conflicts)).scalar_one() == 1
+
+
+def test_the_engines_listeners_see_and_may_fail_each_statement(pg: Engine) -> None:
+    """What tests.db_helpers' recorded_statements and failing_statement rely on, COPY included."""
+    languages, conflicts = T["article_languages"], T["conflicts"]
+    row = {"source": "pubmed", "source_id": "1", "claims": "[]", "article_ids": "1,2", "detected_at": NOW}
+    with recorded_statements(pg) as statements, pg.begin() as conn:
+        article_id = _article(conn, "5")
+        pg_copy.insert_tuples(conn, languages, [(article_id, 1, "eng")])
+        pg_copy.insert_returning(conn, conflicts, [row], ("id",))
+        pg_copy.upsert_rows(conn, conflicts, [row], index_elements=("source", "source_id", "article_ids"))
+    copies = [s for s in statements if s.startswith("COPY ")]
+    assert copies[0] == 'COPY "article_languages" ("article_id", "position", "language") FROM STDIN'
+    assert any(s.startswith("SELECT nextval(") for s in statements)  # the conflicts ids
+    assert any(s.startswith('INSERT INTO "conflicts"') and "ON CONFLICT" in s for s in statements)
+    with failing_statement(pg, 'COPY "article_languages"'), pytest.raises(sa.exc.OperationalError) as caught:
+        with pg.begin() as conn:
+            pg_copy.insert_tuples(conn, languages, [(article_id, 2, "fre")])
+    assert "disk I/O error" in str(caught.value)
+    with pg.connect() as conn:
+        assert _rows(conn, "article_languages") == [(article_id, 1, "eng")]
 
 
 def test_refuses_another_dialect(tmp_path: Path) -> None:
