@@ -121,13 +121,14 @@ def insert_returning(
     key = _serial_key(table)
     if key is not None and key not in columns and all(n == key or n in columns for n in returning):
         ids = _next_ids(conn, table, key, len(tuples))
-        names = (key, *columns)
-        full = _checked(
-            [(i, *t) for i, t in zip(ids, tuples, strict=True)], _copy_types(table, names, conn.dialect)
-        )
-        _copy(conn, None, table, names, full)
-        at = [names.index(name) for name in returning]
-        return [tuple(row[n] for n in at) for row in full]  # as stored: timestamps in UTC
+        if ids is not None:
+            names = (key, *columns)
+            full = _checked(
+                [(i, *t) for i, t in zip(ids, tuples, strict=True)], _copy_types(table, names, conn.dialect)
+            )
+            _copy(conn, None, table, names, full, checked=True)
+            at = [names.index(name) for name in returning]
+            return [tuple(row[n] for n in at) for row in full]  # as stored: timestamps in UTC
     from psycopg import sql
 
     stage = _staged(conn, table, columns, tuples)
@@ -231,9 +232,12 @@ def _driver(conn: Connection) -> psycopg.Connection[Any]:
 
 
 def _row_tuple(row: Mapping[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
-    if len(row) != len(columns):
-        raise ValueError(f"rows with different keys: {sorted(row)} and {sorted(columns)}")
-    return tuple(row[name] for name in columns)
+    try:
+        if len(row) == len(columns):
+            return tuple(row[name] for name in columns)
+    except KeyError:
+        pass
+    raise ValueError(f"rows with different keys: {sorted(row)} and {sorted(columns)}")
 
 
 def _copy_types(table: sa.Table, columns: Sequence[str], dialect: sa.Dialect) -> list[str]:
@@ -270,19 +274,23 @@ def _copy(
     table: sa.Table,
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
+    *,
+    checked: bool = False,
 ) -> None:
-    """One COPY of ``rows`` into ``table``, or into its staging table ``stage``."""
+    """One COPY of ``rows`` into ``table``, or into its staging table ``stage`` (``checked``: the rows
+    have been through :func:`_checked` already)."""
     from psycopg import sql
 
     types = _copy_types(table, columns, conn.dialect)
-    checked = _checked(rows, types)
+    if not checked:
+        rows = _checked(rows, types)
     statement = sql.SQL("COPY {target} ({columns}) FROM STDIN").format(
         target=_table_name(table) if stage is None else sql.Identifier(stage),
         columns=_names(columns),
     )
     with _cursor(conn, statement, None) as cursor, cursor.copy(statement) as copy:
         copy.set_types(types)
-        for row in checked:
+        for row in rows:
             copy.write_row(row)
 
 
@@ -319,8 +327,9 @@ def _serial_key(table: sa.Table) -> str | None:
     return column.name
 
 
-def _next_ids(conn: Connection, table: sa.Table, key: str, count: int) -> list[int]:
-    """``count`` new values of the sequence behind ``table.key``, in one query."""
+def _next_ids(conn: Connection, table: sa.Table, key: str, count: int) -> list[int] | None:
+    """``count`` new values of the sequence behind ``table.key``, in one query; None when the column
+    has no sequence (the caller takes the staging path)."""
     from psycopg import sql
 
     statement = sql.SQL(
@@ -330,7 +339,10 @@ def _next_ids(conn: Connection, table: sa.Table, key: str, count: int) -> list[i
     params = (_qualified(table), key, count)
     with _cursor(conn, statement, params) as cursor:
         cursor.execute(statement, params)
-        return [int(value) for (value,) in cursor.fetchall()]
+        values = [value for (value,) in cursor.fetchall()]
+    if any(value is None for value in values):
+        return None
+    return [int(value) for value in values]
 
 
 def _execute(conn: Connection, statement: sql.Composed | sql.SQL) -> int:

@@ -394,6 +394,36 @@ def test_the_engines_listeners_see_and_may_fail_each_statement(pg: Engine) -> No
         assert _rows(conn, "article_languages") == [(article_id, 1, "eng")]
 
 
+def test_a_key_without_a_sequence_takes_the_staging_path(pg: Engine) -> None:
+    """An integer key the model calls autoincrement but whose server default is no sequence."""
+    scratch = sa.Table(
+        "scratch_keys",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.Text),
+    )
+    rows = [{"name": text} for text in AWKWARD_TEXT[:5]]
+    with pg.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE scratch_keys (id integer PRIMARY KEY"
+            " DEFAULT (1000 + floor(random() * 1000000000))::integer, name text)"
+        )
+        returned = pg_copy.insert_returning(conn, scratch, rows, ("id", "name"))
+        stored = {r.id: r.name for r in conn.execute(sa.select(scratch))}
+    assert len(returned) == len(rows) and all(i >= 1000 for i, _ in returned)
+    assert dict(returned) == stored
+    assert sorted(stored.values()) == sorted(r["name"] for r in rows)
+
+
+def test_rows_with_different_keys_are_refused(pg: Engine) -> None:
+    rows: list[dict[str, Any]] = [
+        {"source": "a", "source_id": "1", "claims": "[]", "article_ids": "1", "detected_at": NOW},
+        {"source": "a", "source_id": "2", "claims": "[]", "article_ids": "1", "run_id": None},
+    ]
+    with pg.begin() as conn, pytest.raises(ValueError, match="different keys"):
+        pg_copy.insert_returning(conn, T["conflicts"], rows, ("id",))
+
+
 def test_refuses_another_dialect(tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'x.sqlite'}")
     try:
