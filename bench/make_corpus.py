@@ -4,10 +4,11 @@
 
 Every PubmedArticle of ``$HARVEST_FIXTURES/eutils-pubmed-xml/*.xml`` and ``medline-updatefiles/**/*.xml[.gz]``
 is used in turn; each copy gets a unique PMID (in MedlineCitation/PMID and in the ArticleIdList's pubmed id),
-and from the second cycle on its own DOI (the template's with ".copyN" appended, in the ArticleIdList and
-the ELocationID) and PMCID ("PMC" + its PMID), where the template has them: real baseline files rarely
-repeat one (issue 13), so the corpus does not either (the recorded files share a few among themselves,
-as real ones do). It is otherwise unchanged. The output is written as it is produced, one PubmedArticleSet
+its own DOI (the template's with ".copy<N>" appended, N the copy's 0-based position in the file, in the
+ArticleIdList and in the ELocationID alike) and its own PMCID ("PMC" + its PMID), where the template has
+them. Real baseline files rarely repeat a DOI or PMCID (issue 12), so no two copies share one, not even
+the first copies of two recorded articles that share a DOI among themselves. It is otherwise unchanged,
+and the same arguments give the same bytes. The output is written as it is produced, one PubmedArticleSet
 declaring the 2025 DTD. Files that declare a DTD older than 2015 are left out (see :func:`older_dtd`).
 """
 
@@ -60,10 +61,10 @@ def older_dtd(data: bytes) -> bool:
     return match is not None and int(match.group(1)) < 15
 
 
-def article_templates(files: list[Path]) -> list[tuple[list[bytes], bytes]]:
-    """Each PubmedArticle serialised and split where its own PMIDs go, ready to be joined with a new one,
-    with its PMCID (b"" for none); its DOIs and PMCID are marked for :func:`corpus_chunks` to vary."""
-    templates: list[tuple[list[bytes], bytes]] = []
+def article_templates(files: list[Path]) -> list[list[bytes]]:
+    """Each PubmedArticle serialised and split where its own PMIDs go, ready to be joined with a new one;
+    its DOIs and PMCID are marked for :func:`corpus_chunks` to replace."""
+    templates: list[list[bytes]] = []
     for path in files:
         data = _read(path)
         if older_dtd(data):
@@ -76,7 +77,6 @@ def article_templates(files: list[Path]) -> list[tuple[list[bytes], bytes]]:
             if pmid is None:
                 continue
             pmid.text = _PLACEHOLDER
-            pmcid = b""
             for article_id in article.iterfind("PubmedData/ArticleIdList/ArticleId"):
                 kind = article_id.get("IdType")
                 if kind == "pubmed":
@@ -84,26 +84,27 @@ def article_templates(files: list[Path]) -> list[tuple[list[bytes], bytes]]:
                 elif kind == "doi" and article_id.text:
                     article_id.text += _DOI_SUFFIX.decode()
                 elif kind == "pmc" and article_id.text:
-                    pmcid = article_id.text.encode()
                     article_id.text = _PMCID.decode()
             for eloc in article.iterfind("MedlineCitation/Article/ELocationID"):
                 if eloc.get("EIdType") == "doi" and eloc.text:
                     eloc.text += _DOI_SUFFIX.decode()
             fragment = etree.tostring(article, encoding="utf-8", with_tail=False)
-            templates.append((fragment.split(_PLACEHOLDER.encode()), pmcid))
+            templates.append(fragment.split(_PLACEHOLDER.encode()))
     return templates
 
 
-def corpus_chunks(templates: list[tuple[list[bytes], bytes]], records: int) -> Iterator[bytes]:
-    """The corpus file, piece by piece: the first cycle keeps the templates' DOIs and PMCIDs."""
+def corpus_chunks(templates: list[list[bytes]], records: int) -> Iterator[bytes]:
+    """The corpus file, piece by piece, every copy with identifiers of its own.
+
+    A DOI becomes ``<template's DOI>.copy<N>``: as the digits after the last ".copy" are the copy's own
+    position, two copies never end up with one DOI, whatever their templates share.
+    """
     yield b'<?xml version="1.0" encoding="utf-8"?>\n' + DOCTYPE + b"\n<PubmedArticleSet>\n"
     for index in range(records):
-        parts, pmcid = templates[index % len(templates)]
-        cycle = index // len(templates)
         pmid = str(FIRST_PMID + index).encode()
-        record = pmid.join(parts)
-        record = record.replace(_DOI_SUFFIX, f".copy{cycle}".encode() if cycle else b"")
-        record = record.replace(_PMCID, b"PMC" + pmid if cycle else pmcid)
+        record = pmid.join(templates[index % len(templates)])
+        record = record.replace(_DOI_SUFFIX, f".copy{index}".encode())
+        record = record.replace(_PMCID, b"PMC" + pmid)
         yield record + b"\n"
     yield b"</PubmedArticleSet>\n"
 
