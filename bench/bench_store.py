@@ -15,11 +15,11 @@ For each run and each dialect, in fresh interpreters so that each peak RSS is it
 Each measurement reports its wall time, its CPU time (user + system of the measuring process and of the
 reading process it waited for) and, for PostgreSQL, the CPU time of the server processes that served its
 connections (read from /proc when the pool closes them: the server must run on this machine).
-``--first-only`` leaves the re-store out. ``--dialects`` takes variants besides ``sqlite`` and
-``postgresql``: ``postgresql+copy`` is PostgreSQL with db.pg_copy's COPY helpers patched in for db.store's
-insert helpers (see :func:`copy_helpers`), so that the COPY path and the plain one are measured in the same
-run; ``+process`` (``postgresql+copy+process``) reads the file in a process of its own, as SQLite's large
-files are (harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS patched in the measuring process).
+``--first-only`` leaves the re-store out. ``--dialects`` takes a variant besides ``sqlite`` and
+``postgresql``: ``postgresql+process`` reads the file in a process of its own, as SQLite's large files are
+(harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS patched in the measuring process). PostgreSQL takes its
+rows by COPY (db/pg_copy.py, called by db/inserts.py); the figures before that change, with the helpers
+swapped in by this script, are in bench/README.md.
 
 Ratios are taken per run (postgresql.first / sqlite.first; first / restore per dialect), so a busy machine
 slows both sides of each ratio alike; the medians of the per-run ratios are reported. Targets (issue
@@ -39,8 +39,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,43 +114,7 @@ class BackendCpu:
         self.seconds += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@contextmanager
-def copy_helpers() -> Iterator[None]:
-    """db.pg_copy's helpers in place of db.store's insert helpers, for PostgreSQL, while the block runs.
-
-    A patch of the benchmark's own (db/store.py is left as it is): the measurement of issue 12's COPY path
-    before the store calls it itself. SQLite keeps the store's helpers.
-    """
-    import db.store as store
-    from db import pg_copy
-
-    saved = {
-        name: getattr(store, name)
-        for name in ("_insert_tuples", "_insert_values_chunks", "_insert_returning")
-    }
-
-    def insert_tuples(conn: Any, table: Any, rows: Any) -> None:
-        if conn.dialect.name != "postgresql":
-            saved["_insert_tuples"](conn, table, rows)
-            return
-        pg_copy.insert_tuples(conn, table, rows, store.CHILD_COLUMNS[table.name])
-
-    def insert_returning(conn: Any, table: Any, rows: Any, returning: Any) -> Any:
-        if conn.dialect.name != "postgresql":
-            return saved["_insert_returning"](conn, table, rows, returning)
-        return pg_copy.insert_returning(conn, table, rows, returning)
-
-    store._insert_tuples = insert_tuples
-    store._insert_values_chunks = pg_copy.insert_values_chunks
-    store._insert_returning = insert_returning
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(store, name, value)
-
-
-def run_child(corpus: Path, url: str, pg_copy: bool = False, reading_process: bool = False) -> int:
+def run_child(corpus: Path, url: str, reading_process: bool = False) -> int:
     import resource
 
     import lxml.etree  # noqa: F401 - imported before timing, as in bench_parse
@@ -166,11 +128,7 @@ def run_child(corpus: Path, url: str, pg_copy: bool = False, reading_process: bo
         import harvester.jobs.ingest
 
         harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS = frozenset({"sqlite", "postgresql"})
-    if pg_copy:
-        with copy_helpers():
-            counts = store_corpus(corpus, url)
-    else:
-        counts = store_corpus(corpus, url)
+    counts = store_corpus(corpus, url)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -185,10 +143,8 @@ def run_child(corpus: Path, url: str, pg_copy: bool = False, reading_process: bo
 
 
 def spawn(corpus: Path, url: str, variant: str = "") -> dict[str, Any]:
-    """One load in a fresh interpreter; ``variant`` holds "+copy" and/or "+process" (see the docstring)."""
-    flags = (["--pg-copy"] if "+copy" in variant else []) + (
-        ["--reading-process"] if "+process" in variant else []
-    )
+    """One load in a fresh interpreter; ``variant`` "+process" reads in a process (see the docstring)."""
+    flags = ["--reading-process"] if "+process" in variant else []
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child-url", url, "--corpus", str(corpus), *flags],
         capture_output=True,
@@ -245,13 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument("--first-only", action="store_true", help="leave out the re-store")
     parser.add_argument("--child-url", help=argparse.SUPPRESS)
-    parser.add_argument("--pg-copy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reading-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     corpus: Path = args.corpus or HERE / "out" / f"corpus-{args.records}.xml"
     if args.child_url:
-        return run_child(corpus, args.child_url, args.pg_copy, args.reading_process)
+        return run_child(corpus, args.child_url, args.reading_process)
     fixtures = args.fixtures or (
         Path(os.environ["HARVEST_FIXTURES"]) if os.environ.get("HARVEST_FIXTURES") else None
     )

@@ -14,17 +14,16 @@ is kept. The stages:
   pickle         pickle.dumps of the records in chunks of 250, as the reading process sends them
   unpickle       pickle.loads of the same
   sha256         hashlib.sha256 of each raw record (the store hashes again: db.store._latest_per_pmid)
-  compress       db.store.compress_payload of each raw record
-  child rows     db.store._ChildRows.add of each record (tuples for the child tables)
+  compress       db.payloads.compress_payload of each raw record
+  child rows     db.pubmed_rows.ChildRows.add of each record (tuples for the child tables)
   article rows   db.store._article_values of each record, journal facts JSON included
   store sqlite   db.store.store_articles in batches of 500 into a fresh SQLite file (all of the above
                  that the store does, plus SQL); the reading side's stages are not in it
-  store pg       the same into a fresh PostgreSQL schema: this process's CPU, and the server's (the
-                 backend's user + system time from /proc), given apart
-  store pg copy  the same with db.pg_copy's COPY helpers swapped in for the store's insert helpers
+  store pg       the same into a fresh PostgreSQL schema (rows by COPY): this process's CPU, and the
+                 server's (the backend's user + system time from /proc), given apart
 
-The store stages name db.store's internals (its insert helpers, _ChildRows, _article_values): when they
-move (issue 12's split of db/store.py), this script follows them.
+The article rows stage names db.store's internals (_Incoming, _article_values): when they move, this
+script follows them.
 """
 
 from __future__ import annotations
@@ -121,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_corpus(corpus, args.records, Path(fixtures) if fixtures else None)
 
     import db.store as store
+    from db.payloads import compress_payload
+    from db.pubmed_rows import ChildRows
     from harvester.core.records import Article
     from harvester.sources.pubmed_xml import PendingArticle, parse_pubmed, scan_pubmed
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     record.parse()
 
     def child_rows() -> None:
-        rows = store._ChildRows()
+        rows = ChildRows()
         for n, article in enumerate(articles):
             rows.add(n, article)
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "pickle": lambda: [pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in chunks],
         "unpickle": lambda: [pickle.loads(p) for p in pickled],
         "sha256": lambda: [hashlib.sha256(r).hexdigest() for r in raws],
-        "compress": lambda: [store.compress_payload(r) for r in raws],
+        "compress": lambda: [compress_payload(r) for r in raws],
         "child rows": child_rows,
         "article rows": article_rows,
     }
@@ -175,20 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         cpu, _ = store_all(f"sqlite:///{Path(tmp) / 'stages.sqlite'}", articles)
         print(f"{'store sqlite':<16} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}")
     if args.postgres_url:
-        from bench_store import copy_helpers
-
-        for name, swap in (("store pg", None), ("store pg copy", copy_helpers)):
-            with postgres_schema(args.postgres_url) as url:
-                if swap is None:
-                    cpu, server = store_all(url, articles)
-                else:
-                    with swap():
-                        cpu, server = store_all(url, articles)
-            print(
-                f"{name:<16} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}"
-                f"   + server {server:.3f} s ({server / bare:.2f} x bare)",
-                flush=True,
-            )
+        with postgres_schema(args.postgres_url) as url:
+            cpu, server = store_all(url, articles)
+        print(
+            f"{'store pg':<16} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}"
+            f"   + server {server:.3f} s ({server / bare:.2f} x bare)",
+            flush=True,
+        )
     return 0
 
 

@@ -2,20 +2,21 @@
 plain rows straight to the driver, and inserts that return what they assigned.
 
 Writes are Core executemany statements per table per batch, never ORM objects per row: storing is measured
-against the time lxml takes merely to walk the file. On PostgreSQL a batch goes as one statement over
-arrays (``unnest``), one round trip instead of one per row.
+against the time lxml takes merely to walk the file. On PostgreSQL a batch goes through COPY
+(:mod:`db.pg_copy`): the rows streamed into the table, or into a staging table and merged from there by
+one statement, instead of a statement per row or a parse of one placeholder per value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from db import pg_copy
 from db.pubmed_rows import CHILD_COLUMNS
 
 IN_CHUNK = 500  # ids per IN (...) list, well under SQLite's and PostgreSQL's parameter limits
@@ -42,11 +43,11 @@ def insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]]
     SQLAlchemy's per-row parameter processing (most of the time of a Core executemany on SQLite) is
     skipped; the statement is still compiled by SQLAlchemy for the dialect and runs in the same
     transaction, seen by the engine's events like any other. SQLite takes one executemany (a loop in C);
-    PostgreSQL takes multi-row VALUES statements, one network round trip per chunk instead of per row.
+    PostgreSQL one COPY.
     """
     columns = CHILD_COLUMNS[table.name]
     if conn.dialect.name == "postgresql":
-        insert_values_chunks(conn, table, columns, rows)
+        pg_copy.insert_tuples(conn, table, rows, columns)
         return
     compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
     params: list[Any]
@@ -58,47 +59,15 @@ def insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]]
     conn.exec_driver_sql(compiled.string, params)
 
 
-def insert_values_chunks(
-    conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """PostgreSQL: one INSERT ... SELECT FROM unnest(array per column) for all the rows.
-
-    The statement stays short and the same for every batch (psycopg prepares it once), and each column
-    travels as one array parameter instead of one parameter per value.
-    """
-    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in columns)
-    # Table and column names come from the models, never from input; the values are bound parameters.
-    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
-    conn.exec_driver_sql(statement, tuple(list(column) for column in zip(*rows, strict=True)))
-
-
 def insert_returning(
     conn: Connection, table: sa.Table, rows: list[dict[str, Any]], returning: Sequence[str]
 ) -> list[tuple[Any, ...]]:
-    """Insert rows (dicts with the same keys) and return the ``returning`` columns of each.
+    """Insert rows (dicts with the same keys) and return the ``returning`` columns of each, in order.
 
-    PostgreSQL takes them as one INSERT ... SELECT FROM unnest(...) RETURNING (SQLAlchemy's multi-row
-    VALUES costs psycopg a parse of a statement with one placeholder per value, per batch); SQLite takes
-    SQLAlchemy's own insert, whose type processing (timestamps) it needs.
+    PostgreSQL takes them through COPY (:func:`db.pg_copy.insert_returning`); SQLite takes SQLAlchemy's
+    own insert, whose type processing (timestamps) it needs.
     """
-    if conn.dialect.name != "postgresql":
-        query = sa.insert(table).returning(*(table.c[name] for name in returning))
-        return [tuple(row) for row in conn.execute(query, rows)]
-    columns = list(rows[0])
-    values = [[pg_value(row[name]) for row in rows] for name in columns]
-    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in columns)
-    # Names come from the models, never from input; the values are bound parameters.
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
-        f" RETURNING {', '.join(returning)}"
-    )
-    return [tuple(row) for row in conn.exec_driver_sql(statement, tuple(values))]
-
-
-def pg_value(value: Any) -> Any:
-    """What UtcDateTime's bind processing does (the one type here that has any), for the raw driver."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given where a timezone-aware one is required")
-        return value.astimezone(UTC)
-    return value
+    if conn.dialect.name == "postgresql":
+        return pg_copy.insert_returning(conn, table, rows, returning)
+    query = sa.insert(table).returning(*(table.c[name] for name in returning))
+    return [tuple(row) for row in conn.execute(query, rows)]

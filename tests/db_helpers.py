@@ -280,11 +280,16 @@ def recorded_statements(engine: Engine) -> Iterator[list[str]]:
 
 
 @contextmanager
-def failing_statement(engine: Engine, prefix: str, message: str = "disk I/O error") -> Iterator[None]:
-    """Make the first statement that starts with ``prefix`` fail as the driver would fail it."""
+def failing_statement(
+    engine: Engine, prefix: str | tuple[str, ...], message: str = "disk I/O error"
+) -> Iterator[None]:
+    """Make the first statement that starts with ``prefix`` (or one of them) fail as the driver would fail
+    it. PostgreSQL takes bulk rows by COPY (db/pg_copy.py): name ``COPY "table"`` beside ``INSERT INTO
+    table``."""
+    prefixes = tuple(p.upper() for p in ((prefix,) if isinstance(prefix, str) else prefix))
 
     def fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith(prefix.upper()):
+        if statement.lstrip().upper().startswith(prefixes):
             raise engine.dialect.loaded_dbapi.OperationalError(message)
 
     sa.event.listen(engine, "before_cursor_execute", fail)

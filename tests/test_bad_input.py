@@ -124,7 +124,8 @@ def _unreachable_postgres(ctx: Context) -> list[str]:
 
 
 def _disk_full(ctx: Context) -> list[str]:
-    """Every INSERT INTO articles fails as a full disk fails it: the first batch is refused whole."""
+    """Every INSERT INTO articles (PostgreSQL: COPY) fails as a full disk fails it: the first batch is refused
+    whole."""
     import db.engine
 
     real = db.engine.open_database
@@ -133,7 +134,7 @@ def _disk_full(ctx: Context) -> list[str]:
         engine = real(url, **kwargs)
 
         def fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if statement.lstrip().upper().startswith("INSERT INTO ARTICLES"):
+            if statement.lstrip().upper().startswith(("INSERT INTO ARTICLES", 'COPY "ARTICLES"')):
                 raise engine.dialect.loaded_dbapi.OperationalError("database or disk is full")
 
         sa.event.listen(engine, "before_cursor_execute", fail)  # the CLI's engine dies with the run

@@ -26,7 +26,7 @@ from tests.db_helpers import fresh_database_url, recorded_statements, snapshot
 FETCHED = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "efetch_pubmed_35350566.xml"
-WRITES = ("INSERT", "UPDATE", "DELETE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "COPY")  # COPY: PostgreSQL's bulk rows (db/pg_copy.py)
 
 
 def _pending(source: Any) -> list[PendingArticle]:

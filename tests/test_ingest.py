@@ -384,7 +384,7 @@ def test_a_database_failure_recording_the_file_leaves_its_deletions_unapplied(en
 
 @pytest.mark.usefixtures("reader")
 def test_a_database_failure_mid_file_stops_the_reader_and_records_nothing(engine: Engine) -> None:
-    with failing_statement(engine, "INSERT INTO articles"), pytest.raises(StorageError):
+    with failing_statement(engine, ("INSERT INTO articles", 'COPY "articles"')), pytest.raises(StorageError):
         ingest(engine, FIVE, batch_size=1)
     assert not any(t.name == "ingest-read" for t in threading.enumerate())  # the reading thread has ended
     assert reading_processes() == []  # and so has a reading process

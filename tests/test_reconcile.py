@@ -56,7 +56,7 @@ T_PUBMED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 T_PMC = T_PUBMED + timedelta(hours=1)
 T_CROSSREF = T_PUBMED + timedelta(hours=2)
 LATER = T_PUBMED + timedelta(days=30)
-WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COPY")  # COPY: PostgreSQL's bulk rows
 FUNDER = {
     "name": "National Natural Science Foundation of China",
     "DOI": "10.13039/501100001809",

@@ -154,7 +154,7 @@ def test_a_record_the_store_refuses_is_rejected_alone(engine: Engine) -> None:
 
 def test_a_failing_database_is_not_taken_for_bad_records(engine: Engine) -> None:
     articles = [pubmed_record("1", doi=None, pmcid=None), pubmed_record("2", doi=None, pmcid=None)]
-    with failing_statement(engine, "INSERT"), pytest.raises(StorageError):
+    with failing_statement(engine, ("INSERT", "COPY")), pytest.raises(StorageError):
         store_articles_isolated(engine, articles, url=None, fetched_at=AT)
     assert stored(engine) == []
 

@@ -308,11 +308,6 @@ ALLOWED = {
     ("db/engine.py", "_on_sqlite_begin"),
     # SET lock_timeout = <milliseconds>: an integer computed from the settings; SET takes no parameters.
     ("db/engine.py", "on_connect"),
-    # INSERT ... SELECT FROM unnest(%s::type[], ...): table, column and type names from the models; the
-    # values travel as bound array parameters.
-    ("db/inserts.py", "insert_values_chunks"),
-    # The same, with RETURNING <column names from the models>, for new articles and raw payloads.
-    ("db/inserts.py", "insert_returning"),
     # CREATE VIEW / DROP VIEW <name>: view names and SELECTs are constants of the migration; DDL takes
     # no parameters.
     ("migrations/versions/0003_reporting_views.py", "upgrade"),

@@ -33,7 +33,7 @@ from tests.db_helpers import (
 
 FETCHED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/efetch.fcgi?db=pubmed&id=35350566&api_key=***"
-WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COPY")  # COPY: PostgreSQL's bulk rows
 
 
 def store(engine: Engine, *articles: Article, fetched_at: datetime = FETCHED) -> StoreResult:
@@ -206,7 +206,10 @@ def test_a_failure_mid_batch_leaves_the_database_as_it_was(engine: Engine) -> No
     store(engine, make_article("35350566"), make_article("35350567"))
     before = snapshot(engine)
     batch = [make_article("35350566", title="Changed"), make_article("35350599")]
-    with failing_statement(engine, "INSERT INTO mesh_qualifiers"), pytest.raises(StorageError) as caught:
+    with (
+        failing_statement(engine, ("INSERT INTO mesh_qualifiers", 'COPY "mesh_qualifiers"')),
+        pytest.raises(StorageError) as caught,
+    ):
         store(engine, *batch)
     assert str(caught.value).startswith("cannot store articles in ")
     assert str(caught.value).endswith(": disk I/O error")
