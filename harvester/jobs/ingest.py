@@ -55,7 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -212,8 +212,28 @@ class FileReport:
             "conflicts": self.conflicts,
             "rejected_count": self.rejected_count,
             "rejected_pmids": self.rejected_pmids,
+            "rejected_reasons": self.rejected_reasons,
             "enrichment": self.enrichment.as_dict() if self.enrichment else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileReport:
+        """The report :meth:`as_dict` gave (a worker of the queue stores it; the run that queued the file
+        reads it back): the same lines, counts and exit code."""
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "enrichment"}
+        report = cls(**fields)
+        report.rejected_reasons = list(data.get("rejected_reasons") or [])
+        enrichment = data.get("enrichment")
+        if isinstance(enrichment, Mapping):
+            report.enrichment = EnrichReport(
+                pmc=SourceCounts(**enrichment.get("pmc", {})),
+                crossref=SourceCounts(**enrichment.get("crossref", {})),
+                icite=SourceCounts(**enrichment.get("icite", {})),
+                created_from_crossref=list(enrichment.get("created_from_crossref", [])),
+                conflicts=list(enrichment.get("conflicts", [])),
+                errors=list(enrichment.get("errors", [])),
+            )
+        return report
 
 
 @dataclass(slots=True)
