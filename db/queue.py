@@ -384,10 +384,11 @@ class WorkerSession:
         self._fence_listener = self._fence_check  # one bound method, to remove what was listened with
 
     def __enter__(self) -> WorkerSession:
-        sa.event.listen(self.engine, "connect", _session_settings)
+        if not sa.event.contains(self.engine, "connect", _session_settings):  # kept for the engine's life
+            sa.event.listen(self.engine, "connect", _session_settings)
+            self.engine.dispose()  # connections opened before get the settings on reconnecting
         sa.event.listen(self.engine, "after_cursor_execute", self._fence_listener)
         self._listening = True
-        self.engine.dispose()  # connections opened before the settings above get them on reconnecting
         try:
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except DBAPIError as exc:
@@ -427,7 +428,6 @@ class WorkerSession:
 
     def _unlisten(self) -> None:
         if self._listening:
-            sa.event.remove(self.engine, "connect", _session_settings)
             sa.event.remove(self.engine, "after_cursor_execute", self._fence_listener)
             self._listening = False
 
