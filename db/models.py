@@ -619,7 +619,6 @@ class BulkFile(Base):
     forced: Mapped[bool] = mapped_column(server_default=sa.false())  # applied out of order with --force
 
 
-
 class IngestQueueFile(Base):
     """A bulk file in the work queue of ``harvest ingest --workers N`` and ``harvest worker`` on PostgreSQL
     (migration 0011; see db.queue). One row per path: enqueuing a path again puts its row back to waiting.
@@ -661,6 +660,7 @@ class IngestQueueFile(Base):
     bytes_done: Mapped[int] = mapped_column(sa.BigInteger(), server_default="0")
     records_done: Mapped[int] = mapped_column(server_default="0")
     result: Mapped[str | None]  # JSON: the file's report once it is applied, skipped, refused or failed
+
 
 class RejectedRecordRow(Base):
     """A PubMed record that could not be parsed or stored, kept raw with the reason (migration 0007; see

@@ -165,19 +165,21 @@ def postgresql_needed(what: str) -> UsageError:
     )
 
 
-def enqueue(engine: Engine, files: Sequence[NewQueueFile], *, run_id: int | None) -> list[int]:
-    """Put files in the queue; returns their row ids, in the order given.
+def enqueue(engine: Engine, files: Sequence[NewQueueFile], *, run_id: int | None) -> list[tuple[int, bool]]:
+    """Put files in the queue; returns each one's row id, in the order given, and whether it was left
+    as applied (True) rather than queued.
 
     A path already queued keeps its row: waiting or claimed, it stays as it is (this run waits for it
-    too); applied, skipped, refused or failed, it is put back to waiting with the options given, and a
-    worker checks it again (the same bytes are then skipped, as ever).
+    too); applied or skipped with the same size on disk, it stays done and is not read again (a folder of
+    update files can be named every day); refused, failed, or of another size, it is put back to waiting
+    with the options given, and a worker checks it again (the same bytes are then skipped, as ever).
 
     Raises:
         StorageError: the database could not be written.
     """
     require_postgresql(engine, "the ingest queue")
     now = sa.func.now()
-    ids: list[int] = []
+    done: list[tuple[int, bool]] = []
     try:
         with engine.begin() as conn:
             for new in files:
@@ -207,15 +209,22 @@ def enqueue(engine: Engine, files: Sequence[NewQueueFile], *, run_id: int | None
                 upsert = insert.on_conflict_do_update(
                     index_elements=[QUEUE.c.path],
                     set_=again,
-                    where=QUEUE.c.status.in_(FINISHED),
+                    where=sa.or_(
+                        QUEUE.c.status.in_((REFUSED, FAILED)),
+                        sa.and_(QUEUE.c.status.in_((APPLIED, SKIPPED)), QUEUE.c.size != new.size),
+                    ),
                 ).returning(QUEUE.c.id)
                 row = conn.execute(upsert).first()
-                if row is None:  # still waiting or claimed: joined as it is
-                    row = conn.execute(sa.select(QUEUE.c.id).where(QUEUE.c.path == new.path)).one()
-                ids.append(int(row[0]))
+                if row is not None:
+                    done.append((int(row[0]), False))
+                    continue
+                kept = conn.execute(
+                    sa.select(QUEUE.c.id, QUEUE.c.status).where(QUEUE.c.path == new.path)
+                ).one()
+                done.append((int(kept.id), kept.status in (APPLIED, SKIPPED)))
     except DBAPIError as exc:
         raise storage_error(exc, "cannot enqueue files in", engine) from exc
-    return ids
+    return done
 
 
 def queued_files(engine: Engine, ids: Sequence[int] | None = None) -> list[QueuedFile]:

@@ -1051,6 +1051,7 @@ def conflicts_resolve_command(
 
 
 _MAX_WORKERS = 64  # harvester.jobs.workers.MAX_WORKERS (this module imports no job module at start-up)
+_SEE_INGEST = "(see 'harvest ingest --help')"
 _HOLD_ENV = "HARVEST_TEST_INGEST_HOLD"  # tests only: a folder of hold files (see _test_hold)
 _BATCH_ENV = (
     "HARVEST_TEST_INGEST_BATCH"  # tests only: records per batch of a worker (small files, many batches)
@@ -1145,14 +1146,23 @@ def ingest_command(
     given = files or []
     if status:
         if given or workers is not None or join or force or enrich or baseline or lease is not None:
-            raise UsageError("--status shows the work queue: give it no files and no other option")
+            raise UsageError(
+                f"--status shows the work queue: give it no files and no other option {_SEE_INGEST}"
+            )
         return _show_queue(state)
     if join and workers is not None:
-        raise UsageError("--join makes this process one worker, --workers N starts N of them: give one")
+        raise UsageError(
+            f"--join makes this process one worker, --workers N starts N of them: give one {_SEE_INGEST}"
+        )
     if lease is not None and not join and workers is None:
-        raise UsageError("--lease is for the workers of the queue: give it with --workers N or --join")
+        raise UsageError(
+            f"--lease is for the workers of the queue: give it with --workers N or --join {_SEE_INGEST}"
+        )
     if not given and not join:
-        raise UsageError("no files given: name PubMed baseline or update files (.xml or .xml.gz) or folders")
+        raise UsageError(
+            "missing argument 'FILE|DIR': name PubMed baseline or update files (.xml or .xml.gz) or "
+            f"folders of them {_SEE_INGEST}"
+        )
     from harvester.jobs.ingest import check_paths
 
     paths = check_paths(given) if given else []  # a missing or unreadable path is reported before any work

@@ -545,7 +545,7 @@ def test_missing_directory_or_url_paths_are_refused_before_anything_is_done(tmp_
         == f"file not found: {tmp_path / 'missing.xml.gz'} (and 1 more); nothing was ingested"
     )
     with pytest.raises(
-        BulkFileError, match="is a directory without .xml or .xml.gz files; nothing was ingested"
+        BulkFileError, match=r"is a directory without \.xml or \.xml\.gz files; nothing was ingested"
     ):
         check_paths([empty])
     with pytest.raises(BulkFileError, match="is a URL: download the file first"):

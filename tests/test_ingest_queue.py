@@ -426,6 +426,19 @@ def test_harvest_queue_shows_each_file_the_rate_and_the_time_left(pg: str, bulk:
     assert [f["records_done"] for f in status["files"]] == [59, 59, 59, 3]
     assert {f["host"] for f in status["files"]} == {HOST}
 
+    again = subprocess.run(  # the same folder named again (as a daily timer does): nothing read again
+        [*HARVEST, "--db", pg, "ingest", "--workers", "2", str(bulk.baseline), str(bulk.update(4))],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert again.returncode == ExitCode.OK, again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith("skipped  pubmed26n0001.xml.gz baseline 2026/1: already applied on ")
+    assert all(line.endswith("(done in the work queue, not read again)") for line in lines[:4]), lines
+    assert lines[4].startswith("files 4: applied 0, skipped (already applied) 4, refused 0, failed 0")
+
 
 def test_harvest_queue_of_a_database_that_does_not_exist_is_exit_5(pg: str) -> None:
     done = subprocess.run(

@@ -164,7 +164,7 @@ def test_a_one_file_gap_in_the_updates_is_refused_with_workers(
             ["--lease", "5", "F"],
             "--lease is for the workers of the queue: give it with --workers N or --join",
         ),
-        (["--workers", "2"], "no files given: name PubMed baseline or update files"),
+        (["--workers", "2"], "missing argument 'FILE|DIR': name PubMed baseline or update files"),
         (["--workers", "2", "MISSING"], "file not found: "),
     ],
 )
@@ -186,6 +186,8 @@ def test_bad_worker_options_are_one_line_and_exit_2_with_nothing_done(
             done.stderr
         )
         assert "Traceback" not in done.stderr
+        if not message.startswith("file not found"):
+            assert done.stderr.endswith(" (see 'harvest ingest --help')\n"), done.stderr
         if database == "sqlite":
             assert not (tmp_path / "harvest.sqlite").exists()  # refused before the database was created
 

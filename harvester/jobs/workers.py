@@ -425,11 +425,13 @@ def ingest_with_workers(
             still to do (with the last worker's error).
     """
     entries, given = queue_entries(paths, baseline=baseline, force=force, enrich=enrich)
-    ids = enqueue(engine, entries, run_id=run_id)
+    queued = enqueue(engine, entries, run_id=run_id)
+    ids = [row_id for row_id, _kept in queued]
+    kept = {row_id for row_id, was_done in queued if was_done}
     wanted = list(dict.fromkeys(ids))
     given_path = dict(zip(ids, given, strict=True))
     total = sum(e.size for e in entries)
-    started = [_WorkerProcess(worker_command, worker_env) for _ in range(workers)]
+    started: list[_WorkerProcess] = []  # once a file is to do
     shown = 0
     try:
         while True:
@@ -440,7 +442,9 @@ def ingest_with_workers(
                 shown = min(done, total)
             if all(r.status in FINISHED for r in rows):
                 break
-            if all(w.process.poll() is not None for w in started):
+            if not started:
+                started = [_WorkerProcess(worker_command, worker_env) for _ in range(workers)]
+            elif all(w.process.poll() is not None for w in started):
                 why = next((w.last_error() for w in started if w.process.returncode), "")
                 left = sum(1 for r in rows if r.status not in FINISHED)
                 raise StorageError(
@@ -456,17 +460,25 @@ def ingest_with_workers(
             worker.wait()
     report = IngestReport(enriched=enrich)
     for row in queued_files(engine, wanted):
-        file_report = _report_of(row)
+        file_report = _report_of(row, kept=row.id in kept)
         file_report.path = given_path.get(row.id, file_report.path)
         report.files.append(file_report)
     return report
 
 
-def _report_of(row: QueuedFile) -> FileReport:
-    """A queue row's file report: the one its worker recorded, else one made of the row."""
+def _report_of(row: QueuedFile, *, kept: bool = False) -> FileReport:
+    """A queue row's file report: the one its worker recorded, else one made of the row; for a row left
+    done by :func:`db.queue.enqueue` (``kept``), that it was skipped."""
+    report = FileReport(row.path, row.name, row.kind, row.release_year, row.sequence)
+    if kept:
+        report.outcome = "skipped"
+        when = f" on {row.finished_at:%Y-%m-%d %H:%M} UTC" if row.finished_at else ""
+        report.message = f"already applied{when} (done in the work queue, not read again)"
+        if row.result is not None:
+            report.sha256, report.size = row.result.get("sha256"), row.result.get("size")
+        return report
     if row.result is not None:
         return FileReport.from_dict(row.result)
-    report = FileReport(row.path, row.name, row.kind, row.release_year, row.sequence)
     outcomes: dict[str, FileOutcome] = {
         APPLIED: "applied",
         SKIPPED: "skipped",
