@@ -20,9 +20,12 @@ How a file is claimed, kept and lost:
   seconds (:meth:`WorkerSession.renew`), and a claim whose lease ran out is taken over too.
 - **Fenced**: a worker may be taken over while it still runs (stopped for longer than its lease). Every
   write transaction of a worker (those that take the writers' lock, :func:`db.engine.begin_write`) first
-  checks, ``FOR SHARE``, that the claim is still its own (:meth:`WorkerSession.fenced`): a worker that lost
-  its claim writes nothing more, and a takeover waits for a write in flight to commit. The file's record
-  (db.bulk) and its ``applied`` mark commit in one transaction.
+  checks that the claim is still its own (:meth:`WorkerSession.fenced`): a worker that lost its claim
+  writes nothing more. A takeover that commits between that check and the commit of the old worker's
+  transaction is harmless: the new worker writes nothing before it gets the writers' lock, so the old
+  batch (of the same file) lands before any of its writes, and no later file starts before the new worker
+  records this one. The file's record (db.bulk) and its ``applied`` mark commit in one transaction, and the
+  mark needs the claim's token.
 - **Order** (NLM's rules, the same as one process applying the files in order): baseline files are taken in
   any order, in parallel; an update file only once every earlier file of the sequence that is queued has
   been applied (or skipped, refused, failed: then the order check of :mod:`harvester.jobs.ingest` refuses
@@ -364,7 +367,7 @@ WHERE locktype = 'advisory' AND granted AND objsubid = 2
 
 _TAKE_WORKER_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema() || :worker_lock), :key)"
 
-_FENCE = "SELECT 1 FROM ingest_queue WHERE id = %s AND claim_token = %s AND status = 'claimed' FOR SHARE"
+_FENCE = "SELECT 1 FROM ingest_queue WHERE id = %s AND claim_token = %s AND status = 'claimed'"
 
 
 class WorkerSession:
