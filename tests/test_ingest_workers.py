@@ -9,6 +9,7 @@ depends on the order).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -66,6 +67,15 @@ def applied_files(url: str) -> list[tuple[int, str]]:
                 (int(i), str(n))
                 for i, n in conn.execute(sa.text("SELECT id, name FROM bulk_files ORDER BY id"))
             ]
+    finally:
+        engine.dispose()
+
+
+def rows(url: str, query: str) -> list[tuple[object, ...]]:
+    engine = open_database(url, migrate=False)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(query))]
     finally:
         engine.dispose()
 
@@ -216,3 +226,31 @@ def test_queue_commands_on_sqlite_are_refused_with_exit_2(
         "'harvest ingest --workers N FILE...' parses in N processes and one process writes)\n"
     )
     assert not (tmp_path / "harvest.sqlite").exists()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("database", database_params())
+def test_a_rejected_record_is_kept_once_and_named_with_exit_8_under_workers(
+    database: str, bulk: BulkSet, tmp_path: Path
+) -> None:
+    bad = Path(__file__).parent / "fixtures" / "bulk_update_one_bad_record.xml"  # the third record's Version
+    update = bulk.updates / "pubmed26n0004.xml"
+    shutil.copyfile(bad, update)
+    with fresh_database_url(database, tmp_path / "db") as url:
+        (tmp_path / "db").mkdir(exist_ok=True)
+
+        done = harvest(url, "ingest", "--workers", "2", str(bulk.baseline), str(update))
+
+        assert done.returncode == ExitCode.REJECTED, done.stderr
+        assert (
+            "applied  pubmed26n0004.xml update 2026/4: 5 records (created 4, updated 0, unchanged 0), "
+            "1 deleted (0 stored articles flagged), 1 rejected (kept raw in rejected_records; PMIDs 39000012)"
+        ) in done.stdout.splitlines()
+        assert ", rejected 1" in done.stdout.splitlines()[-2]  # the total line
+        [error] = done.stderr.splitlines()  # once, with its reason
+        assert error.startswith(
+            f"harvest: error: {update}: rejected, kept raw in rejected_records: PMID 39000012: Version "
+            "'9223372036854775808' is not a whole number from 1 to 999"
+        )
+        kept = rows(url, "SELECT file_name, pmid FROM rejected_records")
+        assert kept == [("pubmed26n0004.xml", "39000012")]

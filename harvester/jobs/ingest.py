@@ -37,6 +37,9 @@ recorded; the whole batches stored before the break stay (storing them again is 
 file again, once fixed, applies it. Files named together are applied in NLM's order (release, then
 number), whatever order they were given in; files without a number come last, in the order given.
 
+Several files at once (``--workers N``: the PostgreSQL work queue, or N reading processes on SQLite) are
+:mod:`harvester.jobs.workers`' business; each file is still applied by :class:`FileApplier`, step by step.
+
 Enrichment is deferred by default: a bulk file holds up to 30,000 records, and asking PMC and Crossref for
 each takes hours at their polite rates. ``harvest enrich`` picks up every article never enriched;
 ``enrich=True`` (``--enrich``) enriches each batch's new and changed articles as it is stored.
