@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -116,9 +116,14 @@ def record_applied(
     run_id: int | None,
     forced: bool,
     rejected: Sequence[RejectedRecord] = (),
-) -> tuple[AppliedFile, int]:
+    also: Callable[[Connection], None] | None = None,
+) -> tuple[AppliedFile | None, int]:
     """Apply a file's deletions and record the file as applied, with its rejected records, in one
     transaction (so a file applied again, or run again after a failure, never records them twice).
+
+    The transaction holds the writers' lock and looks for the checksum first: when another process
+    recorded the same bytes meanwhile (two workers given two copies of one file), nothing is written and
+    the row returned is None.
 
     Args:
         engine: the migrated database.
@@ -128,9 +133,12 @@ def record_applied(
         run_id: the harvest_runs row of the ingest.
         forced: it was applied out of order on the user's word.
         rejected: its records that could not be parsed or stored, kept raw in rejected_records.
+        also: more writes that must commit with the record, or not at all (the work queue marks the
+            file applied with it); it may raise to roll everything back.
 
     Returns:
-        The recorded row, and how many stored articles were newly flagged deleted.
+        The recorded row (None: the same bytes were recorded already), and how many stored articles
+        were newly flagged deleted.
 
     Raises:
         StorageError: the database could not be written (nothing of this call was).
@@ -157,6 +165,11 @@ def record_applied(
     values = {name: getattr(row, name) for name in AppliedFile.__slots__ if name != "id"}
     try:
         with begin_write(engine) as conn:
+            recorded = conn.execute(
+                sa.select(BULK_FILES.c.id).where(BULK_FILES.c.sha256 == new.sha256)
+            ).first()
+            if recorded is not None:
+                return None, 0
             marked = _mark_deleted(conn, deleted, at=at, run_id=run_id)
             file_id = conn.execute(sa.insert(BULK_FILES).returning(BULK_FILES.c.id), values).scalar_one()
             if rejected:
@@ -176,6 +189,8 @@ def record_applied(
                         for record in rejected
                     ],
                 )
+            if also is not None:
+                also(conn)
     except DBAPIError as exc:
         raise storage_error(exc, "cannot record the applied file in", engine) from exc
     return dataclasses.replace(row, id=int(file_id)), marked

@@ -619,6 +619,49 @@ class BulkFile(Base):
     forced: Mapped[bool] = mapped_column(server_default=sa.false())  # applied out of order with --force
 
 
+class IngestQueueFile(Base):
+    """A bulk file in the work queue of ``harvest ingest --workers N`` and ``harvest worker`` on PostgreSQL
+    (migration 0013; see db.queue). One row per path: enqueuing a path again puts its row back to waiting.
+
+    ``status``: "waiting"; "claimed" (a worker applies it: ``worker``, ``host``, ``pid``, ``claimed_at``;
+    ``lease_until`` is renewed while it lives, and ``worker_key`` names the advisory lock its connection
+    holds); then "applied", "skipped" (the same bytes were applied before), "refused" (out of order) or
+    "failed" (unreadable, truncated, not PubMed XML), with ``message`` and ``result`` (the file's report,
+    JSON). ``bytes_done`` and ``records_done`` are the claimed file's progress. SQLite databases get the
+    table too (one schema for both), and never use it.
+    """
+
+    __tablename__ = "ingest_queue"
+    __table_args__ = (sa.Index(None, "status", "release_year", "sequence"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(unique=True)  # absolute, as every worker host must see it
+    name: Mapped[str]  # base name, e.g. "pubmed26n0001.xml.gz"
+    kind: Mapped[str]  # "baseline" | "update"
+    release_year: Mapped[int | None]
+    sequence: Mapped[int | None]
+    size: Mapped[int] = mapped_column(sa.BigInteger())  # bytes on disk when enqueued
+    force: Mapped[bool] = mapped_column(server_default=sa.false())
+    enrich: Mapped[bool] = mapped_column(server_default=sa.false())
+    status: Mapped[str] = mapped_column(server_default="waiting")
+    message: Mapped[str | None]
+    enqueued_at: Mapped[datetime]
+    enqueued_run_id: Mapped[int | None] = mapped_column(_run_fk())
+    run_id: Mapped[int | None] = mapped_column(_run_fk())  # the run of the worker that claimed it last
+    worker: Mapped[str | None]  # "host:pid"
+    host: Mapped[str | None]
+    pid: Mapped[int | None]
+    worker_key: Mapped[int | None]  # the worker's session advisory lock (db.queue)
+    claim_token: Mapped[str | None]
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    claimed_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    bytes_done: Mapped[int] = mapped_column(sa.BigInteger(), server_default="0")
+    records_done: Mapped[int] = mapped_column(server_default="0")
+    result: Mapped[str | None]  # JSON: the file's report once it is applied, skipped, refused or failed
+
+
 class RejectedRecordRow(Base):
     """A PubMed record that could not be parsed or stored, kept raw with the reason (migration 0007; see
     db.bulk). The rest of its file or efetch answer was stored; parsing ``raw_xml`` again recovers it."""

@@ -11,8 +11,15 @@ system or the server releases when the holder dies, so a killed run never leaves
   stays after the run; its existence means nothing. Keep the database on a local disk (flock over NFS
   is not reliable). An in-memory database is locked within its process.
 
+The workers of the PostgreSQL ingest queue (:mod:`db.queue`) share the lock: each holds it in shared mode
+(:func:`try_shared_run_lock`, ``pg_try_advisory_lock_shared`` on the same key) while it applies a file, so
+any number of them apply files together while a ``nightly`` or a ``harvest ingest`` without workers (which
+take it exclusively) waits for none of them and is refused (BusyError) while any of them applies one.
+Between files a worker holds nothing, so a nightly can start; the workers then wait for it to end.
+
 ``run_locks`` holds who took the lock (purpose, pid, host, since), only to name the holder in the busy
-message; a stale row never blocks anyone and the next holder overwrites it.
+message; a stale row never blocks anyone and the next holder overwrites it. Shared holders have a row
+each (name ``harvest:shared:<who>``), removed when they let go and by the next exclusive holder.
 
 Runs recorded with :func:`start_locked_run` have ``locked`` true. Such a row still "running" when its
 lock is free was left by a killed process: taking the lock marks it "abandoned" (:data:`ABANDONED`).
@@ -66,6 +73,7 @@ ABANDONED = "abandoned"  # left "running" by a process that was killed; marked b
 RUN_STATUSES = (RUNNING, OK, NOT_FOUND, PARTIAL, FAILED, INTERRUPTED, ABANDONED)
 FINISHED_STATUSES = (OK, NOT_FOUND, PARTIAL, FAILED, INTERRUPTED)  # what a run may close itself with
 LOCK_NAME = "harvest"
+SHARED_LOCK_PREFIX = f"{LOCK_NAME}:shared:"  # run_locks rows of shared holders (queue workers)
 _RUN_LOCK_KEY = 0x50_4D_52_4C  # "PMRL": first half of the PostgreSQL advisory lock key (db.engine uses PMHV)
 _MEMORY_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 _MEMORY_LOCKS_GUARD = threading.Lock()
@@ -134,6 +142,7 @@ def exclusive_run(engine: Engine, purpose: str) -> Iterator[None]:
                 f"another run is active: {who} holds the run lock on {_display(engine)}; this run did nothing"
             )
         _write_holder(engine, purpose)
+        _clear_shared_holders(engine)  # no shared holder can exist now: their rows are stale
         try:
             abandoned = abandon_orphaned_runs(engine)
             if abandoned:
@@ -146,15 +155,95 @@ def exclusive_run(engine: Engine, purpose: str) -> Iterator[None]:
 
 
 def read_lock_holder(engine: Engine) -> LockHolder | None:
-    """The ``run_locks`` row, if any (it may be stale: only the lock itself says whether a run is active)."""
+    """Who holds the run lock as ``run_locks`` says: the exclusive holder's row, else the longest-standing
+    shared holder's (a row may be stale: only the lock itself says whether a run is active)."""
+    locks = RUN_LOCKS
+    query = (
+        sa.select(locks)
+        .where(sa.or_(locks.c.name == LOCK_NAME, locks.c.name.startswith(SHARED_LOCK_PREFIX)))
+        .order_by((locks.c.name == LOCK_NAME).desc(), locks.c.acquired_at)
+        .limit(1)
+    )
     try:
         with begin_read(engine) as conn:
-            row = conn.execute(sa.select(RUN_LOCKS).where(RUN_LOCKS.c.name == LOCK_NAME)).first()
+            row = conn.execute(query).first()
     except DBAPIError:
         return None  # only used to word a message
     if row is None:
         return None
     return LockHolder(row.purpose, row.pid, row.host, row.acquired_at)
+
+
+def try_shared_run_lock(engine: Engine, conn: Connection) -> bool:
+    """Take the run lock in shared mode on ``conn``, a PostgreSQL session kept open by the caller (in
+    autocommit), without waiting: True when taken (held until :func:`release_shared_run_lock` or the end
+    of the session), False while a run holds it exclusively. :func:`note_shared_holder` names the holder.
+
+    Raises:
+        StorageError: the lock could not be asked for.
+    """
+    query = sa.text("SELECT pg_try_advisory_lock_shared(:key, hashtext(current_schema()))")
+    try:
+        return bool(conn.execute(query, {"key": _RUN_LOCK_KEY}).scalar_one())
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot take the run lock on", engine) from exc
+
+
+def note_shared_holder(engine: Engine, purpose: str, holder: str) -> None:
+    """Name a shared holder of the run lock for the busy message of a run refused meanwhile.
+
+    Args:
+        purpose: what holds it ("harvest worker").
+        holder: a name unique to the holder (its run_locks row).
+
+    Raises:
+        StorageError: the database could not be written.
+    """
+    _write_holder(engine, purpose, name=SHARED_LOCK_PREFIX + holder, serialised=False)
+
+
+def release_shared_run_lock(engine: Engine, conn: Connection, holder: str | None) -> None:
+    """Let go of the shared run lock taken by :func:`try_shared_run_lock` on ``conn``, and remove the
+    holder's row when one was noted (``holder``)."""
+    try:
+        conn.execute(
+            sa.text("SELECT pg_advisory_unlock_shared(:key, hashtext(current_schema()))"),
+            {"key": _RUN_LOCK_KEY},
+        )
+    except DBAPIError:
+        conn.invalidate()  # ending the session releases it
+    if holder is None:
+        return
+    try:
+        with engine.begin() as rows:
+            rows.execute(sa.delete(RUN_LOCKS).where(RUN_LOCKS.c.name == SHARED_LOCK_PREFIX + holder))
+    except DBAPIError as exc:
+        logger.warning("could not clear the run lock holder: %s", storage_error(exc, "in", engine))
+
+
+def run_lock_taken_exclusively(engine: Engine) -> LockHolder | None:
+    """On PostgreSQL: who holds the run lock exclusively right now (a nightly, an ingest without
+    workers), else None. Asked without taking anything.
+
+    Raises:
+        StorageError: the server could not be asked.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    query = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = CAST(:key AS oid) AND objid = CAST(hashtext(current_schema()) AS oid)"
+        " AND objsubid = 2"
+    )
+    try:
+        with engine.connect() as conn:
+            held = int(conn.execute(query, {"key": _RUN_LOCK_KEY}).scalar_one())
+    except DBAPIError as exc:
+        raise storage_error(exc, "cannot read the run lock on", engine) from exc
+    if not held:
+        return None
+    return read_lock_holder(engine) or LockHolder("another run", 0, "?", datetime.now(UTC))
 
 
 def lock_file_path(engine: Engine) -> Path | None:
@@ -246,16 +335,17 @@ def _memory_lock(engine: Engine) -> Iterator[bool]:
             lock.release()
 
 
-def _write_holder(engine: Engine, purpose: str) -> None:
+def _write_holder(engine: Engine, purpose: str, *, name: str = LOCK_NAME, serialised: bool = True) -> None:
     values = {
-        "name": LOCK_NAME,
+        "name": name,
         "purpose": purpose,
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "acquired_at": datetime.now(UTC),
     }
     try:
-        with begin_write(engine) as conn:
+        # A shared holder writes its row beside the stores of the other holders, not behind them.
+        with begin_write(engine) if serialised else engine.begin() as conn:
             insert = dialect_insert(conn, RUN_LOCKS).values(values)
             conn.execute(
                 insert.on_conflict_do_update(
@@ -274,6 +364,14 @@ def _clear_holder(engine: Engine) -> None:
     except DBAPIError as exc:
         # Harmless: the row is informational and the next holder overwrites it.
         logger.warning("could not clear the run lock holder: %s", storage_error(exc, "in", engine))
+
+
+def _clear_shared_holders(engine: Engine) -> None:
+    try:
+        with begin_write(engine) as conn:
+            conn.execute(sa.delete(RUN_LOCKS).where(RUN_LOCKS.c.name.startswith(SHARED_LOCK_PREFIX)))
+    except DBAPIError as exc:
+        logger.warning("could not clear stale run lock holders: %s", storage_error(exc, "in", engine))
 
 
 def _display(engine: Engine) -> str:

@@ -12,6 +12,7 @@ imports only the standard library, typer and the error tree; each command import
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -326,6 +327,8 @@ _SHORT = {
     "ingest-icite": "Load NIH iCite's monthly snapshot files: metrics and the Open Citation Collection.",
     "conflicts": "List and settle records that name two stored articles they would merge into one.",
     "ingest": "Load PubMed baseline and update files, each once, in NLM's order.",
+    "worker": "Apply files of the database's work queue (PostgreSQL), one at a time, until stopped.",
+    "queue": "Show the work queue of 'harvest ingest --workers N' and 'harvest worker'.",
     "show": "Show stored articles (by PMID, PMCID or DOI) as text or JSON.",
     "export": "Export stored articles, a reporting view, or a query's rows (JSON Lines, CSV, Solr).",
     "upgrade": "Migrate the database schema up to a revision (default: head).",
@@ -1056,17 +1059,25 @@ def conflicts_resolve_command(
     return int(ExitCode.OK)
 
 
+_MAX_WORKERS = 64  # harvester.jobs.workers.MAX_WORKERS (this module imports no job module at start-up)
+_SEE_INGEST = "(see 'harvest ingest --help')"
+_HOLD_ENV = "HARVEST_TEST_INGEST_HOLD"  # tests only: a folder of hold files (see _test_hold)
+_BATCH_ENV = (
+    "HARVEST_TEST_INGEST_BATCH"  # tests only: records per batch of a worker (small files, many batches)
+)
+
+
 @app.command("ingest", short_help=_SHORT["ingest"], cls=HelpCommand)
 def ingest_command(
     ctx: typer.Context,
     files: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            help="PubMed baseline or update files (.xml or .xml.gz), local paths.",
-            metavar="FILE",
+            help="PubMed baseline or update files (.xml or .xml.gz), or directories of them, local paths.",
+            metavar="FILE|DIR",
             show_default=False,
         ),
-    ],
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -1089,36 +1100,109 @@ def ingest_command(
             "--baseline", help="The files are annual baseline files (default: those in a 'baseline' dir)."
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=_MAX_WORKERS,
+            metavar="N",
+            help="Apply the files with N workers. PostgreSQL: the files go into the database's work queue "
+            "and N 'harvest worker' processes of this host apply them (workers on other hosts help). "
+            "SQLite: N processes read and parse files at once, this one stores (SQLite has one writer).",
+        ),
+    ] = None,
+    join: Annotated[
+        bool,
+        typer.Option(
+            "--join",
+            help="PostgreSQL: put the files named (if any) in the work queue and work as one worker of "
+            "it until no file is waiting or claimed.",
+        ),
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show the work queue instead (as 'harvest queue').")
+    ] = False,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            "--lease",
+            min=1.0,
+            metavar="SECONDS",
+            help="With --workers on PostgreSQL, or --join: how long a worker's claim on a file lasts "
+            "unless renewed (default 60).",
+        ),
+    ] = None,
 ) -> int:
     """Load PubMed baseline and update files: each once (by checksum), in NLM's order; deletions flagged.
 
     Exit 0: every file applied or already applied; 2: a path is missing, or a file was refused (out of
-    order) or failed (truncated, not PubMed XML; not recorded, rerun it); 4: enrichment failed; 5: database
-    problem; 6: a record names two stored articles it would merge (listed by 'harvest conflicts'); 7:
-    another run is active (nothing done); 8: applied, but some records could not be parsed or stored:
-    they are named and kept raw in the rejected_records table.
+    order) or failed (truncated, not PubMed XML; not recorded, rerun it), or bad options (--join or
+    --status on SQLite); 4: enrichment failed; 5: database problem; 6: a record names two stored
+    articles it would merge (listed by 'harvest conflicts'); 7: another run is active (nothing done); 8:
+    applied, but some records could not be parsed or stored: they are named and kept raw in the
+    rejected_records table.
 
     \b
     Examples:
       harvest ingest ~/pubmed/updatefiles/pubmed25n1275.xml.gz
       harvest ingest --baseline ~/pubmed/baseline/*.xml.gz
+      harvest ingest --workers 4 ~/pubmed/baseline ~/pubmed/updatefiles
+      harvest ingest --join                 help a queue another host filled
+      harvest ingest --status
     """
+    state = _state(ctx)
+    given = files or []
+    if status:
+        if given or workers is not None or join or force or enrich or baseline or lease is not None:
+            raise UsageError(
+                f"--status shows the work queue: give it no files and no other option {_SEE_INGEST}"
+            )
+        return _show_queue(state)
+    if join and workers is not None:
+        raise UsageError(
+            f"--join makes this process one worker, --workers N starts N of them: give one {_SEE_INGEST}"
+        )
+    if lease is not None and not join and workers is None:
+        raise UsageError(
+            f"--lease is for the workers of the queue: give it with --workers N or --join {_SEE_INGEST}"
+        )
+    if not given and not join:
+        raise UsageError(
+            "missing argument 'FILE|DIR': name PubMed baseline or update files (.xml or .xml.gz) or "
+            f"folders of them {_SEE_INGEST}"
+        )
+    from harvester.jobs.ingest import check_paths
+
+    paths = check_paths(given) if given else []  # a missing or unreadable path is reported before any work
+    settings = state.settings()
+    if join:
+        _require_postgresql(state, "harvest ingest --join")
+    engine = state.engine()
+    if join or (workers is not None and engine.dialect.name == "postgresql"):
+        return _ingest_in_queue(
+            state,
+            engine,
+            paths,
+            workers=workers,
+            force=force,
+            enrich=enrich,
+            baseline=baseline,
+            lease=lease,
+        )
     from db.runs import exclusive_run, failure_summary, finish_locked_run, run_status, start_locked_run
     from harvester.core.redaction import redact
-    from harvester.jobs.ingest import check_paths, ingest_files
+    from harvester.jobs.ingest import ingest_files
     from harvester.jobs.services import build_services
+    from harvester.jobs.workers import ingest_files_parallel
 
-    state = _state(ctx)
-    paths = check_paths(files)  # a missing or unreadable path is reported before any work
-    settings = state.settings()
-    engine = state.engine()
     services = build_services(settings) if enrich else None
+    command = f"ingest ({len(paths)} files" + (f", {workers} workers)" if workers else ")")
     with exclusive_run(engine, "harvest ingest"):
-        run_id = start_locked_run(engine, f"ingest ({len(paths)} files)")
+        run_id = start_locked_run(engine, command)
         try:
             with _progress(state, total=sum(p.stat().st_size for p in paths), label="ingest") as advance:
-                report = ingest_files(
-                    paths,
+                options: dict[str, Any] = dict(
                     settings=settings,
                     services=services,
                     engine=engine,
@@ -1128,6 +1212,10 @@ def ingest_command(
                     run_id=run_id,
                     progress=advance,
                 )
+                if workers is not None and workers > 1:
+                    report = ingest_files_parallel(paths, workers=workers, **options)
+                else:
+                    report = ingest_files(paths, **options)
         except BaseException as exc:
             summary = failure_summary(exc)
             summary["error"] = redact(summary["error"], state.secrets)
@@ -1138,6 +1226,155 @@ def ingest_command(
             raise
         code = report.exit_code
         finish_locked_run(engine, run_id, run_status(code), report.as_dict(), exit_code=code)
+    _print_ingest(state, report, enrich=enrich)
+    return int(report.exit_code)
+
+
+def _ingest_in_queue(
+    state: State,
+    engine: Engine,
+    paths: Sequence[Path],
+    *,
+    workers: int | None,
+    force: bool,
+    enrich: bool,
+    baseline: bool,
+    lease: float | None,
+) -> int:
+    """``harvest ingest --workers N`` on PostgreSQL, or ``--join``: through the work queue."""
+    from db.queue import DEFAULT_LEASE, enqueue, require_postgresql
+    from db.runs import start_run
+    from db.runs import run_lock_taken_exclusively
+    from harvester.core.errors import BusyError
+    from harvester.jobs.workers import ingest_with_workers, queue_entries, run_worker
+
+    require_postgresql(engine, "harvest ingest --join")
+    holder = run_lock_taken_exclusively(engine)
+    if holder is not None:
+        raise BusyError(
+            f"another run is active: {holder.describe()} holds the run lock on "
+            f"{state.settings().database_url_display}; this run did nothing"
+        )
+    settings = state.settings()
+    lease = lease or DEFAULT_LEASE
+    if workers is not None:
+        run_id = start_run(engine, f"ingest ({len(paths)} files, {workers} workers)")
+        with _recorded_run(state, engine, run_id) as finish:
+            with _progress(state, total=sum(p.stat().st_size for p in paths), label="ingest") as advance:
+                report = ingest_with_workers(
+                    paths,
+                    engine=engine,
+                    workers=workers,
+                    worker_command=[
+                        sys.executable,
+                        "-m",
+                        "harvester",
+                        "-q",
+                        "worker",
+                        "--until-done",
+                        "--lease",
+                        str(lease),
+                        "--run-id",
+                        str(run_id),
+                    ],
+                    worker_env=_worker_environment(state),
+                    force=force,
+                    enrich=enrich,
+                    baseline=baseline,
+                    run_id=run_id,
+                    progress=advance,
+                )
+            finish(report.exit_code, report.as_dict())
+        _print_ingest(state, report, enrich=enrich)
+        return int(report.exit_code)
+    from harvester.jobs.services import build_services
+
+    run_id = start_run(engine, f"ingest --join ({len(paths)} files)")
+    with _recorded_run(state, engine, run_id) as finish:
+        if paths:
+            entries, _given = queue_entries(paths, baseline=baseline, force=force, enrich=enrich)
+            enqueue(engine, entries, run_id=run_id)
+        options = _worker_options(lease, until_done=True)
+        with _stop_on_sigterm():
+            report = run_worker(
+                engine,
+                settings,
+                run_id=run_id,
+                options=options,
+                services=lambda: build_services(settings),
+            )
+        finish(report.exit_code, report.as_dict())
+    _print_ingest(state, report, enrich=report.enriched)
+    return int(report.exit_code)
+
+
+def _worker_environment(state: State) -> dict[str, str]:
+    """The environment of the workers ``--workers N`` starts: this one, with the database and config file
+    this run uses (so that a URL with a password never appears on a command line)."""
+    env = dict(os.environ)
+    env["HARVEST_DATABASE_URL"] = state.settings().database_url
+    if state.config is not None:
+        env["HARVEST_CONFIG"] = str(state.config.resolve())
+    return env
+
+
+def _worker_options(lease: float, *, until_done: bool) -> Any:
+    """A worker's options; the tests' hooks (_test_hold, HARVEST_TEST_INGEST_BATCH) read here, at the edge."""
+    from harvester.jobs.workers import WorkerOptions
+
+    batch = os.environ.get(_BATCH_ENV, "")
+    options = WorkerOptions(lease=lease, until_done=until_done, after_batch=_test_hold())
+    if batch.isdigit() and int(batch) > 0:
+        options = dataclasses.replace(options, batch_size=int(batch))
+    return options
+
+
+def _test_hold() -> Callable[[str], None] | None:
+    """Tests only (HARVEST_TEST_INGEST_HOLD=DIR): a worker that has stored a batch of FILE while
+    DIR/FILE.hold exists takes that file (renamed DIR/FILE.held, its pid written in it; one worker wins)
+    and waits, holding its claim, until DIR/FILE.go exists. Lets a test stop a worker mid-file."""
+    folder = os.environ.get(_HOLD_ENV)
+    if not folder:
+        return None
+    import time
+
+    def hold(name: str) -> None:
+        base = Path(folder) / name
+        try:
+            os.rename(f"{base}.hold", f"{base}.held")
+        except OSError:
+            return
+        Path(f"{base}.held").write_text(str(os.getpid()))
+        while not Path(f"{base}.go").exists():
+            time.sleep(0.02)
+
+    return hold
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (systemctl stop, the end of a --workers run) stops a worker: the file it holds is given
+    back to the queue, and it ends (exit 0)."""
+    import signal
+
+    from harvester.jobs.workers import WorkerStopped
+
+    stopping: list[bool] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if not stopping:
+            stopping.append(True)
+            raise WorkerStopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_ingest(state: State, report: Any, *, enrich: bool) -> None:
+    """An ingest's lines: each file, the total, then one error line per problem."""
     state.summary = report.summary_line()
     if state.json_output:
         emit_json(report.as_dict())
@@ -1168,7 +1405,134 @@ def ingest_command(
             if file.rejected_count > len(file.rejected_reasons):
                 more = file.rejected_count - len(file.rejected_reasons)
                 error_line(state, f"{file.path}: and {more} more rejected records: see rejected_records")
-    return int(report.exit_code)
+
+
+@app.command("worker", short_help=_SHORT["worker"], cls=HelpCommand)
+def worker_command(
+    ctx: typer.Context,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            "--lease",
+            min=1.0,
+            metavar="SECONDS",
+            help="How long a claim on a file lasts unless renewed (default 60); a worker renews it every "
+            "few seconds while it lives.",
+        ),
+    ] = None,
+    until_done: Annotated[
+        bool,
+        typer.Option("--until-done", help="End once no file is waiting or claimed (default: wait for more)."),
+    ] = False,
+    run_id: Annotated[int | None, typer.Option("--run-id", hidden=True)] = None,
+) -> int:
+    """Apply files of the database's work queue (PostgreSQL), one at a time, until stopped.
+
+    Any number of workers on any number of hosts may work on one database: each claims a file no other
+    holds, in NLM's order rules (baseline files side by side, each update file after every one before
+    it), and applies it as 'harvest ingest' does. Files get into the queue with 'harvest ingest --workers
+    N FILE|DIR...' or 'harvest ingest --join FILE|DIR...'; 'harvest queue' shows them. A worker killed
+    mid-file loses its claim at once (its connection ends) or when its lease runs out, and another applies
+    the file. SIGTERM gives the file held back to the queue and ends the worker.
+
+    Exit 0: stopped, or (--until-done) nothing left; 2: not a PostgreSQL database; 5: database problem
+    (the file held goes back to the queue); 130: interrupted. What each file came to is printed (unless
+    -q), logged, and shown by 'harvest queue'.
+
+    \b
+    Examples:
+      harvest worker                       a service: systemd starts one per host (see README)
+      harvest -q worker --until-done       help until the queue is empty, then end
+    """
+    from db.queue import DEFAULT_LEASE
+    from db.runs import start_run
+    from harvester.jobs.services import build_services
+    from harvester.jobs.workers import run_worker
+
+    state = _state(ctx)
+    settings = state.settings()
+    _require_postgresql(state, "harvest worker")
+    engine = state.engine()
+
+    def said(file: Any) -> None:
+        if file.outcome in {"refused", "failed"}:
+            error_line(state, file.summary_line())
+        else:
+            say(state, file.summary_line())
+
+    options = _worker_options(lease or DEFAULT_LEASE, until_done=until_done)
+    own = run_id is None
+    runs = start_run(engine, "worker") if run_id is None else run_id
+    with _recorded_run(state, engine, runs) if own else _nothing() as finish:
+        with _stop_on_sigterm():
+            report = run_worker(
+                engine,
+                settings,
+                run_id=runs,
+                options=options,
+                services=lambda: build_services(settings),
+                own_run=own,
+                on_file=None if state.json_output else said,
+            )
+        if finish is not None:
+            finish(ExitCode.OK, report.as_dict())
+    state.summary = report.summary_line()
+    if state.json_output:
+        emit_json(report.as_dict())
+    else:
+        say(state, report.summary_line())
+    return int(ExitCode.OK)
+
+
+def _require_postgresql(state: State, what: str) -> None:
+    """Refuse a queue command on SQLite before the database is opened (nor created)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(state.settings().database_url).get_backend_name()
+    except ArgumentError:
+        return  # opening it says what is wrong with the URL
+    if backend != "postgresql":
+        from db.queue import postgresql_needed
+
+        raise postgresql_needed(what)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+@app.command("queue", short_help=_SHORT["queue"], cls=HelpCommand)
+def queue_command(ctx: typer.Context) -> int:
+    """Show the work queue of 'harvest ingest --workers N' and 'harvest worker' (PostgreSQL).
+
+    Each file's state: applied, skipped (applied before), claimed (by which worker on which host, since
+    when, how far), waiting (and for which earlier file), refused or failed with the reason; the workers
+    alive; records per second over the last 15 minutes and the time left at that rate. --json prints
+    every file. Exit 0; 2: not a PostgreSQL database; 5: no database, or it cannot be read.
+
+    \b
+    Examples:
+      harvest queue
+      harvest --json queue
+    """
+    return _show_queue(_state(ctx))
+
+
+def _show_queue(state: State) -> int:
+    from harvester.jobs.workers import queue_status
+
+    _require_postgresql(state, "harvest queue")
+    engine = state.read_engine()
+    status = queue_status(engine, state.settings().database_url_display)
+    if state.json_output:
+        emit_json(status.as_dict())
+    else:
+        for line in status.lines():
+            echo(line)
+    return int(ExitCode.OK)
 
 
 # ---- reading back --------------------------------------------------------------------------------

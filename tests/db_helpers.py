@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -562,3 +563,69 @@ def open_migrated(url: str) -> Engine:
         finally:
             engine.dispose()
     return open_database(url)
+
+
+# Tables that log runs rather than hold data: left out when two loads of the same data are compared.
+RUN_LOG_TABLES = frozenset(
+    {"harvest_runs", "run_searches", "run_locks", "search_states", "ingest_queue", *BUDGET_TABLES}
+)
+
+
+def comparable_tables(engine: Engine) -> dict[str, list[str]]:
+    """Every row of every table but the run logs, as sorted JSON lines that do not depend on the order the
+    data came in: surrogate ids are replaced by natural keys (an article by its PMID, a journal by its key,
+    a raw payload by source and SHA-256, a bulk file by its SHA-256, a conflict by its record), and times
+    and run ids are left out. Two databases loaded with the same files, by one process or by several
+    workers in another order, give equal results; compare them table by table to see which one differs.
+    """
+    natural_sql = {
+        "articles": "SELECT id, COALESCE(pmid, 'doi:' || doi) FROM articles",
+        "journals": "SELECT id, journal_key FROM journals",
+        "raw_payloads": "SELECT id, source || ':' || sha256 FROM raw_payloads",
+        "bulk_files": "SELECT id, sha256 FROM bulk_files",
+        "conflicts": "SELECT id, source || ':' || source_id FROM conflicts",
+    }
+    result: dict[str, list[str]] = {}
+    with engine.connect() as conn:
+        natural = {
+            table: {int(i): str(key) for i, key in conn.execute(sa.text(query))}
+            for table, query in natural_sql.items()
+        }
+        for table in metadata.sorted_tables:
+            if table.name in RUN_LOG_TABLES:
+                continue
+            rows = conn.execute(sa.select(table)).mappings().all()
+            lines = []
+            for row in rows:
+                kept: dict[str, Any] = {}
+                for column in table.columns:
+                    value = row[column.name]
+                    if _is_time(column.type):
+                        continue
+                    references = {fk.column.table.name for fk in column.foreign_keys}
+                    if "harvest_runs" in references:
+                        continue
+                    mapped = [t for t in references if t in natural]  # a surrogate id of another table
+                    if mapped:
+                        value = natural[mapped[0]].get(value, value) if value is not None else None
+                    elif references:
+                        pass  # part of a composite natural key (funder_awards -> article_funders)
+                    elif column.primary_key and column.name == "id":
+                        continue
+                    elif table.name == "conflicts" and column.name == "article_ids" and value:
+                        value = ",".join(sorted(natural["articles"].get(int(i), i) for i in value.split(",")))
+                    elif table.name == "conflicts" and column.name == "claims" and value:
+                        claims = json.loads(value)
+                        for claim in claims:
+                            claim["article_id"] = natural["articles"].get(claim.get("article_id"), None)
+                        value = sorted(json.dumps(c, sort_keys=True) for c in claims)
+                    if isinstance(value, bytes | memoryview):
+                        value = "sha256:" + hashlib.sha256(bytes(value)).hexdigest()
+                    kept[column.name] = value
+                lines.append(json.dumps(kept, sort_keys=True, default=str))
+            result[table.name] = sorted(lines)
+    return result
+
+
+def _is_time(kind: Any) -> bool:
+    return isinstance(kind, sa.DateTime) or isinstance(getattr(kind, "impl", None), sa.DateTime)

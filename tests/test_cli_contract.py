@@ -86,7 +86,7 @@ def test_version_alone(env: dict[str, str]) -> None:
         (["pmid", "--bogus"], "no such option: --bogus (see 'harvest pmid --help')"),
         (["nosuchcommand"], "no such command 'nosuchcommand'"),
         (["runs", "--limit", "x"], "invalid value for '--limit'"),
-        (["ingest"], "missing argument 'file'"),
+        (["ingest"], "missing argument 'file|dir'"),
     ],
 )
 def test_an_argument_error_is_one_line_exit_2(env: dict[str, str], argv: list[str], needle: str) -> None:

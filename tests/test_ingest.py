@@ -535,19 +535,37 @@ def test_sequence_order_sorts_numbered_files_and_keeps_the_rest_last_in_given_or
 
 def test_missing_directory_or_url_paths_are_refused_before_anything_is_done(tmp_path: Path) -> None:
     good = place(FIVE, tmp_path, "pubmed25n1300.xml")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "pubmed25n1300.xml.gz.md5").write_text("not a PubMed file\n")
     with pytest.raises(BulkFileError) as caught:
-        check_paths([good, tmp_path / "missing.xml.gz", tmp_path])
+        check_paths([good, tmp_path / "missing.xml.gz", empty])
     assert (
         str(caught.value)
         == f"file not found: {tmp_path / 'missing.xml.gz'} (and 1 more); nothing was ingested"
     )
-    with pytest.raises(BulkFileError, match="is a directory, not a file; nothing was ingested"):
-        check_paths([tmp_path])
+    with pytest.raises(
+        BulkFileError, match=r"is a directory without \.xml or \.xml\.gz files; nothing was ingested"
+    ):
+        check_paths([empty])
     with pytest.raises(BulkFileError, match="is a URL: download the file first"):
         check_paths(["https://ftp.ncbi.nlm.nih.gov/pubmed/updatefiles/pubmed25n1275.xml.gz"])
     with pytest.raises(BulkFileError, match="no files given"):
         check_paths([])
     assert check_paths([good]) == [good]
+
+
+def test_a_directory_stands_for_the_pubmed_files_in_it(tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline"
+    second = place(FIVE, baseline, "pubmed26n0002.xml.gz")
+    first = place(V1, baseline, "pubmed26n0001.xml")
+    (baseline / "pubmed26n0001.xml.md5").write_text("md5\n")
+    (baseline / "README.txt").write_text("NLM's readme\n")
+    (baseline / "nested").mkdir()
+    place(V2_UPDATE, baseline / "nested", "pubmed26n0003.xml")
+
+    assert check_paths([baseline]) == [first, second]
+    assert [parse_file_name(p).kind for p in check_paths([baseline])] == ["baseline", "baseline"]
 
 
 # ---- the CLI ------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def test_a_fresh_database_gets_the_whole_schema_on_first_use(db_url: str) -> Non
     engine = open_database(db_url)
     try:
         assert table_names(engine) == SCHEMA_TABLES
-        assert current_revision(engine) == head_revision() == "0012"
+        assert current_revision(engine) == head_revision() == "0013"
     finally:
         engine.dispose()
 

@@ -37,6 +37,9 @@ recorded; the whole batches stored before the break stay (storing them again is 
 file again, once fixed, applies it. Files named together are applied in NLM's order (release, then
 number), whatever order they were given in; files without a number come last, in the order given.
 
+Several files at once (``--workers N``: the PostgreSQL work queue, or N reading processes on SQLite) are
+:mod:`harvester.jobs.workers`' business; each file is still applied by :class:`FileApplier`, step by step.
+
 Enrichment is deferred by default: a bulk file holds up to 30,000 records, and asking PMC and Crossref for
 each takes hours at their polite rates. ``harvest enrich`` picks up every article never enriched;
 ``enrich=True`` (``--enrich``) enriches each batch's new and changed articles as it is stored.
@@ -50,13 +53,14 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from db.bulk import (
     AppliedFile,
@@ -98,6 +102,7 @@ READ_CHUNK = 1 << 20
 # NLM's names: pubmed25n1275.xml.gz (medline17n0001.xml.gz before 2018), also inside a longer local name.
 _NLM_NAME = re.compile(r"(?<![A-Za-z0-9])(?:pubmed|medline)(\d{2})n(\d{4})(?!\d)")
 _GZIP_MAGIC = b"\x1f\x8b"
+BULK_SUFFIXES = (".xml", ".xml.gz")  # what a directory given to harvest ingest is searched for
 
 FileOutcome = Literal["applied", "skipped", "refused", "failed"]
 
@@ -210,8 +215,28 @@ class FileReport:
             "conflicts": self.conflicts,
             "rejected_count": self.rejected_count,
             "rejected_pmids": self.rejected_pmids,
+            "rejected_reasons": self.rejected_reasons,
             "enrichment": self.enrichment.as_dict() if self.enrichment else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileReport:
+        """The report :meth:`as_dict` gave (a worker of the queue stores it; the run that queued the file
+        reads it back): the same lines, counts and exit code."""
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "enrichment"}
+        report = cls(**fields)
+        report.rejected_reasons = list(data.get("rejected_reasons") or [])
+        enrichment = data.get("enrichment")
+        if isinstance(enrichment, Mapping):
+            report.enrichment = EnrichReport(
+                pmc=SourceCounts(**enrichment.get("pmc", {})),
+                crossref=SourceCounts(**enrichment.get("crossref", {})),
+                icite=SourceCounts(**enrichment.get("icite", {})),
+                created_from_crossref=list(enrichment.get("created_from_crossref", [])),
+                conflicts=list(enrichment.get("conflicts", [])),
+                errors=list(enrichment.get("errors", [])),
+            )
+        return report
 
 
 @dataclass(slots=True)
@@ -269,14 +294,18 @@ class IngestReport:
 
 
 def check_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """The paths as Paths, after checking each is a readable local file.
+    """The files to ingest, after checking each is a readable local file; a directory stands for the
+    ``.xml`` and ``.xml.gz`` files directly in it (NLM's folders also hold ``.md5`` files and a README),
+    sorted by name.
 
     Raises:
-        BulkFileError: a path is missing, a directory, unreadable or a URL (nothing has been done).
+        BulkFileError: a path is missing, unreadable or a URL, or a directory holds no such file (nothing
+            has been done).
     """
     if not paths:
         raise BulkFileError("no files given: name PubMed baseline or update files (.xml or .xml.gz)", path="")
     problems: list[BulkFileError] = []
+    found: list[Path] = []
     for given in paths:
         path = Path(given)
         text = str(given)
@@ -285,19 +314,36 @@ def check_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         elif not path.exists():
             problems.append(BulkFileError(f"file not found: {text}", path=text))
         elif path.is_dir():
-            problems.append(BulkFileError(f"{text} is a directory, not a file", path=text))
+            inside = sorted(p for p in path.iterdir() if p.name.endswith(BULK_SUFFIXES) and p.is_file())
+            if not inside:
+                problems.append(
+                    BulkFileError(f"{text} is a directory without .xml or .xml.gz files", path=text)
+                )
+            for member in inside:
+                problem = _unreadable(member)
+                if problem is not None:
+                    problems.append(problem)
+                found.append(member)
         else:
-            try:
-                with path.open("rb") as handle:
-                    handle.read(1)
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                problems.append(BulkFileError(f"cannot read {text}: {reason}", path=text))
+            problem = _unreadable(path)
+            if problem is not None:
+                problems.append(problem)
+            found.append(path)
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BulkFileError(f"{first.message}{more}; nothing was ingested", path=first.path)
-    return [Path(p) for p in paths]
+    return found
+
+
+def _unreadable(path: Path) -> BulkFileError | None:
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return BulkFileError(f"cannot read {path}: {reason}", path=str(path))
+    return None
 
 
 def sequence_order(names: Sequence[BulkFileName]) -> list[BulkFileName]:
@@ -358,7 +404,7 @@ def ingest_files(
     for name in names:
         file_report = FileReport(str(name.path), name.name, name.kind, name.release_year, name.sequence)
         report.files.append(file_report)
-        applier = _FileApplier(
+        applier = FileApplier(
             name,
             file_report,
             engine=engine,
@@ -382,8 +428,13 @@ def ingest_files(
     return report
 
 
-class _FileApplier:
-    """Applies one file (steps 1 to 5 of the module docstring), filling in its FileReport."""
+class FileApplier:
+    """Applies one file (steps 1 to 5 of the module docstring), filling in its FileReport.
+
+    :meth:`apply` does it all; the steps are also callable one by one (:meth:`open`, :meth:`check`,
+    :meth:`reader`, :meth:`store_batch`, :meth:`read_to_end`, :meth:`record`, :meth:`close`) for
+    :mod:`harvester.jobs.workers`, which stores the batches of several files from one writer.
+    """
 
     def __init__(
         self,
@@ -397,6 +448,7 @@ class _FileApplier:
         progress: Callable[[int], None] | None,
         batch_size: int,
         read_in_process: bool | None,
+        after_batch: Callable[[FileReport, int], None] | None = None,
     ) -> None:
         self.name = name
         self.report = report
@@ -407,82 +459,97 @@ class _FileApplier:
         self.progress = progress
         self.batch_size = batch_size
         self.read_in_process = read_in_process
+        self.after_batch = after_batch  # called with the report and the file position after each batch
         self.rejected: list[RejectedRecord] = []  # recorded with the file, once all of it is stored
+        self._handle: BinaryIO | None = None
+        self._read = 0  # bytes of the file reported to ``progress`` so far
+        self._fetched_at = datetime.now(UTC)
+        self._revive = False
 
     def apply(self, *, force: bool) -> None:
-        name, report = self.name, self.report
-        path = str(name.path)
+        """Steps 1 to 5 for this file; the report says how it went.
+
+        Raises:
+            FileOrderError: the file is out of order and not forced (nothing of it was stored).
+            BulkFileError: it is unreadable, truncated or not PubMed XML (not recorded as applied).
+            StorageError: the database could not be read or written.
+        """
+        self.open()
         try:
-            handle = name.path.open("rb")
+            if not self.check(force=force):
+                return
+            reader = self.reader()
+            with self.reading():
+                for batch, position in reader.batches():
+                    self.store_batch(batch, position)
+                    reader.stored(batch)
+            deleted = reader.deleted
+            self.read_to_end()
+        finally:
+            self.close()
+        self.record(deleted)
+
+    def open(self) -> None:
+        path = str(self.name.path)
+        try:
+            self._handle = self.name.path.open("rb")
         except OSError as exc:
             raise BulkFileError(
                 f"cannot read {path}: {exc.strerror or type(exc).__name__}", path=path
             ) from None
-        with handle:
-            report.sha256, report.size = _checksum(handle, path)
-            done = applied_by_checksum(self.engine, report.sha256)
-            if done is not None:
-                report.outcome = "skipped"
-                report.message = f"already applied{_as(done, name.name)} on {_when(done)}"
-                return
-            problem = _order_problem(self.engine, name)
-            if problem is not None:
-                if not force:
-                    raise FileOrderError(f"{problem}; --force applies it anyway", path=path)
-                log.warning("%s: %s; applied anyway (--force)", name.name, problem)
-                report.forced = True
-                report.message = problem
-            handle.seek(0)
-            deleted = self._store(handle)
-            if os.fstat(handle.fileno()).st_size != report.size:
-                raise BulkFileError(
-                    f"{path} changed while it was being read (still downloading?); not recorded as applied",
-                    path=path,
-                )
-        new = NewFile(
-            name.name, name.kind, name.release_year, name.sequence, report.sha256, report.size, report.records
-        )
-        _applied, marked = record_applied(
-            self.engine,
-            new,
-            deleted=deleted,
-            at=datetime.now(UTC),
-            run_id=self.run_id,
-            forced=report.forced,
-            rejected=self.rejected,
-        )
-        for record in self.rejected:
-            log.info("%s: rejected PMID %s, kept raw: %s", name.name, record.pmid or "(none)", record.reason)
-        report.deleted_listed = len({pmid for pmid, _version in deleted})
-        report.deleted_marked = marked
-        report.outcome = "applied"
 
-    def _store(self, handle: BinaryIO) -> list[tuple[str, int]]:
-        """Parse and store the file in batches; returns its DeleteCitation (PMID, version) pairs.
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
-        Another thread, or for a large file another process, reads and parses the next batch while this
-        thread stores the last (:mod:`harvester.jobs.bulk_reader`); at most three batches are in memory at
-        once.
+    @property
+    def handle(self) -> BinaryIO:
+        if self._handle is None:
+            raise RuntimeError("the file is not open")
+        return self._handle
+
+    def check(self, *, force: bool) -> bool:
+        """Steps 1 to 3: checksum, already applied (then the report says skipped: False), order.
+
+        Raises:
+            FileOrderError: out of order, not forced.
+            BulkFileError: a truncated gzip file, or unreadable.
         """
-        path = str(self.name.path)
-        fetched_at = datetime.now(UTC)
-        url = f"file:{self.name.name}"
-        revive = self._revives_deleted()
-        reader: Reader
+        name, report = self.name, self.report
+        path = str(name.path)
+        report.sha256, report.size = _checksum(self.handle, path)
+        done = applied_by_checksum(self.engine, report.sha256)
+        if done is not None:
+            report.outcome = "skipped"
+            report.message = f"already applied{_as(done, name.name)} on {_when(done)}"
+            return False
+        problem = _order_problem(self.engine, name)
+        if problem is not None:
+            if not force:
+                raise FileOrderError(f"{problem}; --force applies it anyway", path=path)
+            log.warning("%s: %s; applied anyway (--force)", name.name, problem)
+            report.forced = True
+            report.message = problem
+        return True
+
+    def reader(self) -> Reader:
+        """Step 4's reader of the file, from its start: a thread, or for a large file a process."""
+        self.handle.seek(0)
+        self._fetched_at = datetime.now(UTC)
+        self._revive = self._revives_deleted()
         if self._read_in_process():
-            reader = ProcessReader(
-                handle, self.name.path, self.batch_size, self.engine, revive_deleted=revive
+            return ProcessReader(
+                self.handle, self.name.path, self.batch_size, self.engine, revive_deleted=self._revive
             )
-        else:
-            reader = ThreadReader(handle, self.batch_size, self.engine, revive_deleted=revive)
-        read = 0
+        return ThreadReader(self.handle, self.batch_size, self.engine, revive_deleted=self._revive)
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Turns what breaks while the file is read into the BulkFileError that says so."""
+        path = str(self.name.path)
         try:
-            for batch, position in reader.batches():
-                self._store_batch(batch, url=url, fetched_at=fetched_at, revive_deleted=revive)
-                reader.stored(batch)
-                if self.progress is not None:
-                    self.progress(max(0, min(position, self.report.size or 0) - read))
-                    read = max(read, position)
+            yield
         except ParseError as exc:
             stored = self.report.records
             kept = f"; the {stored} records before it, stored in whole batches, stay" if stored else ""
@@ -494,7 +561,59 @@ class _FileApplier:
                 f"cannot read {path}: {exc.strerror or type(exc).__name__}; not recorded as applied",
                 path=path,
             ) from None
-        return reader.deleted
+
+    def store_batch(self, batch: Batch, position: int) -> None:
+        """Store one batch the reader handed over (step 4), and report the progress."""
+        self._store_batch(batch, url=f"file:{self.name.name}", fetched_at=self._fetched_at)
+        if self.progress is not None:
+            self.progress(max(0, min(position, self.report.size or 0) - self._read))
+            self._read = max(self._read, position)
+        if self.after_batch is not None:
+            self.after_batch(self.report, position)
+
+    def read_to_end(self) -> None:
+        """After the last batch: the file must not have changed while it was read."""
+        path = str(self.name.path)
+        if os.fstat(self.handle.fileno()).st_size != self.report.size:
+            raise BulkFileError(
+                f"{path} changed while it was being read (still downloading?); not recorded as applied",
+                path=path,
+            )
+
+    def record(
+        self, deleted: Sequence[tuple[str, int]], *, also: Callable[[Connection], None] | None = None
+    ) -> None:
+        """Step 5: the deletions and the file's record, in one transaction (with ``also``'s writes).
+
+        Raises:
+            StorageError: the database could not be written (nothing of this step was).
+        """
+        name, report = self.name, self.report
+        assert report.sha256 is not None and report.size is not None
+        new = NewFile(
+            name.name, name.kind, name.release_year, name.sequence, report.sha256, report.size, report.records
+        )
+        applied, marked = record_applied(
+            self.engine,
+            new,
+            deleted=deleted,
+            at=datetime.now(UTC),
+            run_id=self.run_id,
+            forced=report.forced,
+            rejected=self.rejected,
+            also=also,
+        )
+        if applied is None:  # another worker recorded the same bytes meanwhile: nothing was written
+            done = applied_by_checksum(self.engine, report.sha256)
+            report.outcome = "skipped"
+            when = f" on {_when(done)}" if done is not None else ""
+            report.message = f"already applied{_as(done, name.name) if done else ''}{when}"
+            return
+        for record in self.rejected:
+            log.info("%s: rejected PMID %s, kept raw: %s", name.name, record.pmid or "(none)", record.reason)
+        report.deleted_listed = len({pmid for pmid, _version in deleted})
+        report.deleted_marked = marked
+        report.outcome = "applied"
 
     def _revives_deleted(self) -> bool:
         """Whether a record stored byte for byte revives its deleted article (db.store.store_articles).
@@ -516,7 +635,7 @@ class _FileApplier:
             and usable_cores() >= 2
         )
 
-    def _store_batch(self, batch: Batch, *, url: str, fetched_at: datetime, revive_deleted: bool) -> None:
+    def _store_batch(self, batch: Batch, *, url: str, fetched_at: datetime) -> None:
         report = self.report
         result, refused = (
             store_articles_isolated(
@@ -525,7 +644,7 @@ class _FileApplier:
                 url=url,
                 fetched_at=fetched_at,
                 run_id=self.run_id,
-                revive_deleted=revive_deleted,
+                revive_deleted=self._revive,
             )
             if batch.articles
             else (StoreResult((), (), ()), [])
