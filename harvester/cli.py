@@ -1243,8 +1243,7 @@ def _ingest_in_queue(
 ) -> int:
     """``harvest ingest --workers N`` on PostgreSQL, or ``--join``: through the work queue."""
     from db.queue import DEFAULT_LEASE, enqueue, require_postgresql
-    from db.runs import start_run
-    from db.runs import run_lock_taken_exclusively
+    from db.runs import run_lock_taken_exclusively, start_run
     from harvester.core.errors import BusyError
     from harvester.jobs.workers import ingest_with_workers, queue_entries, run_worker
 
