@@ -279,7 +279,7 @@ def test_the_sqlite_reader_gives_the_documents_the_engine_gives(rich: tuple[str,
             assert json.dumps(list(load_documents(reader, include_deleted=deleted))) == from_engine
         for fmt in ("jsonl", "csv"):
             ours, theirs = io.StringIO(), io.StringIO()
-            assert export_documents(reader, fmt, ours) == export_documents(engine, fmt, theirs) > 0  # type: ignore[arg-type]
+            assert export_documents(reader, fmt, ours) == export_documents(engine, fmt, theirs) > 0
             assert ours.getvalue() == theirs.getvalue()
     finally:
         reader.close()
