@@ -105,8 +105,8 @@ def _print_version(value: bool) -> None:
 def _take_values_as_parsed(params: Iterable[object]) -> None:
     """Spare the start-up of a command the import of pydantic (README, "Performance", Start-up).
 
-    Typer passes every value through a pydantic TypeAdapter built for its parameter, and importing
-    pydantic and building the adapters costs more CPU than the rest of ``harvest show``. A value the
+    Typer passes every value through a pydantic TypeAdapter built for its parameter, and importing those
+    adapters costs nearly as much CPU as all the rest of ``harvest show``. A value the
     parser already gives in its final type (a string for ``str``, strings for ``list[str]``, a whole
     number for ``int`` without bounds) is what that adapter returns, so it is taken as it is; any other
     value goes through typer's own adapter. This leans on typer's private coercion classes: where they
