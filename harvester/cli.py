@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy.engine import Engine
 
-    from db.reading import Database
+    from db.reading import Database, SqliteReader
     from harvester.core.settings import Settings
     from harvester.jobs.by_id import HarvestReport, IdKind
 
@@ -218,6 +218,7 @@ class State:
     summary: str | None = None
     _settings: Settings | None = None
     _engine: Engine | None = None
+    _reader: SqliteReader | None = None
     _secrets: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -257,8 +258,23 @@ class State:
         :meth:`read_engine` opens it."""
         from db.reading import open_sqlite_reader
 
-        reader = open_sqlite_reader(self.settings().database_url)
-        return reader if reader is not None else self.read_engine()
+        if self._reader is None:
+            self._reader = open_sqlite_reader(self.settings().database_url)
+        return self._reader if self._reader is not None else self.read_engine()
+
+    def close(self) -> None:
+        """Release the database at the end of the run. A connection left open would be closed whenever the
+        garbage collector gets to it, and closing SQLite's last connection checkpoints its WAL into the
+        file: in a process that goes on (tests call :func:`run` again and again), possibly into a file
+        that was replaced meanwhile."""
+        try:
+            if self._reader is not None:
+                self._reader.close()
+            if self._engine is not None:
+                self._engine.dispose()
+        except Exception:  # the run's outcome stands; at exit the driver would have closed them anyway
+            log.debug("closing the database", exc_info=True)
+        self._reader = self._engine = None
 
     @property
     def logging_ready(self) -> bool:
@@ -2076,6 +2092,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     state = State()
     code = _run(args, state, NoArgsIsHelpError)
     code = _flush_stdout(state, code)
+    state.close()
     if state.logging_ready:
         shown = " ".join(["harvest", *args])
         log.info(
