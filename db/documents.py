@@ -32,26 +32,20 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import DBAPIError
-
-from db.engine import begin_read, storage_error
-from db.models import metadata
-from enrich.merge import FIELDS, is_empty
+from db.columns import METRIC_FIELDS
+from db.reading import Snapshot, read_snapshot
 from harvester.core.errors import InvalidIdentifierError
 from harvester.core.ids import normalize_doi, normalize_pmcid, normalize_pmid
+from harvester.core.policy import FIELDS, is_empty
+
+if TYPE_CHECKING:
+    from db.reading import Database
 
 CHUNK = 200  # articles per round of queries
 IN_CHUNK = 500
-
-_T = metadata.tables
-ARTICLES = _T["articles"]
-JOURNALS = _T["journals"]
-IDENTIFIERS = _T["article_identifiers"]
-SOURCE_RECORDS = _T["source_records"]
+ICITE_SOURCE = "icite"  # article_metrics.source of iCite's rows (db.icite.SOURCE)
 
 DOCUMENT_KEYS: tuple[str, ...] = (
     "pmid",
@@ -160,7 +154,7 @@ _PMCID_LIKE = re.compile(r"^\s*pmc", re.IGNORECASE)
 _PMID_LIKE = re.compile(r"^\s*(?:pmid\s*:?\s*)?\d+\s*$", re.IGNORECASE)
 
 
-def resolve_identifiers(engine: Engine, identifiers: Sequence[str]) -> dict[str, int | None]:
+def resolve_identifiers(database: Database, identifiers: Sequence[str]) -> dict[str, int | None]:
     """Map each identifier as the user typed it to the id of the article it names, or None if none does.
 
     Digits alone (or "PMID:" digits) are a PMID; "PMC" digits in any case a PMCID; anything else must be a
@@ -178,70 +172,63 @@ def resolve_identifiers(engine: Engine, identifiers: Sequence[str]) -> dict[str,
     for kind, value in kinds.values():
         by_kind[kind].add(value)
     found: dict[tuple[str, str], int] = {}
-    try:
-        with begin_read(engine) as conn:
-            for kind, column, id_types in (
-                ("pmid", ARTICLES.c.pmid, ("pubmed",)),
-                ("pmcid", ARTICLES.c.pmcid, ("pmc",)),
-                ("doi", ARTICLES.c.doi, ("doi", "eloc:doi")),
-            ):
-                values = sorted(by_kind[kind])
-                for chunk in _chunks(values):
-                    for value, article_id in conn.execute(
-                        sa.select(column, ARTICLES.c.id).where(column.in_(chunk)).order_by(ARTICLES.c.id)
-                    ):
-                        found.setdefault((kind, value), article_id)  # shared (issue 13): the first stored
-                missing = [v for v in values if (kind, v) not in found]
-                for chunk in _chunks(missing):
-                    rows = conn.execute(
-                        sa.select(IDENTIFIERS.c.value, sa.func.min(IDENTIFIERS.c.article_id))
-                        .where(IDENTIFIERS.c.id_type.in_(id_types), IDENTIFIERS.c.value.in_(chunk))
-                        .group_by(IDENTIFIERS.c.value)
-                    )
-                    for value, article_id in rows:
-                        found[(kind, value)] = article_id
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot read", engine) from exc
+    with read_snapshot(database, "cannot read") as snap:
+        for kind, by_column, id_types in (
+            ("pmid", "SELECT pmid, id FROM articles WHERE pmid IN ? ORDER BY id", ("pubmed",)),
+            ("pmcid", "SELECT pmcid, id FROM articles WHERE pmcid IN ? ORDER BY id", ("pmc",)),
+            ("doi", "SELECT doi, id FROM articles WHERE doi IN ? ORDER BY id", ("doi", "eloc:doi")),
+        ):
+            values = sorted(by_kind[kind])
+            for chunk in _chunks(values):
+                for value, article_id in snap.rows(by_column, [chunk]):
+                    found.setdefault((kind, value), article_id)  # shared (issue 13): the first stored
+            missing = [v for v in values if (kind, v) not in found]
+            for chunk in _chunks(missing):
+                query = (
+                    "SELECT value, min(article_id) FROM article_identifiers"
+                    " WHERE id_type IN ? AND value IN ? GROUP BY value"
+                )
+                for value, article_id in snap.rows(query, [id_types, chunk]):
+                    found[(kind, value)] = article_id
     return {text: found.get(kinds[text]) for text in identifiers}
 
 
 def load_documents(
-    engine: Engine, article_ids: Sequence[int] | None = None, *, include_deleted: bool = False
+    database: Database, article_ids: Sequence[int] | None = None, *, include_deleted: bool = False
 ) -> Iterator[dict[str, Any]]:
     """Yield the document of each article: of ``article_ids`` in the order given, or of all in id order.
 
     Raises:
         StorageError: the database could not be read.
     """
-    try:
-        with begin_read(engine) as conn:
-            if article_ids is None:
-                last = 0
-                while True:
-                    query = sa.select(ARTICLES.c.id).where(ARTICLES.c.id > last)
-                    if not include_deleted:
-                        query = query.where(ARTICLES.c.deleted.is_(False))
-                    ids = list(conn.execute(query.order_by(ARTICLES.c.id).limit(CHUNK)).scalars())
-                    if not ids:
-                        return
-                    docs = _documents(conn, ids)
-                    yield from (docs[i] for i in ids)
-                    last = ids[-1]
-            else:
-                wanted = list(dict.fromkeys(article_ids))
-                for start in range(0, len(wanted), CHUNK):
-                    chunk = wanted[start : start + CHUNK]
-                    docs = _documents(conn, chunk)
-                    for article_id in chunk:
-                        doc = docs.get(article_id)
-                        if doc is not None and (include_deleted or not doc["deleted"]):
-                            yield doc
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot read", engine) from exc
+    with read_snapshot(database, "cannot read") as snap:
+        if article_ids is None:
+            last = 0
+            while True:
+                if include_deleted:
+                    query, params = "SELECT id FROM articles WHERE id > ? ORDER BY id LIMIT ?", [last, CHUNK]
+                else:
+                    query = "SELECT id FROM articles WHERE id > ? AND deleted = ? ORDER BY id LIMIT ?"
+                    params = [last, False, CHUNK]
+                ids = [row.id for row in snap.rows(query, params)]
+                if not ids:
+                    return
+                docs = _documents(snap, ids)
+                yield from (docs[i] for i in ids)
+                last = ids[-1]
+        else:
+            wanted = list(dict.fromkeys(article_ids))
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start : start + CHUNK]
+                docs = _documents(snap, chunk)
+                for article_id in chunk:
+                    doc = docs.get(article_id)
+                    if doc is not None and (include_deleted or not doc["deleted"]):
+                        yield doc
 
 
 def export_documents(
-    engine: Engine, fmt: Literal["jsonl", "csv"], out: TextIO, *, include_deleted: bool = False
+    database: Database, fmt: Literal["jsonl", "csv"], out: TextIO, *, include_deleted: bool = False
 ) -> int:
     """Write every article's document to ``out`` as JSON Lines or CSV; returns how many were written.
 
@@ -251,14 +238,14 @@ def export_documents(
     """
     count = 0
     if fmt == "jsonl":
-        for doc in load_documents(engine, include_deleted=include_deleted):
+        for doc in load_documents(database, include_deleted=include_deleted):
             out.write(json.dumps(doc, ensure_ascii=False))
             out.write("\n")
             count += 1
     elif fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for doc in load_documents(engine, include_deleted=include_deleted):
+        for doc in load_documents(database, include_deleted=include_deleted):
             writer.writerow(csv_row(doc))
             count += 1
     else:
@@ -335,6 +322,16 @@ def _classify(text: str) -> tuple[str, str]:
 
 
 _JOURNAL_KEYS = ("title", "iso_abbrev", "medline_ta", "issn_print", "issn_electronic", "issn_linking")
+_JOURNAL_COLUMNS = (*_JOURNAL_KEYS, "nlm_unique_id", "country")  # of journals, all but id and journal_key
+# Each article with its journal row's columns as journal_<name>; and the iCite rows, oldest first.
+_ARTICLES_QUERY = (
+    f"SELECT a.*, {', '.join(f'j.{name} AS journal_{name}' for name in _JOURNAL_COLUMNS)}"  # noqa: S608 - our names
+    " FROM articles AS a LEFT OUTER JOIN journals AS j ON j.id = a.journal_id WHERE a.id IN ?"
+)
+_METRICS_QUERY = (
+    f"SELECT id, article_id, valid_on, {', '.join(METRIC_FIELDS)} FROM article_metrics"  # noqa: S608 - our names
+    " WHERE article_id IN ? AND source = ? ORDER BY article_id, valid_on, id"
+)
 
 
 def _own_journal(row: Any) -> dict[str, Any]:
@@ -344,7 +341,7 @@ def _own_journal(row: Any) -> dict[str, Any]:
     if row.journal_facts:
         own = json.loads(row.journal_facts)
     else:
-        own = {name: getattr(row, f"journal_{name}") for name in (*_JOURNAL_KEYS, "nlm_unique_id", "country")}
+        own = {name: getattr(row, f"journal_{name}") for name in _JOURNAL_COLUMNS}
     facts = {name: own.get(name) for name in ("title", "iso_abbrev", "medline_ta")}
     facts["issn"] = own.get("issn_print") or own.get("issn_electronic") or own.get("issn_linking")
     facts.update({name: own.get(name) for name in ("issn_print", "issn_electronic", "issn_linking")})
@@ -352,32 +349,24 @@ def _own_journal(row: Any) -> dict[str, Any]:
     return facts
 
 
-def _documents(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _documents(snap: Snapshot, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The documents of these articles, by article id: one query per table for the whole chunk."""
-    a, j = ARTICLES, JOURNALS
-    journal_columns = [c.label(f"journal_{c.name}") for c in j.c if c.name not in {"id", "journal_key"}]
-    rows = conn.execute(
-        sa.select(a, *journal_columns)
-        .select_from(a.outerjoin(j, j.c.id == a.c.journal_id))
-        .where(a.c.id.in_(ids))
-    )
-    children = {name: _child_rows(conn, name, ids) for name in _CHILD_ORDER}
-    refs = _T["article_references"]
+    ids = list(ids)
+    rows = snap.rows(_ARTICLES_QUERY, [ids])
+    children = {name: _child_rows(snap, name, ids) for name in _CHILD_ORDER}
     references: dict[int, int] = {
         article_id: count
-        for article_id, count in conn.execute(
-            sa.select(refs.c.article_id, sa.func.count())
-            .where(refs.c.article_id.in_(ids))
-            .group_by(refs.c.article_id)
+        for article_id, count in snap.rows(
+            "SELECT article_id, count(*) FROM article_references WHERE article_id IN ? GROUP BY article_id",
+            [ids],
         )
     }
     # The article's current PubMed record: the latest pubmed source record (fetched_at, then id).
     pubmed: dict[int, tuple[tuple[datetime, int], str, datetime]] = {}
-    sr = SOURCE_RECORDS
-    for article_id, record_id, source_id, fetched_at in conn.execute(
-        sa.select(sr.c.article_id, sr.c.id, sr.c.source_id, sr.c.fetched_at).where(
-            sr.c.article_id.in_(ids), sr.c.source == "pubmed"
-        )
+    for article_id, record_id, source_id, fetched_at in snap.rows(
+        "SELECT article_id, id, source_id, fetched_at FROM source_records"
+        " WHERE article_id IN ? AND source = ?",
+        [ids, "pubmed"],
     ):
         known = pubmed.get(article_id)
         if known is None or (fetched_at, record_id) > known[0]:
@@ -393,29 +382,37 @@ def _documents(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]
         )
         for row in rows
     }
-    _add_metrics(conn, docs)
+    _add_metrics(snap, docs)
     return docs
 
 
-def _add_metrics(conn: Connection, docs: dict[int, dict[str, Any]]) -> None:
+def _add_metrics(snap: Snapshot, docs: dict[int, dict[str, Any]]) -> None:
     """``icite_status`` and ``metrics``: the latest iCite row and how many stored edges cite or are cited."""
-    from db.icite import METRIC_FIELDS, latest_metrics
-
-    edges = _T["citation_edges"]
-    latest = latest_metrics(conn, list(docs))
+    latest: dict[int, Any] = {}
+    for chunk in _chunks(sorted(docs)):
+        for row in snap.rows(_METRICS_QUERY, [chunk, ICITE_SOURCE]):
+            latest[row.article_id] = row  # ordered: the last one wins (as db.icite.latest_metrics)
     pmids = {doc["pmid"]: article_id for article_id, doc in docs.items() if doc["pmid"]}
     counts: dict[tuple[int, str], int] = {}
-    for column, name in ((edges.c.cited_pmid, "cited_by"), (edges.c.citing_pmid, "references")):
+    for query, name in (
+        (
+            "SELECT cited_pmid, count(*) FROM citation_edges WHERE cited_pmid IN ? GROUP BY cited_pmid",
+            "cited_by",
+        ),
+        (
+            "SELECT citing_pmid, count(*) FROM citation_edges WHERE citing_pmid IN ? GROUP BY citing_pmid",
+            "references",
+        ),
+    ):
         for chunk in _chunks(sorted(pmids)):
-            query = sa.select(column, sa.func.count()).where(column.in_(chunk)).group_by(column)
-            counts.update({(pmids[pmid], name): n for pmid, n in conn.execute(query)})
+            counts.update({(pmids[pmid], name): n for pmid, n in snap.rows(query, [chunk])})
     for article_id, doc in docs.items():
         row = latest.get(article_id)
         doc["metrics"] = {}
         if row is not None:
             doc["metrics"]["icite"] = {
-                "valid_on": row["valid_on"].isoformat(),
-                **{name: row[name] for name in METRIC_FIELDS},
+                "valid_on": row.valid_on.isoformat(),
+                **{name: getattr(row, name) for name in METRIC_FIELDS},
                 "cited_by_stored_edges": counts.get((article_id, "cited_by"), 0),
                 "references_stored_edges": counts.get((article_id, "references"), 0),
             }
@@ -448,24 +445,28 @@ _CHILD_ORDER: dict[str, tuple[str, ...]] = {
 }
 
 
-def _child_rows(conn: Connection, name: str, ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
-    table = _T[name]
-    order = [table.c.article_id, *(table.c[c] for c in _CHILD_ORDER[name])]
-    grouped: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in conn.execute(sa.select(table).where(table.c.article_id.in_(ids)).order_by(*order)).all():
+_CHILD_QUERIES = {
+    name: f"SELECT * FROM {name} WHERE article_id IN ? ORDER BY {', '.join(('article_id', *order))}"  # noqa: S608 - our names
+    for name, order in _CHILD_ORDER.items()
+}
+
+
+def _child_rows(snap: Snapshot, name: str, ids: list[int]) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    for row in snap.rows(_CHILD_QUERIES[name], [ids]):
         grouped[row.article_id].append(row)
     return grouped
 
 
 def _document(
-    row: Row[Any],
-    children: dict[str, dict[int, list[Row[Any]]]],
+    row: Any,
+    children: dict[str, dict[int, list[Any]]],
     references_listed: int,
     pubmed_record: dict[str, Any] | None,
 ) -> dict[str, Any]:
     article_id = row.id
 
-    def rows(name: str) -> list[Row[Any]]:
+    def rows(name: str) -> list[Any]:
         return children[name].get(article_id, [])
 
     affiliations: dict[int, list[str]] = defaultdict(list)
@@ -474,7 +475,7 @@ def _document(
     qualifiers: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for q in rows("mesh_qualifiers"):
         qualifiers[q.heading_position].append({"name": q.qualifier, "ui": q.qualifier_ui, "major": q.major})
-    abstracts: dict[int, list[Row[Any]]] = defaultdict(list)
+    abstracts: dict[int, list[Any]] = defaultdict(list)
     for section in rows("abstract_sections"):
         abstracts[section.abstract_index].append(section)
     awards: dict[int, list[str]] = defaultdict(list)
@@ -663,7 +664,7 @@ def _field_value(doc: dict[str, Any], name: str) -> Any:
     return doc.get(name)
 
 
-def _section(section: Row[Any]) -> dict[str, Any]:
+def _section(section: Any) -> dict[str, Any]:
     return {"label": section.label, "nlm_category": section.nlm_category, "text": section.text}
 
 

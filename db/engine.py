@@ -8,8 +8,6 @@ its password.
 
 from __future__ import annotations
 
-import functools
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,26 +20,17 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
-import migrations
+from db.driver import DEFAULT_BUSY_TIMEOUT, error_reason, setup_sqlite_connection
+from db.revisions import MIGRATIONS_DIR, fast_head_revision
 from harvester.core.errors import SchemaVersionError, StorageError, UsageError
 
 if TYPE_CHECKING:  # Alembic is imported where it is used: a reading process of harvest ingest never needs it
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer before giving up
 PG_CONNECT_TIMEOUT = 10  # seconds to reach a PostgreSQL server
 
 
-def _migrations_dir() -> Path:
-    # __path__ rather than __file__: an editable install may present the package as a namespace package.
-    for entry in migrations.__path__:
-        if (Path(entry) / "env.py").is_file():
-            return Path(entry).resolve()
-    raise ImportError("the migrations package has no env.py")  # pragma: no cover - a broken install
-
-
-MIGRATIONS_DIR = _migrations_dir()
 _BEGIN_MODE = "harvester_sqlite_begin"  # execution option read by the SQLite "begin" listener
 _WRITER_LOCK_KEY = 0x50_4D_48_56  # "PMHV": first half of the PostgreSQL advisory lock key
 
@@ -195,7 +184,7 @@ def begin_read(engine: Engine) -> Iterator[Connection]:
 def storage_error(exc: BaseException, action: str, engine: Engine) -> StorageError:
     """Turn a database failure into a one-line StorageError: "<action> <url>: <reason>"."""
     url = engine.url
-    reason = _reason(exc)
+    reason = error_reason(exc)
     if url.password:
         reason = reason.replace(str(url.password), "***")
     return StorageError(f"{action} {url.render_as_string(hide_password=True)}: {reason}")
@@ -249,37 +238,7 @@ def _sqlite_engine(url: URL, busy_timeout: float, *, create: bool = True) -> Eng
 
 
 def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: object, *, busy_timeout: float) -> None:
-    # Take transaction control away from pysqlite so that "begin" below decides how a transaction starts.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA foreign_keys=ON")
-        _use_wal(cursor, busy_timeout)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA cache_size=-65536")
-    finally:
-        cursor.close()
-
-
-def _use_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
-    """Switch the file to WAL once (it stays WAL); retried while another connection holds the lock.
-
-    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy
-    handler, when another connection is using the file: so processes that create the same fresh database
-    at the same moment wait their turn here, up to the busy timeout.
-    """
-    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
-        return
-    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
-
-    for attempt in Retrying(
-        retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
-        wait=wait_random(0.01, 0.1),
-        stop=stop_after_delay(busy_timeout),
-        reraise=True,
-    ):
-        with attempt:
-            cursor.execute("PRAGMA journal_mode=WAL")
+    setup_sqlite_connection(dbapi_connection, busy_timeout=busy_timeout)
 
 
 def _on_sqlite_begin(conn: Connection) -> None:
@@ -351,24 +310,6 @@ def _stored_revisions(engine: Engine) -> tuple[str, ...]:
         return tuple(sorted(str(r) for r in rows))
 
 
-_REVISION_LINE = re.compile(r"""^(down_revision|revision)\b[^=\n]*=\s*(?:["']([^"']+)["']|None)\s*$""", re.M)
-
-
-@functools.cache
-def fast_head_revision() -> str | None:
-    """The head revision read from the migration files' ``revision``/``down_revision`` lines, without
-    importing Alembic (0.2 s a process that only reads); None where the files do not make it plain (then
-    the callers ask Alembic)."""
-    revisions: dict[str, str | None] = {}
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        found = dict((m[0], m[1] or None) for m in _REVISION_LINE.findall(path.read_text(encoding="utf-8")))
-        if "revision" not in found or "down_revision" not in found or found["revision"] is None:
-            return None
-        revisions[found["revision"]] = found["down_revision"]
-    heads = set(revisions) - {down for down in revisions.values() if down}
-    return heads.pop() if len(heads) == 1 else None
-
-
 @contextmanager
 def _begin_migration(engine: Engine) -> Iterator[Connection]:
     """A write transaction for migrations; on SQLite with foreign keys off and legacy_alter_table on.
@@ -429,7 +370,7 @@ def _run_command(engine_or_url: Engine | str, name: str, revision: str) -> None:
         if isinstance(exc.__cause__, RevisionError) or "revision" in str(exc).lower():
             known = ", ".join(sorted(rev.revision for rev in _script_directory().walk_revisions()))
             raise UsageError(
-                f"cannot {name} the database to {revision!r}: {_reason(exc)} (known revisions: {known}, "
+                f"cannot {name} the database to {revision!r}: {error_reason(exc)} (known revisions: {known}, "
                 "head, base)"
             ) from None
         raise storage_error(exc, f"cannot {name} the database", engine) from exc
@@ -438,27 +379,3 @@ def _run_command(engine_or_url: Engine | str, name: str, revision: str) -> None:
     finally:
         if owned:
             engine.dispose()
-
-
-_REASONS = (
-    # (substring of the driver's message, lower-case) -> the one line users see
-    ("database is locked", "the database is locked by another writer (gave up waiting)"),
-    ("lock timeout", "the database is locked by another writer (gave up waiting)"),
-    ("disk i/o error", "disk I/O error"),
-    ("readonly database", "the database is read-only"),
-    ("read-only", "the database is read-only"),
-    ("file is not a database", "the file is not a SQLite database"),
-    ("unable to open database file", "the database file cannot be opened or created"),
-    ("database or disk is full", "the disk is full"),
-)
-
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
-    text = lines[0] if lines else type(orig).__name__
-    lowered = text.lower()
-    for needle, reason in _REASONS:
-        if needle in lowered:
-            return reason
-    return text

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from db.columns import METRIC_FIELDS  # the metrics a row keeps; a change in any of them adds a row
 from db.engine import begin_read, begin_write, storage_error
 from db.inserts import chunks, dialect_insert
 from db.models import metadata
@@ -44,27 +45,6 @@ HISTORY = metadata.tables["article_history"]
 PROVENANCE = metadata.tables["field_provenance"]
 RAW_PAYLOADS = metadata.tables["raw_payloads"]
 SOURCE_RECORDS = metadata.tables["source_records"]
-
-# The metrics a row keeps; a change in any of them adds a row.
-METRIC_FIELDS = (
-    "citation_count",
-    "relative_citation_ratio",
-    "nih_percentile",
-    "field_citation_rate",
-    "expected_citations_per_year",
-    "citations_per_year",
-    "apt",
-    "is_research_article",
-    "is_clinical",
-    "provisional",
-    "human",
-    "animal",
-    "molecular_cellular",
-    "x_coord",
-    "y_coord",
-    "cited_by_clinical_count",
-    "references_count",
-)
 
 
 @dataclass(slots=True)

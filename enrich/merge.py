@@ -44,7 +44,7 @@ from typing import Any
 
 from enrich.records import ContributorName, CrossrefWork, Funder, License, PmcFront, UpdateRelation
 from harvester.core.ids import doi_or_none
-from harvester.core.policy import DEFAULT_POLICY, FIELDS, SHARED_FIELDS, SOURCES, policy_from_config
+from harvester.core.policy import DEFAULT_POLICY, FIELDS, SHARED_FIELDS, SOURCES, is_empty, policy_from_config
 from harvester.core.records import RETRACTED_PUBLICATION, RETRACTION_IN, Article, Author, PartialDate
 
 __all__ = [
@@ -112,15 +112,6 @@ class Merged:
     def as_stored(self) -> dict[str, tuple[Any, Provenance]]:
         """The form :func:`merge` takes as ``stored``: what a store would hold after writing this."""
         return {name: (value, self.provenance[name]) for name, value in self.values.items()}
-
-
-def is_empty(value: Any) -> bool:
-    """True for what counts as "not stated": None, "", an empty list or object, an object of empties."""
-    if value is None or value == "" or value == [] or value == ():
-        return True
-    if isinstance(value, Mapping):
-        return all(is_empty(v) for v in value.values())
-    return False
 
 
 def merge(

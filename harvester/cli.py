@@ -7,13 +7,16 @@ log at -vv.
 
 Start-up is kept short (``harvest --help`` and ``harvest show`` in well under half a second): this module
 imports only the standard library, typer and the error tree; each command imports what it needs
-(SQLAlchemy, requests, lxml, rich, Alembic) when it runs.
+(SQLAlchemy, requests, lxml, rich, Alembic) when it runs. ``show`` on a SQLite file needs none of them
+(it reads with the standard library's sqlite3, :mod:`db.reading`), nor the pydantic that typer would
+import to check the values given (:func:`_take_values_as_parsed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import os
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO, cast
 
 import typer
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from harvester import __version__
 from harvester.core.errors import (
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy.engine import Engine
 
+    from db.reading import Database, SqliteReader
     from harvester.core.settings import Settings
     from harvester.jobs.by_id import HarvestReport, IdKind
 
@@ -98,9 +102,70 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _take_values_as_parsed(params: Iterable[object]) -> None:
+    """Spare the start-up of a command the import of pydantic (README, "Performance", Start-up).
+
+    Typer passes every value through a pydantic TypeAdapter built for its parameter, and importing those
+    adapters costs nearly as much CPU as all the rest of ``harvest show``. A value the
+    parser already gives in its final type (a string for ``str``, strings for ``list[str]``, a whole
+    number for ``int`` without bounds) is what that adapter returns, so it is taken as it is; any other
+    value goes through typer's own adapter. This leans on typer's private coercion classes: where they
+    are not what this expects, typer's own way stands (and tests/test_startup.py fails, to say so).
+    """
+    as_parsed = _as_parsed_type()
+    for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if as_parsed is not None and descriptor is not None and getattr(param, "_runtime_param", 0) is None:
+            param._runtime_param = as_parsed(  # type: ignore[attr-defined]
+                parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
+            )
+
+
+@functools.cache
+def _as_parsed_type() -> Any:
+    try:
+        from typer._coercion import RuntimeParam, build_runtime_param
+    except ImportError:  # pragma: no cover - another typer
+        return None
+    if [f.name for f in dataclasses.fields(RuntimeParam)] != ["parameter_info", "annotation"]:
+        return None  # pragma: no cover - another typer
+
+    @dataclass(frozen=True)
+    class AsParsed(RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            info, kind = self.parameter_info, self.annotation
+            if info.parser is None:
+                if kind is str and type(value) is str:
+                    return value
+                if (
+                    kind == list[str]
+                    and isinstance(value, list | tuple)
+                    and all(type(v) is str for v in value)
+                ):
+                    return list(value)
+                if kind is int and type(value) is int and info.min is None and info.max is None:
+                    return value
+            return build_runtime_param(param.type_descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+    return AsParsed
+
+
+class Group(TyperGroup):
+    """The command groups (``harvest``, ``harvest db``): their options' values taken as parsed."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _take_values_as_parsed(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+
 class HelpCommand(TyperCommand):
     """A command whose help shows no Python type names: typer would print ``<list[str]>`` beside an
-    argument, ``<str>`` beside an option without a metavar, and ``{ID}...`` in the usage line."""
+    argument, ``<str>`` beside an option without a metavar, and ``{ID}...`` in the usage line. Its
+    parameters' values are taken as parsed (:func:`_take_values_as_parsed`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _take_values_as_parsed(self.get_params(ctx))
+        return super().parse_args(ctx, args)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         for param in self.params:
@@ -121,6 +186,7 @@ class HelpCommand(TyperCommand):
 
 
 app = typer.Typer(
+    cls=Group,
     help=HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -129,6 +195,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 db_app = typer.Typer(
+    cls=Group,
     help="Inspect and migrate the database schema (Alembic migrations).\n\n"
     "\b\nExamples:\n  harvest db current\n  harvest db upgrade\n  harvest db downgrade 0004 --yes",
     short_help="Inspect and migrate the database schema (Alembic migrations).",
@@ -151,6 +218,7 @@ class State:
     summary: str | None = None
     _settings: Settings | None = None
     _engine: Engine | None = None
+    _reader: SqliteReader | None = None
     _secrets: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -183,6 +251,30 @@ class State:
         if self._engine is None:
             self._engine = open_existing_database(self.settings().database_url, at_head=at_head)
         return self._engine
+
+    def read_documents_database(self) -> Database:
+        """The database for reading documents (``show``): a plain SQLite file at head is opened with the
+        standard library alone (db.reading), which spares importing SQLAlchemy; any other as
+        :meth:`read_engine` opens it."""
+        from db.reading import open_sqlite_reader
+
+        if self._reader is None:
+            self._reader = open_sqlite_reader(self.settings().database_url)
+        return self._reader if self._reader is not None else self.read_engine()
+
+    def close(self) -> None:
+        """Release the database at the end of the run. A connection left open would be closed whenever the
+        garbage collector gets to it, and closing SQLite's last connection checkpoints its WAL into the
+        file: in a process that goes on (tests call :func:`run` again and again), possibly into a file
+        that was replaced meanwhile."""
+        try:
+            if self._reader is not None:
+                self._reader.close()
+            if self._engine is not None:
+                self._engine.dispose()
+        except Exception:  # the run's outcome stands; at exit the driver would have closed them anyway
+            log.debug("closing the database", exc_info=True)
+        self._reader = self._engine = None
 
     @property
     def logging_ready(self) -> bool:
@@ -406,8 +498,7 @@ def _ids_given(args: Sequence[str] | None, from_file: str | None, noun: str) -> 
     Raises:
         UsageError: no ids at all (saying where they were looked for).
     """
-    from harvester.core.ids import split_ids
-    from harvester.jobs.by_id import read_id_file
+    from harvester.core.ids import read_id_file, split_ids
 
     values = [part for arg in args or () for part in split_ids(arg)]
     if from_file is not None:
@@ -1565,11 +1656,11 @@ def show_command(
         raise UsageError(f"--format must be text or json, not {output_format!r}")
     state = _state(ctx)
     ids = _ids_given(ids, from_file, "ids")
-    engine = state.read_engine()
-    found = resolve_identifiers(engine, ids)
+    database = state.read_documents_database()
+    found = resolve_identifiers(database, ids)
     missing = [given for given, article_id in found.items() if article_id is None]
     article_ids = list(dict.fromkeys(a for a in found.values() if a is not None))
-    documents = list(load_documents(engine, article_ids, include_deleted=True))
+    documents = list(load_documents(database, article_ids, include_deleted=True))
     if state.json_output:
         emit_json({"articles": documents, "not_stored": missing})
     elif output_format == "json":
@@ -2001,6 +2092,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     state = State()
     code = _run(args, state, NoArgsIsHelpError)
     code = _flush_stdout(state, code)
+    state.close()
     if state.logging_ready:
         shown = " ".join(["harvest", *args])
         log.info(
@@ -2097,16 +2189,12 @@ def _discard_stdout() -> None:
 
 def _known_secrets() -> tuple[str, ...]:
     """Secret values from the environment, for redacting messages raised before settings were built."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from harvester.core.dburl import url_password
 
     values = [os.environ[n] for n in ("NCBI_API_KEY", "CROSSREF_PLUS_TOKEN") if os.environ.get(n)]
-    try:
-        password = make_url(os.environ.get("HARVEST_DATABASE_URL") or "sqlite://").password
-    except ArgumentError:
-        password = None
+    password = url_password(os.environ.get("HARVEST_DATABASE_URL") or "sqlite://")
     if password:
-        values.append(str(password))
+        values.append(password)
     return tuple(values)
 
 

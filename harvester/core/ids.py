@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import unquote
 
-from harvester.core.errors import InvalidIdentifierError
+from harvester.core.errors import InvalidIdentifierError, UsageError
 
 MAX_PMID_DIGITS = 10
 MAX_PMCID_DIGITS = 10  # PMC numbers have 7 or 8 digits today; like PMIDs, at most 10
@@ -130,6 +132,33 @@ _LOOKS_LIKE = {
 def split_ids(text: str) -> list[str]:
     """Ids separated by newlines, spaces, tabs or commas (as EDirect reads them), in order, blanks dropped."""
     return [part for part in _ID_SEPARATORS.split(text) if part]
+
+
+def read_id_file(path: str, read_stdin: Callable[[], str]) -> list[str]:
+    """Ids from a file (``-`` = standard input), separated by newlines, spaces, tabs or commas; blank
+    lines and ``#`` comments skipped.
+
+    Raises:
+        UsageError: the file is missing or cannot be read as text.
+    """
+    if path == "-":
+        text = read_stdin()
+    else:
+        try:
+            # utf-8-sig: a byte-order mark (Windows editors write one) must not spoil the first id
+            text = Path(path).read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise UsageError(f"id file not found: {path}") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise UsageError(f"id file cannot be read: {path}: {type(exc).__name__}") from None
+    ids = []
+    for line in text.splitlines():
+        # "#" starts a comment at the start of a line or after white space; DOIs may contain "#" themselves
+        ids.extend(split_ids(_COMMENT.sub("", line)))
+    return ids
+
+
+_COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
 def other_kind(kind: str, value: str) -> str | None:

@@ -1,17 +1,19 @@
 """The merge policy: which fields exist and which source each takes first, with the config's overrides.
 
 These are the words the config file's ``[merge]`` table and :mod:`enrich.merge` share; the settings read
-and check the table here, so that reading a config never imports the merging code.
+and check the table here, so that reading a config never imports the merging code. What counts as a value
+not stated (:func:`is_empty`) is here too, for the documents that name each stated field's source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 from harvester.core.errors import ConfigError
 
-__all__ = ["DEFAULT_POLICY", "FIELDS", "SHARED_FIELDS", "SOURCES", "policy_from_config"]
+__all__ = ["DEFAULT_POLICY", "FIELDS", "SHARED_FIELDS", "SOURCES", "is_empty", "policy_from_config"]
 
 SOURCES: tuple[str, ...] = ("pubmed", "pmc", "crossref")
 
@@ -122,3 +124,12 @@ def policy_from_config(overrides: Mapping[str, Sequence[str]]) -> Mapping[str, t
             raise ConfigError(f"merge.{name}: a source is named twice in {list(sources)}")
         policy[name] = sources
     return MappingProxyType(policy)
+
+
+def is_empty(value: Any) -> bool:
+    """True for what counts as "not stated": None, "", an empty list or object, an object of empties."""
+    if value is None or value == "" or value == [] or value == ():
+        return True
+    if isinstance(value, Mapping):
+        return all(is_empty(v) for v in value.values())
+    return False

@@ -15,10 +15,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from harvester import __version__
+from harvester.core.dburl import plain_sqlite_path, url_display, url_password
 from harvester.core.errors import ConfigError
 
 DEFAULT_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
@@ -166,15 +164,15 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in force, for redaction of logs and messages."""
         values = [s.reveal() for s in (self.ncbi_api_key, self.crossref_plus_token) if s is not None]
-        password = make_url(self.database_url).password
+        password = url_password(self.database_url)
         if password:
-            values.append(str(password))
+            values.append(password)
         return tuple(v for v in values if v)
 
     @property
     def database_url_display(self) -> str:
         """The database URL with any password masked."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return url_display(self.database_url)
 
     @property
     def user_agent(self) -> str:
@@ -388,6 +386,11 @@ def normalize_database_url(value: str) -> str:
         raise ConfigError("the database URL is empty")
     if "://" not in text:
         text = "sqlite:///" + str(Path(text).expanduser().resolve())
+    if plain_sqlite_path(text) is not None:
+        return text  # what make_url would render (harvester.core.dburl), without importing SQLAlchemy
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(text)
     except ArgumentError:

@@ -4,10 +4,8 @@ what happened to each id."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from sqlalchemy.engine import Engine
@@ -25,7 +23,7 @@ from harvester.core.errors import (
     UpstreamError,
     UsageError,
 )
-from harvester.core.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid, split_ids
+from harvester.core.ids import doi_or_none, normalize_doi, normalize_pmcid, normalize_pmid
 from harvester.core.records import Article, RejectedRecord
 from harvester.core.settings import Settings
 from harvester.jobs.enrichment import EnrichReport, enrich_articles
@@ -392,26 +390,3 @@ def _dois_of(article: Article) -> set[str]:
         if eloc.id_type == "doi" and (doi := doi_or_none(eloc.value)):
             dois.add(doi)
     return dois
-
-
-def read_id_file(path: str, read_stdin: Callable[[], str]) -> list[str]:
-    """Ids from a file (``-`` = standard input), separated by newlines, spaces, tabs or commas; blank
-    lines and ``#`` comments skipped."""
-    if path == "-":
-        text = read_stdin()
-    else:
-        try:
-            # utf-8-sig: a byte-order mark (Windows editors write one) must not spoil the first id
-            text = Path(path).read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise UsageError(f"id file not found: {path}") from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-            raise UsageError(f"id file cannot be read: {path}: {type(exc).__name__}") from None
-    ids = []
-    for line in text.splitlines():
-        # "#" starts a comment at the start of a line or after white space; DOIs may contain "#" themselves
-        ids.extend(split_ids(_COMMENT.sub("", line)))
-    return ids
-
-
-_COMMENT = re.compile(r"(?:^|\s)#.*$")
