@@ -1,7 +1,9 @@
 """Engine set-up and the migration entry points; every other db module gets its connections from here.
 
 Both dialects behave alike: writers are serialised (SQLite by ``BEGIN IMMEDIATE``, PostgreSQL by a
-transaction-level advisory lock), a writer waits at most ``busy_timeout`` seconds for another one, and
+transaction-level advisory lock; on PostgreSQL, writers that name what they write by keys run side by side
+when their keys differ: :func:`begin_keyed_write`), a writer waits at most ``busy_timeout`` seconds for
+another one, and
 every database failure surfaces as a one-line :class:`StorageError` that names the database without
 its password.
 """
@@ -9,7 +11,7 @@ its password.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -166,6 +168,36 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
                 sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"),
                 {"key": _WRITER_LOCK_KEY},
             )
+        yield conn
+
+
+@contextmanager
+def begin_keyed_write(engine: Engine, keys: Collection[int]) -> Iterator[Connection]:
+    """A write transaction that may run beside other keyed writers whose ``keys`` differ.
+
+    On PostgreSQL it takes the writers' lock *shared* and one transaction-level advisory lock per key
+    (ascending, so two keyed writers never wait for each other in a circle): the workers of the ingest
+    queue store different files at once. A writer of the whole lock (:func:`begin_write`) waits for every
+    keyed writer, and they for it. What the keys stand for is the caller's (db.store: ranges of PMIDs);
+    a caller writes only rows its keys cover, or rows that are safe to write concurrently (inserts with
+    ON CONFLICT, updates in a fixed order). SQLite has one writer: this is :func:`begin_write` there.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # The same statement shape and parameter as begin_write's, so the queue's fence sees it too.
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock_shared(:key, hashtext(current_schema()))"),
+                {"key": _WRITER_LOCK_KEY},
+            )
+            if keys:
+                # unnest yields the sorted array in order: the locks are taken in ascending order.
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/keyed'), k)"
+                        " FROM unnest(CAST(:keys AS integer[])) AS k"
+                    ),
+                    {"keys": sorted(set(keys))},
+                )
         yield conn
 
 

@@ -83,9 +83,11 @@ def resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str,
             filled = {name: known[name] if known[name] is not None else wanted[key][name] for name in known}
             if filled != known:
                 fills.append({"b_id": journal_id, **filled})
-    missing = [key for key in wanted if key not in ids]
+    # In key order, inserts and updates alike: writers side by side (db.engine.begin_keyed_write) that
+    # both touch two journals take their row locks in the same order, never in a circle.
+    missing = sorted(key for key in wanted if key not in ids)
     if missing:
-        # ON CONFLICT DO NOTHING: a concurrent writer that took no lock (a future tool) may have added it.
+        # ON CONFLICT DO NOTHING: a writer beside this one (begin_keyed_write) may have added it meanwhile.
         conn.execute(
             dialect_insert(conn, j).on_conflict_do_nothing(index_elements=[j.c.journal_key]),
             [{"journal_key": key, **wanted[key]} for key in missing],
@@ -94,5 +96,6 @@ def resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str,
             query = sa.select(j.c.journal_key, j.c.id).where(j.c.journal_key.in_(chunk))
             ids.update({key: journal_id for key, journal_id in conn.execute(query)})
     if fills:
+        fills.sort(key=lambda fill: int(fill["b_id"]))
         conn.execute(sa.update(j).where(j.c.id == sa.bindparam("b_id")), fills)
     return ids

@@ -19,13 +19,14 @@ How a file is claimed, kept and lost:
   sessions: about a minute) and, whatever happens, by the lease: a live worker renews it every few
   seconds (:meth:`WorkerSession.renew`), and a claim whose lease ran out is taken over too.
 - **Fenced**: a worker may be taken over while it still runs (stopped for longer than its lease). Every
-  write transaction of a worker (those that take the writers' lock, :func:`db.engine.begin_write`) first
-  checks that the claim is still its own (:meth:`WorkerSession.fenced`): a worker that lost its claim
-  writes nothing more. A takeover that commits between that check and the commit of the old worker's
-  transaction is harmless: the new worker writes nothing before it gets the writers' lock, so the old
-  batch (of the same file) lands before any of its writes, and no later file starts before the new worker
-  records this one. The file's record (db.bulk) and its ``applied`` mark commit in one transaction, and the
-  mark needs the claim's token.
+  write transaction of a worker (those that take the writers' lock, :func:`db.engine.begin_write`, or share
+  it, :func:`db.engine.begin_keyed_write`) first checks that the claim is still its own
+  (:meth:`WorkerSession.fenced`): a worker that lost its claim writes nothing more. A takeover that commits
+  between that check and the commit of the old worker's transaction is harmless: the new worker writes
+  nothing before it gets the writers' lock, or the key locks of the same PMIDs (the same file), so the old
+  batch lands before any of its writes, and no later file starts before the new worker records this one. The
+  file's record (db.bulk) and its ``applied`` mark commit in one transaction, and the mark needs the claim's
+  token.
 - **Order** (NLM's rules, the same as one process applying the files in order): baseline files are taken in
   any order, in parallel; an update file only once every earlier file of the sequence that is queued has
   been applied (or skipped, refused, failed: then the order check of :mod:`harvester.jobs.ingest` refuses
@@ -643,7 +644,7 @@ class WorkerSession:
         self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
         claim = self._fence
-        if claim is None or "pg_advisory_xact_lock(" not in statement:
+        if claim is None or "pg_advisory_xact_lock" not in statement:  # begin_write's, or keyed (shared)
             return
         if not isinstance(parameters, Mapping) or parameters.get("key") != _WRITER_LOCK_KEY:
             return

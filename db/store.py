@@ -46,6 +46,14 @@ retraction_sources (source "pubmed"); ``retracted`` is true when any source's st
 
 Writes are Core executemany statements per table per batch (:mod:`db.inserts`); the child rows come from
 :mod:`db.pubmed_rows`, journals from :mod:`db.journals`, payloads are kept by :mod:`db.payloads`.
+
+Several writers at once (PostgreSQL: the workers of the ingest queue): a batch takes key locks on the
+ranges of PMIDs it holds (:data:`PMID_RANGE`, :func:`db.engine.begin_keyed_write`), so batches of other
+files are stored beside it and a batch of the same PMIDs waits. What a batch writes outside its PMIDs is
+safe side by side: journals are inserted with ON CONFLICT and filled in a fixed order, payloads and
+source records belong to its articles. Adopting an article without a PMID (stored from Crossref alone)
+is not: a batch that finds one is planned again as the only writer (:func:`db.engine.begin_write`), as is
+a batch of scattered PMIDs.
 """
 
 from __future__ import annotations
@@ -63,7 +71,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from db.engine import begin_read, begin_write, storage_error
+from db.engine import begin_keyed_write, begin_read, begin_write, storage_error
 from db.history import history_row
 from db.inserts import chunks, dialect_insert, insert_returning, insert_tuples
 from db.journals import journal_facts, journal_key, resolve_journals
@@ -77,6 +85,12 @@ from harvester.core.records import Article, RejectedRecord
 logger = logging.getLogger(__name__)
 
 SOURCE = "pubmed"
+# Concurrent writers (PostgreSQL): a batch locks the ranges of PMIDs it holds, PMID_RANGE wide. NLM's
+# baseline files hold ascending PMIDs, about 30,000 a file, so a batch of one file locks one range or two
+# and workers on other files never wait for it; a batch of PMIDs spread over more than MAX_KEYED_RANGES
+# ranges (an update file, an efetch batch) takes the writers' lock whole.
+PMID_RANGE = 10_000
+MAX_KEYED_RANGES = 32
 
 _T = metadata.tables
 ARTICLES = _T["articles"]
@@ -166,15 +180,23 @@ def store_articles(
     order = list(dict.fromkeys(a.pmid for a in articles))
     if not incoming:
         return StoreResult((), (), ())
+    ranges = {int(pmid) // PMID_RANGE for pmid in incoming}
+    whole = len(ranges) > MAX_KEYED_RANGES  # scattered PMIDs (an update file, an efetch batch): one writer
     try:
-        with begin_write(engine) as conn:
-            plan = _plan(conn, incoming, revive_deleted)
-            if plan.new or plan.changed:
-                _write(conn, plan, url=url, fetched_at=fetched_at, now=datetime.now(UTC), run_id=run_id)
-            reported = set(plan.conflicts)
-            again = [*plan.unchanged, *(inc.article.pmid for _, inc in plan.changed)]
-            if again:  # reported while open, whether the record changed or not
-                plan.conflicts.extend(p for p in _open_conflicts(conn, again) if p not in reported)
+        while True:
+            try:
+                with begin_write(engine) if whole else begin_keyed_write(engine, ranges) as conn:
+                    plan = _plan(conn, incoming, revive_deleted, keyed=not whole)
+                    if plan.new or plan.changed:
+                        now = datetime.now(UTC)
+                        _write(conn, plan, url=url, fetched_at=fetched_at, now=now, run_id=run_id)
+                    reported = set(plan.conflicts)
+                    again = [*plan.unchanged, *(inc.article.pmid for _, inc in plan.changed)]
+                    if again:  # reported while open, whether the record changed or not
+                        plan.conflicts.extend(p for p in _open_conflicts(conn, again) if p not in reported)
+                break
+            except _NeedsWholeLock:
+                whole = True  # planned under key locks only: nothing was written; again, alone
     except DBAPIError as exc:
         raise storage_error(exc, "cannot store articles in", engine) from exc
     created = {inc.article.pmid for inc in plan.new}
@@ -339,7 +361,11 @@ def _leaves_unchanged(old: _Stored, sha256: str, version: int, revive_deleted: b
     return old.sha256 == sha256 and not (old.deleted and revive_deleted)
 
 
-def _plan(conn: Connection, incoming: dict[str, _Incoming], revive_deleted: bool) -> _Plan:
+class _NeedsWholeLock(Exception):
+    """A batch planned under key locks touches an article without a PMID: it is stored again alone."""
+
+
+def _plan(conn: Connection, incoming: dict[str, _Incoming], revive_deleted: bool, *, keyed: bool) -> _Plan:
     stored = _stored_articles(conn, list(incoming))
     plan = _Plan()
     for pmid, inc in incoming.items():
@@ -352,11 +378,11 @@ def _plan(conn: Connection, incoming: dict[str, _Incoming], revive_deleted: bool
             inc.article_id = old.article_id
             plan.changed.append((old, inc))
     if plan.new:
-        _adopt_articles_not_in_pubmed(conn, plan)
+        _adopt_articles_not_in_pubmed(conn, plan, keyed=keyed)
     return plan
 
 
-def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan) -> None:
+def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan, *, keyed: bool) -> None:
     """A new PMID whose DOI or PMCID an article without a PMID holds becomes that article's record.
 
     Such articles were stored from Crossref alone (or enriched by PMC since); one query per chunk of new
@@ -382,6 +408,8 @@ def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan) -> None:
                 holders.setdefault(("pmcid", pmcid), set()).add(article_id)
     if not holders:
         return
+    if keyed:  # the holders are outside this writer's PMID ranges: adopt them only as the one writer
+        raise _NeedsWholeLock
     adopted: set[int] = set()
     still_new: list[_Incoming] = []
     for inc in sorted(plan.new, key=lambda inc: int(inc.article.pmid)):
