@@ -59,7 +59,11 @@ def journal_facts(journal: Journal | None) -> str | None:
 def resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str, int]:
     """Journal ids by key: missing journals are inserted, and what a stored journal lacks is filled in.
 
-    A known attribute is never overwritten, so storing the same records again changes nothing.
+    A known attribute is never overwritten, so storing the same records again changes nothing. Writers
+    side by side (db.engine.begin_keyed_write) may add or fill the same journal at once: an insert that
+    finds the row another writer just added leaves it, and is filled in like a row found stored; each
+    fill sets only what the row lacks when the UPDATE runs (COALESCE), so no writer's fill undoes
+    another's, and the rows are touched in key order (never two writers in a circle).
     """
     wanted: dict[str, dict[str, str | None]] = {}
     for journal in journals:
@@ -73,29 +77,33 @@ def resolve_journals(conn: Connection, journals: Iterable[Journal]) -> dict[str,
     if not wanted:
         return {}
     j = JOURNALS
-    columns = [j.c.journal_key, j.c.id, *(j.c[name] for name in _COLUMNS)]
-    ids: dict[str, int] = {}
-    fills: list[dict[str, Any]] = []
-    for chunk in chunks(list(wanted)):
-        for key, journal_id, *stored in conn.execute(sa.select(*columns).where(j.c.journal_key.in_(chunk))):
-            ids[key] = journal_id
-            known = dict(zip(_COLUMNS, stored, strict=True))
-            filled = {name: known[name] if known[name] is not None else wanted[key][name] for name in known}
-            if filled != known:
-                fills.append({"b_id": journal_id, **filled})
-    # In key order, inserts and updates alike: writers side by side (db.engine.begin_keyed_write) that
-    # both touch two journals take their row locks in the same order, never in a circle.
-    missing = sorted(key for key in wanted if key not in ids)
+    keys = sorted(wanted)
+    stored = _stored_journals(conn, keys)
+    missing = [key for key in keys if key not in stored]
     if missing:
-        # ON CONFLICT DO NOTHING: a writer beside this one (begin_keyed_write) may have added it meanwhile.
         conn.execute(
             dialect_insert(conn, j).on_conflict_do_nothing(index_elements=[j.c.journal_key]),
             [{"journal_key": key, **wanted[key]} for key in missing],
         )
-        for chunk in chunks(missing):
-            query = sa.select(j.c.journal_key, j.c.id).where(j.c.journal_key.in_(chunk))
-            ids.update({key: journal_id for key, journal_id in conn.execute(query)})
+        stored.update(_stored_journals(conn, missing))  # ours, or what a writer beside this one added
+    fills: list[dict[str, Any]] = []
+    for key in keys:
+        journal_id, known = stored[key]
+        lacking = {name: wanted[key][name] for name in _COLUMNS if known[name] is None}
+        if any(value is not None for value in lacking.values()):
+            fills.append({"b_id": journal_id, **{f"b_{name}": wanted[key][name] for name in _COLUMNS}})
     if fills:
-        fills.sort(key=lambda fill: int(fill["b_id"]))
-        conn.execute(sa.update(j).where(j.c.id == sa.bindparam("b_id")), fills)
-    return ids
+        filled = {name: sa.func.coalesce(j.c[name], sa.bindparam(f"b_{name}")) for name in _COLUMNS}
+        conn.execute(sa.update(j).where(j.c.id == sa.bindparam("b_id")).values(filled), fills)
+    return {key: journal_id for key, (journal_id, _known) in stored.items()}
+
+
+def _stored_journals(conn: Connection, keys: list[str]) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Journal id and attributes by key, of the keys stored."""
+    j = JOURNALS
+    columns = [j.c.journal_key, j.c.id, *(j.c[name] for name in _COLUMNS)]
+    found: dict[str, tuple[int, dict[str, Any]]] = {}
+    for chunk in chunks(keys):
+        for key, journal_id, *values in conn.execute(sa.select(*columns).where(j.c.journal_key.in_(chunk))):
+            found[key] = (journal_id, dict(zip(_COLUMNS, values, strict=True)))
+    return found

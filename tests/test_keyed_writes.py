@@ -8,6 +8,8 @@ may and may not take meanwhile: a refusal is the server's lock timeout, not a me
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -16,11 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import begin_keyed_write, begin_write, open_database
+from db.journals import resolve_journals
 from db.store import PMID_RANGE, store_articles
 from harvester.core.errors import StorageError
+from harvester.core.records import Journal
 from tests.db_helpers import fresh_database_url, open_migrated, pubmed_record
 
 pytestmark = pytest.mark.postgres
+SECOND = "harvest-test-keyed-second"  # the second engine's sessions, as pg_stat_activity names them
 AT = datetime(2026, 12, 6, tzinfo=UTC)
 
 
@@ -29,7 +34,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, 
     """Two engines on one fresh PostgreSQL schema; the second gives up on a lock after 0.5 s."""
     with fresh_database_url("postgresql", tmp_path_factory.mktemp("keyed")) as url:
         first = open_migrated(url)
-        second = open_database(url, busy_timeout=0.5)
+        second = open_database(f"{url}&application_name={SECOND}", busy_timeout=0.5)
         try:
             yield first, second
         finally:
@@ -110,3 +115,43 @@ def test_a_batch_that_adopts_an_article_without_a_pmid_is_stored_as_the_only_wri
     with first.connect() as conn:
         rows = conn.execute(sa.text("SELECT pmid, doi, in_pubmed FROM articles")).all()
     assert [tuple(r) for r in rows] == [(record.pmid, "10.9999/orphan", True)]
+
+
+def test_two_writers_adding_one_journal_at_once_keep_what_each_knows(engines: tuple[Engine, Engine]) -> None:
+    """Writer A adds a journal without its electronic ISSN and has not committed; writer B, beside it,
+    finds it missing too, so its insert waits for A's row, then finds it there: B fills in the ISSN it
+    knows rather than dropping it (a 3-worker ingest lost it once)."""
+    first, second = engines
+    science = Journal(title="Science", nlm_unique_id="0404511", issn_print="0036-8075")
+    with_online = Journal(title="Science", nlm_unique_id="0404511", issn_electronic="1095-9203")
+    outcome: list[BaseException | dict[str, int]] = []
+
+    def writer_b() -> None:
+        try:
+            with begin_keyed_write(second, {2}) as conn:
+                outcome.append(resolve_journals(conn, [with_online]))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    with begin_keyed_write(first, {1}) as conn:
+        resolve_journals(conn, [science])
+        thread = threading.Thread(target=writer_b)
+        thread.start()
+        _wait_until_a_backend_waits_for_a_lock(first, thread)
+    thread.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], dict), outcome
+    with first.connect() as conn:
+        rows = conn.execute(sa.text("SELECT issn_print, issn_electronic FROM journals")).all()
+    assert [tuple(r) for r in rows] == [("0036-8075", "1095-9203")]
+
+
+def _wait_until_a_backend_waits_for_a_lock(engine: Engine, thread: threading.Thread) -> None:
+    """Until the second engine's session waits for a lock (B's insert behind A's row), or B is done."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = :name"
+    )
+    with engine.connect() as conn:
+        for _ in range(600):  # a guard against a hang, not a measure of anything
+            if not thread.is_alive() or conn.execute(query, {"name": SECOND}).scalar_one():
+                return
+            time.sleep(0.05)
