@@ -167,16 +167,23 @@ def report(
     if time_ratios:
         cpu_ratios = _ratios(results, "ingest", "bare", "cpu_seconds")
         median = statistics.median(time_ratios)
-        verdict = "met" if median <= TIME_TARGET else "MISSED"
+        cpu_median = statistics.median(cpu_ratios)
         print(
             f"ingest/bare wall time: median {median:.2f}  "
             f"per run [{', '.join(f'{v:.2f}' for v in time_ratios)}]"
-            f"  on CPU time {statistics.median(cpu_ratios):.2f}   (target <= {TIME_TARGET:.0f}: {verdict})"
+            f"   (target <= {TIME_TARGET:.0f}: {'met' if median <= TIME_TARGET else 'MISSED'})"
+        )
+        # Issue 12's target is the CPU ratio: both processes' CPU time against the bare walk's.
+        print(
+            f"ingest/bare CPU time:  median {cpu_median:.2f}  "
+            f"per run [{', '.join(f'{v:.2f}' for v in cpu_ratios)}]"
+            f"   (target <= {TIME_TARGET:.0f}: {'met' if cpu_median <= TIME_TARGET else 'MISSED'})"
         )
         summary["ingest/bare"] = {
             "median": median,
             "per_run": time_ratios,
-            "cpu_median": statistics.median(cpu_ratios),
+            "cpu_median": cpu_median,
+            "cpu_per_run": cpu_ratios,
         }
     gain = _ratios(results, "ingest-thread", "ingest", "seconds")
     if gain:

@@ -27,17 +27,23 @@ from tests.standin import StandIn
 REPO = Path(__file__).resolve().parent.parent
 SEED = Path(__file__).parent / "fixtures" / "efetch_pubmed_35350566.xml"
 
-# A representative part of the suite: every way a test reaches a harvest, about 30 s in one process.
+# A representative part of the suite: every way a test reaches a harvest, and every test of the pacing
+# files themselves (the files a leak would leave), about 20 s in one process. Whole files of tests that
+# write nothing would only make the sub-run longer.
 SUB_SUITE = [
     "tests/test_cli.py::test_installed_console_script_end_to_end",
-    "tests/test_cli.py::test_many_batches_are_paced_at_three_requests_a_second",
     "tests/test_cli.py::test_harvest_seed_article_by_pmid_stores_every_seed_fact",
     "tests/test_cli.py::test_two_processes_together_share_one_pacing_of_three_requests_a_second",
     "tests/test_cli_enrich.py::test_seed_article_is_enriched_with_provenance",
     "tests/test_chaos.py::test_a_small_fault_free_run_in_process_and_in_a_child_process_store_the_same",
-    "tests/test_http.py",
+    "tests/test_http.py::test_file_log_is_redacted_timestamped_and_at_info",
+    "tests/test_http.py::test_limiters_sharing_a_file_keep_the_rate_together",
+    "tests/test_http.py::test_a_shared_limiter_queues_behind_slots_another_process_reserved",
+    "tests/test_http.py::test_a_shared_file_with_junk_or_times_from_a_stepped_clock_is_read_safely",
+    "tests/test_http.py::test_an_unusable_rate_dir_falls_back_to_pacing_one_process",
     "tests/test_settings.py",
-    "tests/test_bulk_reader.py",
+    "tests/test_bulk_reader.py::test_a_process_hands_over_exactly_the_batches_a_thread_does",
+    "tests/test_bulk_reader.py::test_a_reading_process_ends_when_the_storing_process_is_killed",
 ]
 
 

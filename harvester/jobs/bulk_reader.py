@@ -21,6 +21,7 @@ record.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -42,6 +43,7 @@ from sqlalchemy.engine import Engine
 from db.engine import connect
 from db.store import unchanged_pmids
 from harvester.core.errors import BulkFileError, ParseError
+from harvester.core.gcpolicy import BULK_THRESHOLDS
 from harvester.core.records import Article, DeletedCitation, RejectedRecord
 from harvester.sources.pubmed_xml import PendingArticle, scan_pubmed
 
@@ -465,6 +467,7 @@ def _end(process: subprocess.Popen[bytes], *, finished: bool) -> None:
 def _child_main() -> int:
     """``python -m harvester.jobs.bulk_reader``: read one file as :class:`ProcessReader` asks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the storing process's to handle
+    gc.set_threshold(*BULK_THRESHOLDS)  # this process does nothing but read the file (see gcpolicy)
     stop = threading.Event()
     channel = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the channel

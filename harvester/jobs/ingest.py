@@ -75,6 +75,7 @@ from db.reconcile import reconcile_articles
 from db.store import StoreResult, store_articles_isolated
 from db.targets import article_ids_by_pmid, enrichment_targets
 from harvester.core.errors import BulkFileError, ExitCode, FileOrderError, ParseError
+from harvester.core.gcpolicy import fewer_collections
 from harvester.core.records import RejectedRecord
 from harvester.core.settings import Settings
 from harvester.jobs.bulk_reader import (
@@ -401,30 +402,31 @@ def ingest_files(
     names = sequence_order([parse_file_name(p, baseline=baseline) for p in check_paths(paths)])
     report = IngestReport(enriched=enrich)
     policy = settings.merge_policy
-    for name in names:
-        file_report = FileReport(str(name.path), name.name, name.kind, name.release_year, name.sequence)
-        report.files.append(file_report)
-        applier = FileApplier(
-            name,
-            file_report,
-            engine=engine,
-            services=services if enrich else None,
-            policy=policy,
-            run_id=run_id,
-            progress=progress,
-            batch_size=batch_size,
-            read_in_process=read_in_process,
-        )
-        try:
-            applier.apply(force=force)
-        except FileOrderError as exc:
-            file_report.outcome = "refused"
-            file_report.message = exc.message
-        except BulkFileError as exc:
-            file_report.outcome = "failed"
-            file_report.message = exc.message
-        if file_report.outcome in {"refused", "failed"}:
-            log.info("%s: %s", name.name, file_report.message)  # the CLI prints it, once
+    with fewer_collections():
+        for name in names:
+            file_report = FileReport(str(name.path), name.name, name.kind, name.release_year, name.sequence)
+            report.files.append(file_report)
+            applier = FileApplier(
+                name,
+                file_report,
+                engine=engine,
+                services=services if enrich else None,
+                policy=policy,
+                run_id=run_id,
+                progress=progress,
+                batch_size=batch_size,
+                read_in_process=read_in_process,
+            )
+            try:
+                applier.apply(force=force)
+            except FileOrderError as exc:
+                file_report.outcome = "refused"
+                file_report.message = exc.message
+            except BulkFileError as exc:
+                file_report.outcome = "failed"
+                file_report.message = exc.message
+            if file_report.outcome in {"refused", "failed"}:
+                log.info("%s: %s", name.name, file_report.message)  # the CLI prints it, once
     return report
 
 
