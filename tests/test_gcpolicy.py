@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from harvester.core.gcpolicy import BULK_THRESHOLDS, fewer_collections
 from harvester.core.settings import Settings
 from harvester.jobs.ingest import ingest_files
+from harvester.jobs.workers import ingest_files_parallel
 
 FIVE = Path(__file__).parent / "fixtures" / "bulk_five_records.xml"
 
@@ -49,17 +50,21 @@ def test_higher_thresholds_someone_set_are_kept() -> None:
         gc.set_threshold(*before)
 
 
+@pytest.mark.parametrize("job", ["ingest_files", "ingest_files_parallel"])
 def test_a_file_is_stored_under_the_bulk_thresholds(
-    engine: Engine, default_thresholds: tuple[int, int, int]
+    engine: Engine, default_thresholds: tuple[int, int, int], job: str
 ) -> None:
     seen: list[tuple[int, int, int]] = []
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
-    report = ingest_files(
+    options: dict[str, int] = {"workers": 2} if job == "ingest_files_parallel" else {}
+    apply = ingest_files_parallel if job == "ingest_files_parallel" else ingest_files
+    report = apply(
         [FIVE],
         settings=settings,
         services=None,
         engine=engine,
         progress=lambda _bytes: seen.append(gc.get_threshold()),
+        **options,  # type: ignore[arg-type]
     )
     assert report.files[0].outcome == "applied"
     assert seen and set(seen) == {BULK_THRESHOLDS}

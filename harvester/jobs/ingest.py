@@ -353,6 +353,7 @@ def sequence_order(names: Sequence[BulkFileName]) -> list[BulkFileName]:
     return numbered + [n for n in names if n.key is None]
 
 
+@fewer_collections()  # records by the million, none in a cycle: see harvester.core.gcpolicy
 def ingest_files(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -402,31 +403,30 @@ def ingest_files(
     names = sequence_order([parse_file_name(p, baseline=baseline) for p in check_paths(paths)])
     report = IngestReport(enriched=enrich)
     policy = settings.merge_policy
-    with fewer_collections():
-        for name in names:
-            file_report = FileReport(str(name.path), name.name, name.kind, name.release_year, name.sequence)
-            report.files.append(file_report)
-            applier = FileApplier(
-                name,
-                file_report,
-                engine=engine,
-                services=services if enrich else None,
-                policy=policy,
-                run_id=run_id,
-                progress=progress,
-                batch_size=batch_size,
-                read_in_process=read_in_process,
-            )
-            try:
-                applier.apply(force=force)
-            except FileOrderError as exc:
-                file_report.outcome = "refused"
-                file_report.message = exc.message
-            except BulkFileError as exc:
-                file_report.outcome = "failed"
-                file_report.message = exc.message
-            if file_report.outcome in {"refused", "failed"}:
-                log.info("%s: %s", name.name, file_report.message)  # the CLI prints it, once
+    for name in names:
+        file_report = FileReport(str(name.path), name.name, name.kind, name.release_year, name.sequence)
+        report.files.append(file_report)
+        applier = FileApplier(
+            name,
+            file_report,
+            engine=engine,
+            services=services if enrich else None,
+            policy=policy,
+            run_id=run_id,
+            progress=progress,
+            batch_size=batch_size,
+            read_in_process=read_in_process,
+        )
+        try:
+            applier.apply(force=force)
+        except FileOrderError as exc:
+            file_report.outcome = "refused"
+            file_report.message = exc.message
+        except BulkFileError as exc:
+            file_report.outcome = "failed"
+            file_report.message = exc.message
+        if file_report.outcome in {"refused", "failed"}:
+            log.info("%s: %s", name.name, file_report.message)  # the CLI prints it, once
     return report
 
 

@@ -62,6 +62,7 @@ from db.queue import (
 )
 from db.runs import read_lock_holder
 from harvester.core.errors import BulkFileError, FileOrderError, StorageError
+from harvester.core.gcpolicy import fewer_collections
 from harvester.core.settings import Settings
 from harvester.jobs.bulk_reader import Reader
 from harvester.jobs.ingest import (
@@ -141,6 +142,7 @@ def queue_entries(
 # ---- one worker ----------------------------------------------------------------------------------
 
 
+@fewer_collections()  # as ingest_files (harvester.core.gcpolicy)
 def run_worker(
     engine: Engine,
     settings: Settings,
@@ -566,6 +568,7 @@ class _Pump:
         self._thread.join()
 
 
+@fewer_collections()  # as ingest_files (harvester.core.gcpolicy)
 def ingest_files_parallel(
     paths: Sequence[str | os.PathLike[str]],
     *,
