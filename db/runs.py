@@ -452,23 +452,6 @@ def _finish_values(status: str, summary: Mapping[str, Any], exit_code: int | Non
     return {"finished_at": datetime.now(UTC), "status": status, "summary": _json(stored)}
 
 
-def finish_locked_run(
-    engine: Engine, run_id: int, status: str, summary: Mapping[str, Any], *, exit_code: int | None = None
-) -> None:
-    """Record the end of a run: a status of :data:`FINISHED_STATUSES`, a JSON summary, the exit code.
-
-    Raises:
-        StorageError: the database could not be written.
-        ValueError: an unknown status.
-    """
-    values = _finish_values(status, summary, exit_code)
-    try:
-        with begin_write(engine) as conn:
-            conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(**values))
-    except DBAPIError as exc:
-        raise storage_error(exc, "cannot record a run in", engine) from exc
-
-
 def abandon_orphaned_runs(engine: Engine) -> list[int]:
     """Mark locked runs still "running" as "abandoned"; call only while holding the run lock.
 

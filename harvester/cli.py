@@ -1281,7 +1281,7 @@ def ingest_command(
             baseline=baseline,
             lease=lease,
         )
-    from db.runs import exclusive_run, failure_summary, finish_locked_run, run_status, start_locked_run
+    from db.runs import exclusive_run, failure_summary, finish_run, run_status, start_locked_run
     from harvester.core.redaction import redact
     from harvester.jobs.ingest import ingest_files
     from harvester.jobs.services import build_services
@@ -1311,12 +1311,12 @@ def ingest_command(
             summary = failure_summary(exc)
             summary["error"] = redact(summary["error"], state.secrets)
             try:
-                finish_locked_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
+                finish_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
             except HarvestError:
                 log.warning("could not record the end of run %d", run_id)
             raise
         code = report.exit_code
-        finish_locked_run(engine, run_id, run_status(code), report.as_dict(), exit_code=code)
+        finish_run(engine, run_id, run_status(code), report.as_dict(), exit_code=code)
     _print_ingest(state, report, enrich=enrich)
     return int(report.exit_code)
 

@@ -22,7 +22,7 @@ from db.runs import (
     RUNNING,
     SearchRun,
     exclusive_run,
-    finish_locked_run,
+    finish_run,
     list_runs,
     lock_file_path,
     read_lock_holder,
@@ -164,7 +164,7 @@ def test_taking_the_lock_marks_locked_runs_left_running_abandoned_and_leaves_oth
 ) -> None:
     killed = start_locked_run(engine, "nightly (exo)")  # as a run killed with SIGKILL leaves it
     finished = start_locked_run(engine, "nightly (exo)")
-    finish_locked_run(engine, finished, OK, {})
+    finish_run(engine, finished, OK, {})
     by_id = start_run(engine, "harvest pmid (3 ids)")  # not under the lock: may well be running now
     with exclusive_run(engine, "harvest nightly"):
         assert statuses(engine) == {killed: ABANDONED, finished: OK, by_id: RUNNING}
@@ -173,23 +173,23 @@ def test_taking_the_lock_marks_locked_runs_left_running_abandoned_and_leaves_oth
     assert (row.pid, row.host) == (os.getpid(), socket.gethostname())
 
 
-def test_finish_locked_run_refuses_an_unknown_status(engine: Engine) -> None:
+def test_finish_run_refuses_an_unknown_status(engine: Engine) -> None:
     run_id = start_locked_run(engine, "nightly")
     with pytest.raises(ValueError, match="unknown run status"):
-        finish_locked_run(engine, run_id, "done", {})
+        finish_run(engine, run_id, "done", {})
     assert statuses(engine) == {run_id: RUNNING}
 
 
 def test_list_runs_shows_the_newest_first_with_their_searches_and_filters_by_status(engine: Engine) -> None:
     first = start_locked_run(engine, "nightly (exo)")
     record_search(engine, first, search_run(verified=True, before=None, after=date(2026, 11, 27)))
-    finish_locked_run(engine, first, OK, {"searches": 1})
+    finish_run(engine, first, OK, {"searches": 1})
     second = start_locked_run(engine, "nightly (exo, other)")
     record_search(
         engine, second, search_run(verified=False, before=date(2026, 11, 27), after=date(2026, 11, 27))
     )
     record_search(engine, second, search_run("aaa", verified=True, before=None, after=date(2026, 11, 27)))
-    finish_locked_run(engine, second, PARTIAL, {"searches": 2})
+    finish_run(engine, second, PARTIAL, {"searches": 2})
 
     runs = list_runs(engine)
     assert [run.id for run in runs] == [second, first]

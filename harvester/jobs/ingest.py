@@ -468,8 +468,9 @@ class FileApplier:
         self._fetched_at = datetime.now(UTC)
         self._revive = False
 
-    def apply(self, *, force: bool) -> None:
-        """Steps 1 to 5 for this file; the report says how it went.
+    def apply(self, *, force: bool, also: Callable[[Connection], None] | None = None) -> None:
+        """Steps 1 to 5 for this file; the report says how it went. ``also`` writes in the transaction
+        that records the file (a worker marks its queue row applied there).
 
         Raises:
             FileOrderError: the file is out of order and not forced (nothing of it was stored).
@@ -489,7 +490,7 @@ class FileApplier:
             self.read_to_end()
         finally:
             self.close()
-        self.record(deleted)
+        self.record(deleted, also=also)
 
     def open(self) -> None:
         path = str(self.name.path)

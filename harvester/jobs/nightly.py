@@ -28,7 +28,7 @@ from db.runs import (
     SearchState,
     exclusive_run,
     failure_summary,
-    finish_locked_run,
+    finish_run,
     read_search_states,
     record_search,
     start_locked_run,
@@ -292,7 +292,7 @@ def run_nightly(
         except BaseException as exc:
             _close_failed(engine, run_id, report, exc)
             raise
-        finish_locked_run(engine, run_id, report.status, report.as_dict(), exit_code=report.exit_code)
+        finish_run(engine, run_id, report.status, report.as_dict(), exit_code=report.exit_code)
     return report
 
 
@@ -400,6 +400,6 @@ def _close_failed(engine: Engine, run_id: int, report: NightlyReport, exc: BaseE
     ends with; the original error is what the caller sees."""
     summary = failure_summary(exc, report.as_dict())
     try:
-        finish_locked_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
+        finish_run(engine, run_id, summary["status"], summary, exit_code=summary["exit_code"])
     except HarvestError:
         log.warning("could not record the end of run %d", run_id)

@@ -337,20 +337,9 @@ def _apply(applier: FileApplier, claim: Claim, session: WorkerSession, *, force:
     """FileApplier.apply, with the queue row marked applied in the transaction that records the file."""
     report = applier.report
     try:
-        applier.open()
-        try:
-            if not applier.check(force=force):
-                return
-            reader = applier.reader()
-            with applier.reading():
-                for batch, position in reader.batches():
-                    applier.store_batch(batch, position)
-                    reader.stored(batch)
-            deleted = reader.deleted
-            applier.read_to_end()
-        finally:
-            applier.close()
-        applier.record(deleted, also=lambda conn: session.mark_applied(conn, claim, records=report.records))
+        applier.apply(
+            force=force, also=lambda conn: session.mark_applied(conn, claim, records=report.records)
+        )
     except FileOrderError as exc:
         report.outcome, report.message = "refused", exc.message
     except BulkFileError as exc:
