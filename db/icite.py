@@ -31,7 +31,7 @@ from db.columns import METRIC_FIELDS  # the metrics a row keeps; a change in any
 from db.engine import begin_read, begin_write, storage_error
 from db.inserts import chunks, dialect_insert
 from db.models import metadata
-from db.payloads import compress_payload
+from db.payloads import compress_payload, stored_payload_ids
 from enrich.records import IciteRecord
 
 SOURCE = "icite"
@@ -214,10 +214,7 @@ def _keep_payloads(
     changed = [pmid for pmid in raws if current.get(pmid) != shas[pmid]]
     if not changed:
         return 0
-    payload_ids: dict[str, int] = {}
-    for chunk in chunks(sorted({shas[pmid] for pmid in changed})):
-        query = sa.select(p.c.sha256, p.c.id).where(p.c.source == SOURCE, p.c.sha256.in_(chunk))
-        payload_ids.update({sha: payload_id for sha, payload_id in conn.execute(query)})
+    payload_ids = stored_payload_ids(conn, SOURCE, {shas[pmid] for pmid in changed})
     unseen = {shas[pmid]: pmid for pmid in changed if shas[pmid] not in payload_ids}
     if unseen:
         rows = conn.execute(

@@ -41,13 +41,34 @@ def compress_payload(raw: bytes) -> bytes:
 
 def stored_payload_ids(conn: Connection, source: str, shas: Iterable[str]) -> dict[str, int]:
     """Ids of the payloads of this source already kept, by SHA-256 (a record that changed back to an
-    earlier version finds its payload here)."""
+    earlier version finds its payload here).
+
+    On PostgreSQL each hash is looked up on its own through the (source, sha256) key (:data:`_BY_HASH_PG`):
+    ``sha256 IN (...)`` lets the planner scan every payload of the source instead, which it does while
+    the table's statistics are older than the transaction's own inserts (the first load of a file into
+    a new database: 60 look-ups of 500 hashes took 8 s of a 30,000-record load, growing with the square
+    of the file). SQLite takes the unique index for ``IN`` by itself.
+    """
     p = RAW_PAYLOADS
     ids: dict[str, int] = {}
     for chunk in chunks(sorted(set(shas))):
-        query = sa.select(p.c.sha256, p.c.id).where(p.c.source == source, p.c.sha256.in_(chunk))
-        ids.update({sha: payload_id for sha, payload_id in conn.execute(query)})
+        if conn.dialect.name == "postgresql":
+            rows = conn.execute(_BY_HASH_PG, {"source": source, "shas": list(chunk)})
+        else:
+            query = sa.select(p.c.sha256, p.c.id).where(p.c.source == source, p.c.sha256.in_(chunk))
+            rows = conn.execute(query)
+        ids.update({sha: payload_id for sha, payload_id in rows})
     return ids
+
+
+# One index probe per hash: a LATERAL subquery with LIMIT 1 is planned for a single (source, sha256) pair,
+# which the unique key answers in one descent whatever the statistics say, and cannot become a join that
+# reads the whole table.
+_BY_HASH_PG = sa.text(
+    "SELECT h.sha256, k.id FROM unnest(CAST(:shas AS text[])) AS h(sha256)"
+    " CROSS JOIN LATERAL (SELECT p.id FROM raw_payloads AS p"
+    " WHERE p.source = :source AND p.sha256 = h.sha256 LIMIT 1) AS k"
+)
 
 
 def insert_payloads(
