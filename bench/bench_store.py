@@ -13,11 +13,12 @@ For each run and each dialect, in fresh interpreters so that each peak RSS is it
             unchanged, so none is parsed and nothing but the file's record is written
 
 Each measurement reports its wall time, its CPU time (user + system of the measuring process and of the
-reading process it waited for) and, for PostgreSQL, the CPU time of the server processes that served its
-connections (read from /proc when the pool closes them: the server must run on this machine).
+reading process it waited for) and, for PostgreSQL, the CPU time of the whole server over the load (its
+processes' time from /proc, see ServerCpu: the server must run on this machine and be otherwise idle).
 ``--first-only`` leaves the re-store out. ``--dialects`` takes a variant besides ``sqlite`` and
-``postgresql``: ``postgresql+process`` reads the file in a process of its own, as SQLite's large files are
-(harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS patched in the measuring process). PostgreSQL takes its
+``postgresql``: ``postgresql+thread`` reads the file in a thread of the storing process, as PostgreSQL's
+large files were read before they got a reading process of their own (harvester.jobs.ingest.
+READ_IN_PROCESS_DIALECTS patched in the measuring process). PostgreSQL takes its
 rows by COPY (db/pg_copy.py, called by db/inserts.py); the figures before that change, with the helpers
 swapped in by this script, are in bench/README.md.
 
@@ -75,76 +76,96 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-class BackendCpu:
-    """CPU time of the PostgreSQL server processes that serve this process's connections.
+class ServerCpu:
+    """CPU time of the whole PostgreSQL server (it must run on this machine) over one load.
 
-    Each new psycopg connection names its backend (``info.backend_pid``); just before the pool closes it
-    (``engine.dispose()`` at the end of the load), that backend's user + system time is read from
-    ``/proc/<pid>/stat``: the server runs on this machine. Connections of a reading process are not seen
-    (PostgreSQL's reader is a thread of this process).
+    Every process of the server is a child of its postmaster: the backends of this process's connections,
+    of its reading process's connection, and the server's own writers (WAL writer, checkpointer,
+    autovacuum) that the load keeps busy. A snapshot is the user + system time of each live child
+    (``/proc/<pid>/stat``) plus the postmaster's ``cutime`` + ``cstime``, where an ended child's time goes
+    once the postmaster has reaped it; the load's server CPU is the difference of two snapshots. The
+    second is taken once the server has as many children as before the load (its connections have
+    ended), or after 10 s. Whatever else the server does meanwhile is counted too: run it on a quiet
+    server.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
         import sqlalchemy as sa
-        from sqlalchemy.pool import Pool
 
-        self.open: dict[int, int] = {}  # id of the DBAPI connection -> backend pid
-        self.seconds = 0.0
-        self.backends = 0
-        self.unreadable = 0
-        sa.event.listen(Pool, "connect", self._connected)
-        sa.event.listen(Pool, "close", self._closing)
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        engine.dispose()
+        self.postmaster = int(_stat(backend)[1])  # the backend's parent
+        self._wait_for(lambda: not Path(f"/proc/{backend}").exists())
+        self.children_before = len(self._children())
+        self.started = self._snapshot()
 
-    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
-        pid = getattr(getattr(dbapi_connection, "info", None), "backend_pid", None)
-        if isinstance(pid, int):
-            self.open[id(dbapi_connection)] = pid
-            self.backends += 1
+    def _children(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if int(_stat(int(entry.name))[1]) == self.postmaster:
+                        pids.append(int(entry.name))
+                except (OSError, IndexError, ValueError):
+                    continue  # ended meanwhile
+        return pids
 
-    def _closing(self, dbapi_connection: Any, _record: Any) -> None:
-        pid = self.open.pop(id(dbapi_connection), None)
-        if pid is None:
-            return
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            self.unreadable += 1
-            return
-        # Fields 14 and 15 of stat (utime, stime), counted from the state, field 3, after the name.
-        self.seconds += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def _snapshot(self) -> float:
+        ticks = sum(int(f) for f in _stat(self.postmaster)[13:15])  # cutime, cstime: reaped children
+        for pid in self._children():
+            try:
+                ticks += sum(int(f) for f in _stat(pid)[11:13])  # utime, stime
+            except (OSError, IndexError, ValueError):
+                continue
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _wait_for(condition: Any, seconds: float = 10.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def seconds(self) -> float:
+        """The server's CPU seconds since this object was made."""
+        self._wait_for(lambda: len(self._children()) <= self.children_before)
+        return self._snapshot() - self.started
 
 
-def run_child(corpus: Path, url: str, reading_process: bool = False) -> int:
+def _stat(pid: int) -> list[str]:
+    """Fields of ``/proc/<pid>/stat`` from the state on (field 3 is index 0)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def run_child(corpus: Path, url: str, reading_process: bool = True) -> int:
     import resource
 
     import lxml.etree  # noqa: F401 - imported before timing, as in bench_parse
 
     import harvester.sources.pubmed_xml
 
-    backend = BackendCpu() if url.startswith("postgresql") else None
+    server = ServerCpu(url) if url.startswith("postgresql") else None
     cpu_started = _cpu_seconds()
     started = time.perf_counter()
-    if reading_process:  # the reading process for any dialect, as SQLite's large files get it
+    if not reading_process:  # read in a thread of this process, as before PostgreSQL got the process
         import harvester.jobs.ingest
 
-        harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS = frozenset({"sqlite", "postgresql"})
+        harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS = frozenset({"sqlite"})
     counts = store_corpus(corpus, url)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     measured: dict[str, Any] = {"seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss_mb, **counts}
-    if backend is not None:
-        measured["server_cpu_seconds"] = backend.seconds
-        measured["backends"] = backend.backends
-        if backend.unreadable or backend.open:
-            measured["backends_unread"] = backend.unreadable + len(backend.open)
+    if server is not None:
+        measured["server_cpu_seconds"] = server.seconds()
     print(json.dumps(measured))
     return 0
 
 
 def spawn(corpus: Path, url: str, variant: str = "") -> dict[str, Any]:
-    """One load in a fresh interpreter; ``variant`` "+process" reads in a process (see the docstring)."""
-    flags = ["--reading-process"] if "+process" in variant else []
+    """One load in a fresh interpreter; ``variant`` "+thread" reads in a thread (see the docstring)."""
+    flags = ["--reading-thread"] if "+thread" in variant else []
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child-url", url, "--corpus", str(corpus), *flags],
         capture_output=True,
@@ -201,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialects", default="sqlite,postgresql")
     parser.add_argument("--first-only", action="store_true", help="leave out the re-store")
     parser.add_argument("--child-url", help=argparse.SUPPRESS)
-    parser.add_argument("--reading-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reading-thread", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     corpus: Path = args.corpus or HERE / "out" / f"corpus-{args.records}.xml"
     if args.child_url:
-        return run_child(corpus, args.child_url, args.reading_process)
+        return run_child(corpus, args.child_url, reading_process=not args.reading_thread)
     fixtures = args.fixtures or (
         Path(os.environ["HARVEST_FIXTURES"]) if os.environ.get("HARVEST_FIXTURES") else None
     )

@@ -95,10 +95,12 @@ LISTED_CONFLICTS = 20  # conflicts described in a file's report; all are counted
 REASONS_KEPT = 10  # rejected records a file's report names with their reason (all kept in rejected_records)
 INGEST_BATCH = 500  # records per store_articles transaction: bounded memory, few round trips
 # Files this large (on disk) are read and parsed by a process of their own (harvester.jobs.bulk_reader), on
-# these databases. PostgreSQL's own server process already works beside this one; a reading process
-# measured no faster there (6,000 records: 16.0 and 17.0 s against 15.8 and 15.8 s with a thread).
+# these databases, so that the parse does not take turns with the storing side for one GIL. PostgreSQL was
+# left out while its server did more per record than this process (a reading process measured no faster
+# then); since payloads are looked up one index probe each (db.payloads), the first load of a 30,000-record
+# file takes 24.3 s with a reading process against 27.1 s with a thread (bench/bench_store.py, 2 runs).
 READ_IN_PROCESS_BYTES = 4 << 20
-READ_IN_PROCESS_DIALECTS = frozenset({"sqlite"})
+READ_IN_PROCESS_DIALECTS = frozenset({"sqlite", "postgresql"})
 READ_CHUNK = 1 << 20
 # NLM's names: pubmed25n1275.xml.gz (medline17n0001.xml.gz before 2018), also inside a longer local name.
 _NLM_NAME = re.compile(r"(?<![A-Za-z0-9])(?:pubmed|medline)(\d{2})n(\d{4})(?!\d)")
@@ -383,8 +385,8 @@ def ingest_files(
         progress: called with the bytes of the file read since the last call.
         batch_size: records per store transaction.
         read_in_process: read and parse each file in a process of its own (True), in a thread of this
-            one (False), or by size (None: files of READ_IN_PROCESS_BYTES or more on disk, into SQLite,
-            when this process may use two cores or more). A database in memory is always read in a
+            one (False), or by size (None: files of READ_IN_PROCESS_BYTES or more on disk, into SQLite or
+            PostgreSQL, when this process may use two cores or more). A database in memory is always read in a
             thread: another process cannot see it.
 
     Returns:

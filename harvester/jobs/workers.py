@@ -307,7 +307,9 @@ def _apply_claim(
             run_id=session.run_id,
             progress=None,
             batch_size=options.batch_size,
-            read_in_process=None,
+            # A host runs about one worker per core: each reads its files in a thread, since a reading
+            # process apiece would ask for twice the cores and add the sending of every record.
+            read_in_process=False,
             after_batch=after_batch,
         )
         try:
