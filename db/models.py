@@ -72,6 +72,30 @@ def _article_fk() -> sa.ForeignKey:
     return sa.ForeignKey("articles.id", ondelete="CASCADE")
 
 
+# The tables a PubMed record fills besides articles (db.pubmed_rows.CHILD_TABLES). Their foreign keys are
+# constraints on SQLite; on PostgreSQL (migration 0014) they are not: the store writes these rows only for
+# articles of its own transaction, and triggers delete them with their article, author or heading, as ON
+# DELETE CASCADE did. A per-row foreign-key check there took half of the server's CPU of a first load.
+REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL: frozenset[str] = frozenset(
+    {
+        "article_identifiers",
+        "authors",
+        "author_affiliations",
+        "abstract_sections",
+        "article_dates",
+        "article_languages",
+        "publication_types",
+        "mesh_headings",
+        "mesh_qualifiers",
+        "keywords",
+        "chemicals",
+        "grants",
+        "comments_corrections",
+        "article_references",
+    }
+)
+
+
 class Journal(Base):
     """A journal, found by ``journal_key``: "nlm:<NlmUniqueID>", else "issn:<ISSN>", else "title:..."."""
 
