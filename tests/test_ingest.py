@@ -36,6 +36,7 @@ from harvester.core.settings import Settings
 from harvester.jobs.ingest import IngestReport, check_paths, ingest_files, parse_file_name, sequence_order
 from tests.db_helpers import failing_statement, snapshot
 from tests.helpers_fixtures import shared_fixture
+from tests.interrupt import DEFAULT_SIGINT
 from tests.standin import StandIn
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -848,7 +849,7 @@ def test_ctrl_c_in_a_real_ingest_process_is_recorded_interrupted_with_exit_130(
     standin.inject(EFETCH, Delay(300), match=lambda p: p.get("db") == "pmc")
     script = Path(sys.executable).parent / "harvest"
     process = subprocess.Popen(
-        [str(script), "--db", db_url, "ingest", "--enrich", str(SEED)],
+        [*DEFAULT_SIGINT, str(script), "--db", db_url, "ingest", "--enrich", str(SEED)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

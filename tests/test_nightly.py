@@ -39,6 +39,7 @@ from harvester.jobs.enrichment import EnrichReport
 from harvester.jobs.nightly import Window, run_nightly, search_window, select_searches
 from harvester.jobs.search import SearchReport, SliceReport
 from tests.db_helpers import BUDGET_TABLES
+from tests.interrupt import DEFAULT_SIGINT
 from tests.standin import EFETCH, Delay, Short, StandIn, Status
 from tests.test_cli import SEED, clone_record
 
@@ -521,7 +522,7 @@ def test_nightly_without_searches_or_with_an_unknown_one_is_a_usage_error(
 def harvest_process(db_url: str, *args: str) -> subprocess.Popen[str]:
     script = Path(sys.executable).parent / "harvest"
     return subprocess.Popen(
-        [str(script), "--db", db_url, *args],
+        [*DEFAULT_SIGINT, str(script), "--db", db_url, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -314,6 +314,10 @@ ALLOWED = {
     ("migrations/versions/0003_reporting_views.py", "downgrade"),
     ("migrations/versions/0009_icite.py", "upgrade"),  # the citation-impact views, the same way
     ("migrations/versions/0009_icite.py", "downgrade"),
+    # The cascade triggers and their functions on PostgreSQL: table and column names from the migration's
+    # own constants (the dropped foreign keys); DDL takes no parameters.
+    ("migrations/versions/0014_child_references.py", "upgrade"),
+    ("migrations/versions/0014_child_references.py", "downgrade"),
     # The read queries of `harvest show` (plain SQL, no ORM: start-up), built once at import: table and
     # column names from the module's own constants (the models' names); ids and values are bound.
     ("db/documents.py", "<module>"),
