@@ -12,13 +12,13 @@ its articles (id_type "crossref:alias"), so that the alias matches them from the
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from isal import isal_zlib
 from sqlalchemy.engine import Connection
 
 from db.inserts import chunks, dialect_insert, insert_returning
@@ -26,7 +26,9 @@ from db.matching import ALIAS, IncomingRecord
 from db.models import metadata
 
 CONTENT_ENCODING = "gzip"
-COMPRESSION_LEVEL = 3  # on PubMed records: level 6 is ~1.7x slower for ~6% smaller payloads
+# Intel ISA-L's deflate (python-isal), level 1: on PubMed records as small as zlib's level 3 (21.8% of the
+# raw bytes) in a third of its CPU time (3,000 records: 0.076 against 0.229 s), standard gzip all the same.
+COMPRESSION_LEVEL = 1
 
 _T = metadata.tables
 RAW_PAYLOADS = _T["raw_payloads"]
@@ -36,7 +38,7 @@ IDENTIFIERS = _T["article_identifiers"]
 
 def compress_payload(raw: bytes) -> bytes:
     """Gzip framing, so ``gzip.decompress`` and zcat read it; no timestamp, so equal input, equal output."""
-    return zlib.compress(raw, COMPRESSION_LEVEL, wbits=31)
+    return isal_zlib.compress(raw, COMPRESSION_LEVEL, wbits=31)
 
 
 def stored_payload_ids(conn: Connection, source: str, shas: Iterable[str]) -> dict[str, int]:

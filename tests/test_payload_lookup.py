@@ -1,4 +1,4 @@
-"""Payloads already kept are found by hash, one index probe each, however stale the planner's statistics.
+"""Kept payloads: standard gzip, and found by hash one index probe each, however stale the statistics.
 
 A first load into a new PostgreSQL database inserts thousands of payloads in one transaction, which the
 table's statistics (taken before it) do not count; ``sha256 IN (...)`` was then planned as a scan of every
@@ -7,17 +7,20 @@ payload of the source, so each batch read all the batches before it.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import begin_write
-from db.payloads import _BY_HASH_PG, insert_payloads, stored_payload_ids
+from db.payloads import _BY_HASH_PG, compress_payload, insert_payloads, stored_payload_ids
 
 FETCHED = datetime(2026, 12, 6, tzinfo=UTC)
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def sha(n: int) -> str:
@@ -28,6 +31,15 @@ def keep(conn: sa.Connection, source: str, numbers: range) -> dict[str, int]:
     return insert_payloads(
         conn, source, [(str(n), sha(n), b"x", 1) for n in numbers], url=None, fetched_at=FETCHED
     )
+
+
+def test_a_payload_is_gzip_without_a_timestamp_and_smaller() -> None:
+    raw = (FIXTURES / "efetch_pubmed_35350566.xml").read_bytes()
+    packed = compress_payload(raw)
+    assert gzip.decompress(packed) == raw  # what zcat and enrich.payloads read
+    assert packed[:4] == b"\x1f\x8b\x08\x00" and packed[4:8] == b"\x00\x00\x00\x00"  # gzip, no name, no mtime
+    assert compress_payload(raw) == packed  # equal input, equal output
+    assert len(packed) < len(raw) / 2
 
 
 def test_kept_payloads_are_found_by_hash_and_source(engine: Engine) -> None:
