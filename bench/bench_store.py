@@ -95,8 +95,8 @@ class ServerCpu:
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         with engine.connect() as conn:
             backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            self.postmaster = int(_stat(backend)[1])  # the backend's parent, read while it lives
         engine.dispose()
-        self.postmaster = int(_stat(backend)[1])  # the backend's parent
         self._wait_for(lambda: not Path(f"/proc/{backend}").exists())
         self.children_before = len(self._children())
         self.started = self._snapshot()

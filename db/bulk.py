@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,8 @@ from db.engine import begin_read, begin_write, storage_error
 from db.inserts import chunks
 from db.models import metadata
 from harvester.core.records import RejectedRecord
+
+log = logging.getLogger(__name__)
 
 BULK_FILES = metadata.tables["bulk_files"]
 ARTICLES = metadata.tables["articles"]
@@ -313,3 +316,37 @@ def record_rejected(
             conn.execute(sa.insert(REJECTED), rows)
     except DBAPIError as exc:
         raise storage_error(exc, "cannot keep rejected records in", engine) from exc
+
+
+# The tables whose statistics the next file's look-ups are planned on: stored articles by PMID, DOI and
+# PMCID, their current PubMed record and its payload's hash.
+ANALYZE_LOOKUP_TABLES = "ANALYZE articles, article_identifiers, source_records, raw_payloads"
+GROWTH_TO_ANALYZE = 0.10  # autovacuum's own analyze_scale_factor
+
+
+def refresh_statistics(engine: Engine, added: int) -> bool:
+    """On PostgreSQL, ANALYZE the look-up tables once a file has added a tenth or more of the articles the
+    planner believes there are (``pg_class.reltuples``, -1 before any ANALYZE); returns whether it did.
+
+    Autovacuum applies the same rule, but only after its next nap and never to rows not yet committed,
+    so the file that follows a large one in the same command was planned on the old sizes: right after a
+    first load of 30,000 records, each look-up of 500 stored PMIDs joined every source record (49.7 ms,
+    against 5.9 ms once analyzed), and re-reading the same file took 11 s against SQLite's 6 s. SQLite
+    plans these look-ups by its indexes alone. A failure (a role that may not analyze the tables, say) is
+    logged and changes nothing: the file is already recorded.
+    """
+    if engine.dialect.name != "postgresql" or added <= 0:
+        return False
+    try:
+        with engine.connect() as conn:
+            believed = conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('articles')")
+            ).scalar_one_or_none()
+            if believed is not None and added < GROWTH_TO_ANALYZE * max(float(believed), 0.0):
+                return False
+            conn.exec_driver_sql(ANALYZE_LOOKUP_TABLES)
+            conn.commit()
+    except DBAPIError as exc:
+        log.warning("could not refresh the planner's statistics after a large file: %s", exc.orig)
+        return False
+    return True

@@ -69,6 +69,7 @@ from db.bulk import (
     applied_by_sequence,
     latest_applied,
     record_applied,
+    refresh_statistics,
 )
 from db.conflicts import describe_found
 from db.reconcile import reconcile_articles
@@ -493,6 +494,8 @@ class FileApplier:
         finally:
             self.close()
         self.record(deleted, also=also)
+        if self.report.outcome == "applied":
+            refresh_statistics(self.engine, self.report.created)
 
     def open(self) -> None:
         path = str(self.name.path)
