@@ -321,15 +321,18 @@ def record_rejected(
 # The tables whose statistics the next file's look-ups are planned on: stored articles by PMID, DOI and
 # PMCID, their current PubMed record and its payload's hash.
 ANALYZE_LOOKUP_TABLES = "ANALYZE articles, article_identifiers, source_records, raw_payloads"
-GROWTH_TO_ANALYZE = 0.10  # autovacuum's own analyze_scale_factor
+# A file that at least doubles the articles: the plans that go wrong are those made for a table the
+# planner takes for nearly empty; smaller changes are autovacuum's (its analyze_scale_factor is 0.1), so
+# a baseline load analyzes a handful of times, not after every file.
+GROWTH_TO_ANALYZE = 1.0
 
 
 def refresh_statistics(engine: Engine, added: int) -> bool:
-    """On PostgreSQL, ANALYZE the look-up tables once a file has added a tenth or more of the articles the
-    planner believes there are (``pg_class.reltuples``, -1 before any ANALYZE); returns whether it did.
+    """On PostgreSQL, ANALYZE the look-up tables once a file has added at least as many articles as the
+    planner believes there were (``pg_class.reltuples``, -1 before any ANALYZE); returns whether it did.
 
-    Autovacuum applies the same rule, but only after its next nap and never to rows not yet committed,
-    so the file that follows a large one in the same command was planned on the old sizes: right after a
+    Autovacuum analyzes only after its next nap, and never rows not yet committed, so the file that
+    follows a large one in the same command was planned on the old sizes: right after a
     first load of 30,000 records, each look-up of 500 stored PMIDs joined every source record (49.7 ms,
     against 5.9 ms once analyzed), and re-reading the same file took 11 s against SQLite's 6 s. SQLite
     plans these look-ups by its indexes alone. A failure (a role that may not analyze the tables, say) is

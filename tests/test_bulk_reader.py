@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from db.engine import open_database
 from harvester.core.errors import BulkFileError, FileOrderError, ParseError
 from harvester.core.records import Article
+from harvester.core.settings import Settings
 from harvester.jobs.bulk_reader import Batch, ProcessReader, ThreadReader, can_read_in_process
 from harvester.sources.pubmed_xml import parse_pubmed
 from tests.conftest import shared_fixture
@@ -238,3 +239,31 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_postgresql_reads_in_a_process_only_files_with_enough_xml(
+    engine: Engine, tmp_path: Path, started: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite takes a reading process from READ_IN_PROCESS_BYTES on disk; PostgreSQL also asks for
+    READ_IN_PROCESS_XML_BYTES of XML, counted decompressed, so a gzip file is judged by its XML."""
+    import gzip
+
+    import harvester.jobs.ingest as ingest
+
+    xml = FIVE.read_bytes()
+    packed = tmp_path / "five.xml.gz"
+    packed.write_bytes(gzip.compress(xml))
+    assert packed.stat().st_size < len(xml) // 2
+    monkeypatch.setattr(ingest, "READ_IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(ingest, "READ_IN_PROCESS_XML_BYTES", {"sqlite": 0, "postgresql": len(xml)})
+    monkeypatch.setattr(ingest, "usable_cores", lambda: 2)
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
+    [applied] = ingest.ingest_files([packed], settings=settings, services=None, engine=engine).files
+    assert (applied.outcome, applied.created, len(started)) == ("applied", 5, 1)  # XML counted: a process
+    again = tmp_path / "five-again.xml"
+    again.write_bytes(xml + b"\n")  # other bytes, so it is applied again, not skipped
+    monkeypatch.setattr(ingest, "READ_IN_PROCESS_XML_BYTES", {"sqlite": 0, "postgresql": len(xml) + 2})
+    [applied] = ingest.ingest_files([again], settings=settings, services=None, engine=engine).files
+    assert applied.outcome == "applied"
+    # One byte short of the threshold: PostgreSQL reads in a thread, SQLite (no threshold) in a process.
+    assert len(started) == (1 if engine.dialect.name == "postgresql" else 2)

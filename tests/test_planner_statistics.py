@@ -23,7 +23,7 @@ def believed_articles(engine: Engine) -> float | None:
         return float(conn.execute(query).scalar_one())
 
 
-def test_a_file_that_grows_the_articles_by_a_tenth_refreshes_the_statistics(engine: Engine) -> None:
+def test_a_file_that_doubles_the_articles_refreshes_the_statistics(engine: Engine) -> None:
     before = believed_articles(engine)
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
     [applied] = ingest_files([FIVE], settings=settings, services=None, engine=engine).files
@@ -40,11 +40,12 @@ def test_small_growth_or_another_database_leaves_the_statistics_alone(engine: En
     ingest_files([FIVE], settings=settings, services=None, engine=engine)
     assert refresh_statistics(engine, 0) is False  # nothing added
     if engine.dialect.name == "postgresql":
-        assert refresh_statistics(engine, 1) is True  # 1 of 5 is a fifth
+        assert refresh_statistics(engine, 4) is False  # 4 more than 5: not doubled, autovacuum's business
+        assert refresh_statistics(engine, 5) is True
         with engine.begin() as conn:  # as if the planner believed in 1,000 articles
             conn.exec_driver_sql("UPDATE pg_class SET reltuples = 1000 WHERE oid = to_regclass('articles')")
-        assert refresh_statistics(engine, 99) is False  # under a tenth: autovacuum's business
-        assert refresh_statistics(engine, 100) is True
+        assert refresh_statistics(engine, 999) is False
+        assert refresh_statistics(engine, 1000) is True
         assert believed_articles(engine) == 5
     else:
         assert refresh_statistics(engine, 10**6) is False

@@ -96,12 +96,15 @@ LISTED_CONFLICTS = 20  # conflicts described in a file's report; all are counted
 REASONS_KEPT = 10  # rejected records a file's report names with their reason (all kept in rejected_records)
 INGEST_BATCH = 500  # records per store_articles transaction: bounded memory, few round trips
 # Files this large (on disk) are read and parsed by a process of their own (harvester.jobs.bulk_reader), on
-# these databases, so that the parse does not take turns with the storing side for one GIL. PostgreSQL was
-# left out while its server did more per record than this process (a reading process measured no faster
-# then); since payloads are looked up one index probe each (db.payloads), the first load of a 30,000-record
-# file takes 24.3 s with a reading process against 27.1 s with a thread (bench/bench_store.py, 2 runs).
+# these databases, so that the parse does not take turns with the storing side for one GIL. A reading
+# process costs about a CPU second to start and the sending of every record, which the parallel parse pays
+# back on SQLite for any file but the smallest. On PostgreSQL its server already works beside this process,
+# and the reading process pays only for large files (READ_IN_PROCESS_XML_BYTES of XML, gzip or not;
+# bench/bench_store.py, first loads, medians of 3: 30,000 records (311 MB) 20.8 s against 23.3 s with a
+# thread, 10,000 records (104 MB) 9.85 against 9.82 s; 8 files of 3,000 (31 MB each) 28.9 against 22.8 s).
 READ_IN_PROCESS_BYTES = 4 << 20
 READ_IN_PROCESS_DIALECTS = frozenset({"sqlite", "postgresql"})
+READ_IN_PROCESS_XML_BYTES: dict[str, int] = {"sqlite": 0, "postgresql": 128 << 20}
 READ_CHUNK = 1 << 20
 # NLM's names: pubmed25n1275.xml.gz (medline17n0001.xml.gz before 2018), also inside a longer local name.
 _NLM_NAME = re.compile(r"(?<![A-Za-z0-9])(?:pubmed|medline)(\d{2})n(\d{4})(?!\d)")
@@ -386,8 +389,9 @@ def ingest_files(
         progress: called with the bytes of the file read since the last call.
         batch_size: records per store transaction.
         read_in_process: read and parse each file in a process of its own (True), in a thread of this
-            one (False), or by size (None: files of READ_IN_PROCESS_BYTES or more on disk, into SQLite or
-            PostgreSQL, when this process may use two cores or more). A database in memory is always read in a
+            one (False), or by size (None: files of READ_IN_PROCESS_BYTES or more on disk, into SQLite,
+            or also of READ_IN_PROCESS_XML_BYTES of XML or more, into PostgreSQL; when this process may
+            use two cores or more). A database in memory is always read in a
             thread: another process cannot see it.
 
     Returns:
@@ -464,6 +468,7 @@ class FileApplier:
         self.progress = progress
         self.batch_size = batch_size
         self.read_in_process = read_in_process
+        self.xml_size = 0  # bytes of XML in the file (decompressed), known after the checksum pass
         self.after_batch = after_batch  # called with the report and the file position after each batch
         self.rejected: list[RejectedRecord] = []  # recorded with the file, once all of it is stored
         self._handle: BinaryIO | None = None
@@ -526,7 +531,7 @@ class FileApplier:
         """
         name, report = self.name, self.report
         path = str(name.path)
-        report.sha256, report.size = _checksum(self.handle, path)
+        report.sha256, report.size, self.xml_size = _checksum(self.handle, path)
         done = applied_by_checksum(self.engine, report.sha256)
         if done is not None:
             report.outcome = "skipped"
@@ -637,9 +642,11 @@ class FileApplier:
         if self.read_in_process is not None:
             return self.read_in_process
         # With one core the two processes would take turns, and sending the records costs extra.
+        dialect = self.engine.dialect.name
         return (
             (self.report.size or 0) >= READ_IN_PROCESS_BYTES
-            and self.engine.dialect.name in READ_IN_PROCESS_DIALECTS
+            and dialect in READ_IN_PROCESS_DIALECTS
+            and self.xml_size >= READ_IN_PROCESS_XML_BYTES.get(dialect, 0)
             and usable_cores() >= 2
         )
 
@@ -699,10 +706,12 @@ class FileApplier:
         report.enrichment = _add_enrichment(report.enrichment or EnrichReport(), part)
 
 
-def _checksum(handle: BinaryIO, path: str) -> tuple[str, int]:
-    """SHA-256 and size of the bytes; a gzip file is decompressed to its end to prove it complete."""
+def _checksum(handle: BinaryIO, path: str) -> tuple[str, int, int]:
+    """SHA-256 and size of the bytes, and the size of the XML in them: a gzip file is decompressed to its
+    end to prove it complete (and counted on the way)."""
     digest = hashlib.sha256()
     size = 0
+    xml_size: int | None = None
 
     class Hashing:
         """Feeds every byte read to the digest, for gzip to read through."""
@@ -719,9 +728,10 @@ def _checksum(handle: BinaryIO, path: str) -> tuple[str, int]:
         head = handle.read(2)
         handle.seek(0)
         if head == _GZIP_MAGIC:
+            xml_size = 0
             with gzip.GzipFile(fileobj=reader, mode="rb") as unzipped:  # type: ignore[call-overload]
-                while unzipped.read(READ_CHUNK):
-                    pass
+                while chunk := unzipped.read(READ_CHUNK):
+                    xml_size += len(chunk)
         while reader.read(READ_CHUNK):
             pass
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -732,7 +742,7 @@ def _checksum(handle: BinaryIO, path: str) -> tuple[str, int]:
         ) from None
     except OSError as exc:
         raise BulkFileError(f"cannot read {path}: {exc.strerror or type(exc).__name__}", path=path) from None
-    return digest.hexdigest(), size
+    return digest.hexdigest(), size, size if xml_size is None else xml_size
 
 
 def _order_problem(engine: Engine, name: BulkFileName) -> str | None:
