@@ -101,7 +101,8 @@ INGEST_BATCH = 500  # records per store_articles transaction: bounded memory, fe
 # back on SQLite for any file but the smallest. On PostgreSQL its server already works beside this process,
 # and the reading process pays only for large files (READ_IN_PROCESS_XML_BYTES of XML, gzip or not;
 # bench/bench_store.py, first loads, medians of 3: 30,000 records (311 MB) 20.8 s against 23.3 s with a
-# thread, 10,000 records (104 MB) 9.85 against 9.82 s; 8 files of 3,000 (31 MB each) 28.9 against 22.8 s).
+# thread, 10,000 records (104 MB) 9.85 against 9.82 s; 8 files of 3,000 (31 MB each) 28.4 and 28.9 s against
+# 22.5 and 23.3 s, 2 runs each).
 READ_IN_PROCESS_BYTES = 4 << 20
 READ_IN_PROCESS_DIALECTS = frozenset({"sqlite", "postgresql"})
 READ_IN_PROCESS_XML_BYTES: dict[str, int] = {"sqlite": 0, "postgresql": 128 << 20}
