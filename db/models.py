@@ -72,28 +72,28 @@ def _article_fk() -> sa.ForeignKey:
     return sa.ForeignKey("articles.id", ondelete="CASCADE")
 
 
-# The tables a PubMed record fills besides articles (db.pubmed_rows.CHILD_TABLES). Their foreign keys are
-# constraints on SQLite; on PostgreSQL (migration 0014) they are not: the store writes these rows only for
-# articles of its own transaction, and triggers delete them with their article, author or heading, as ON
-# DELETE CASCADE did. A per-row foreign-key check there took half of the server's CPU of a first load.
-REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL: frozenset[str] = frozenset(
-    {
-        "article_identifiers",
-        "authors",
-        "author_affiliations",
-        "abstract_sections",
-        "article_dates",
-        "article_languages",
-        "publication_types",
-        "mesh_headings",
-        "mesh_qualifiers",
-        "keywords",
-        "chemicals",
-        "grants",
-        "comments_corrections",
-        "article_references",
-    }
+# The tables a PubMed record fills besides articles, in insertion order (a referenced table before the
+# table that references it): db.pubmed_rows.CHILD_TABLES. Their foreign keys are constraints on SQLite; on
+# PostgreSQL (migration 0014) they are not: the store writes these rows only for articles of its own
+# transaction, and triggers delete them with their article, author or heading, as ON DELETE CASCADE did. A
+# per-row foreign-key check there took half of the server's CPU of a first load.
+PUBMED_CHILD_TABLES: tuple[str, ...] = (
+    "article_identifiers",
+    "authors",
+    "author_affiliations",
+    "abstract_sections",
+    "article_dates",
+    "article_languages",
+    "publication_types",
+    "mesh_headings",
+    "mesh_qualifiers",
+    "keywords",
+    "chemicals",
+    "grants",
+    "comments_corrections",
+    "article_references",
 )
+REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL: frozenset[str] = frozenset(PUBMED_CHILD_TABLES)
 
 
 class Journal(Base):

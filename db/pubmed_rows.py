@@ -11,31 +11,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from db.models import metadata
+from db.models import PUBMED_CHILD_TABLES, metadata
 from harvester.core.records import Article
 
 _T = metadata.tables
 
 # Child tables in insertion order (a referenced table before the table that references it).
-CHILD_TABLES: tuple[sa.Table, ...] = tuple(
-    _T[name]
-    for name in (
-        "article_identifiers",
-        "authors",
-        "author_affiliations",
-        "abstract_sections",
-        "article_dates",
-        "article_languages",
-        "publication_types",
-        "mesh_headings",
-        "mesh_qualifiers",
-        "keywords",
-        "chemicals",
-        "grants",
-        "comments_corrections",
-        "article_references",
-    )
-)
+CHILD_TABLES: tuple[sa.Table, ...] = tuple(_T[name] for name in PUBMED_CHILD_TABLES)
 
 # The columns of each child table, in the order ChildRows builds its tuples.
 CHILD_COLUMNS: dict[str, tuple[str, ...]] = {
