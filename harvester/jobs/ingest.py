@@ -18,7 +18,8 @@ What happens to each file, in this order:
    NLM's number (an excerpt, a local extract) cannot be placed in the sequence and is applied unchecked.
 4. Store. The file is streamed through :func:`harvester.sources.pubmed_xml.scan_pubmed` by a reader of
    :mod:`harvester.jobs.bulk_reader` (a process of its own for files of READ_IN_PROCESS_BYTES or more into
-   SQLite, else a thread); records already stored byte for byte are counted unchanged without being
+   SQLite, or of READ_IN_PROCESS_XML_BYTES of XML into PostgreSQL, else a thread); records already stored
+   byte for byte are counted unchanged without being
    parsed (except a deleted article's, in a file placed in NLM's sequence and not forced: that revives
    it), the others are parsed and stored in batches
    (:func:`db.store.store_articles`: idempotent, history on change, a lower PMID version never replaces
