@@ -93,7 +93,6 @@ PUBMED_CHILD_TABLES: tuple[str, ...] = (
     "comments_corrections",
     "article_references",
 )
-REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL: frozenset[str] = frozenset(PUBMED_CHILD_TABLES)
 
 
 class Journal(Base):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import begin_write
-from db.models import REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL, metadata
+from db.models import PUBMED_CHILD_TABLES, metadata
 from db.pubmed_rows import CHILD_TABLES
 from db.store import store_articles
 from harvester.core.records import Author
@@ -63,7 +63,7 @@ def test_only_the_child_tables_lose_their_foreign_keys_and_only_on_postgresql(en
     names = {table: {fk["name"] for fk in inspector.get_foreign_keys(table)} for table in metadata.tables}
     modelled = {t.name: {fk.name for fk in t.foreign_key_constraints} for t in metadata.tables.values()}
     for table, declared in modelled.items():
-        if table in REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL and engine.dialect.name == "postgresql":
+        if table in PUBMED_CHILD_TABLES and engine.dialect.name == "postgresql":
             assert names[table] == set(), table
         else:
             assert names[table] == declared, table

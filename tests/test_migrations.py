@@ -20,7 +20,7 @@ from db.engine import (
     open_database,
     upgrade,
 )
-from db.models import REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL, metadata
+from db.models import PUBMED_CHILD_TABLES, metadata
 from harvester.core.errors import SchemaVersionError, StorageError
 from tests.db_helpers import database_params, failing_statement, fresh_database_url, table_names
 
@@ -44,11 +44,7 @@ def differences(engine: Engine) -> list[object]:
     return [
         diff
         for diff in found
-        if not (
-            isinstance(diff, tuple)
-            and diff[0] == "add_fk"
-            and diff[1].table.name in REFERENCES_KEPT_BY_THE_STORE_ON_POSTGRESQL
-        )
+        if not (isinstance(diff, tuple) and diff[0] == "add_fk" and diff[1].table.name in PUBMED_CHILD_TABLES)
     ]
 
 

@@ -7,10 +7,10 @@ Create Date: 2026-12-06
 
 Why (issue 12): a foreign key on PostgreSQL checks every inserted row on its own (a query that locks the
 referenced row, run once per row after the statement). The 14 child tables a PubMed record fills get about
-1.8 million rows per 30,000-record file, and those checks took half of the server's CPU of a first load
-(12.4 against 6.7 CPU s; wall time 22.5 against 17.4 s, bench/bench_store.py). Statement-level triggers that
-check each batch of new rows against the parent as a set were measured too and cost nearly as much
-(11.2 to 11.7 CPU s): the server copies every new row into a transition table.
+1.3 million rows per 30,000-record file (43 a record), and those checks took half of the server's CPU of a
+first load (12.4 against 6.7 CPU s; wall time 22.5 against 17.4 s, bench/bench_store.py). Statement-level
+triggers that check each batch of new rows against the parent as a set were measured too and cost nearly
+as much (11.2 to 11.7 CPU s): the server copies every new row into a transition table.
 
 What changes, on PostgreSQL only:
 
