@@ -11,25 +11,22 @@ is kept. The stages:
   scan           harvester.sources.pubmed_xml.scan_pubmed: split into records, SHA-256 of each
   parse          parse_pubmed(keep_raw=True)
   scan + parse   scan_pubmed, then each pending record parsed: what the reading process does
-  pickle         pickle.dumps of the records in chunks of 250, as the reading process sends them
-  unpickle       pickle.loads of the same
-  sha256         hashlib.sha256 of each raw record (the store hashes again: db.store._latest_per_pmid)
+  store rows     db.pubmed_rows.store_rows of each record (the articles row, the child tables' tuples,
+                 the SHA-256 and retraction statements): the reading process does it after parsing
+  pickle rows    pickle.dumps of those rows in chunks of 250, as the reading process sends them
+  unpickle rows  pickle.loads of the same, in the storing process
+  pickle records, unpickle records   the same of the parsed records themselves: what was sent before
+                 the reading process made the rows, for comparison
   compress       db.payloads.compress_payload of each raw record
-  child rows     db.pubmed_rows.ChildRows.add of each record (tuples for the child tables)
-  article rows   db.store._article_values of each record, journal facts JSON included
-  store sqlite   db.store.store_articles in batches of 500 into a fresh SQLite file (all of the above
-                 that the store does, plus SQL); the reading side's stages are not in it
+  store sqlite   db.store.store_articles of the rows in batches of 500 into a fresh SQLite file (the
+                 storing process's share: compression plus SQL); the reading side's stages are not in it
   store pg       the same into a fresh PostgreSQL schema (rows by COPY): this process's CPU, and the
                  server's (the backend's user + system time from /proc), given apart
-
-The article rows stage names db.store's internals (_Incoming, _article_values): when they move, this
-script follows them.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pickle
 import sys
@@ -119,16 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     fixtures = os.environ.get("HARVEST_FIXTURES")
     ensure_corpus(corpus, args.records, Path(fixtures) if fixtures else None)
 
-    import db.store as store
     from db.payloads import compress_payload
-    from db.pubmed_rows import ChildRows
+    from db.pubmed_rows import store_rows
     from harvester.core.records import Article
     from harvester.sources.pubmed_xml import PendingArticle, parse_pubmed, scan_pubmed
 
     articles = [a for a in parse_pubmed(corpus, keep_raw=True) if isinstance(a, Article)]
+    rows = [store_rows(a) for a in articles]
     raws = [a.raw_xml or b"" for a in articles]
     chunks = [articles[i : i + 250] for i in range(0, len(articles), 250)]
     pickled = [pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in chunks]
+    row_chunks = [rows[i : i + 250] for i in range(0, len(rows), 250)]
+    pickled_rows = [pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in row_chunks]
 
     def scan() -> None:
         with corpus.open("rb") as handle:
@@ -141,45 +140,36 @@ def main(argv: list[str] | None = None) -> int:
                 if isinstance(record, PendingArticle):
                     record.parse()
 
-    def child_rows() -> None:
-        rows = ChildRows()
-        for n, article in enumerate(articles):
-            rows.add(n, article)
-
-    def article_rows() -> None:
-        for article, raw in zip(articles, raws, strict=True):
-            store._article_values(store._Incoming(article, raw, ""), None)
-
     stages: dict[str, Callable[[], object]] = {
         "bare": lambda: measure_bare(corpus),
         "scan": scan,
         "parse": lambda: sum(1 for _ in parse_pubmed(corpus, keep_raw=True)),
         "scan + parse": scan_and_parse,
-        "pickle": lambda: [pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in chunks],
-        "unpickle": lambda: [pickle.loads(p) for p in pickled],
-        "sha256": lambda: [hashlib.sha256(r).hexdigest() for r in raws],
+        "store rows": lambda: [store_rows(a) for a in articles],
+        "pickle rows": lambda: [pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in row_chunks],
+        "unpickle rows": lambda: [pickle.loads(p) for p in pickled_rows],
+        "pickle records": lambda: [pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in chunks],
+        "unpickle records": lambda: [pickle.loads(p) for p in pickled],
         "compress": lambda: [compress_payload(r) for r in raws],
-        "child rows": child_rows,
-        "article rows": article_rows,
     }
     print(f"{len(articles)} records of {corpus}; load average {os.getloadavg()[0]:.2f}", flush=True)
     bare = best_cpu(stages["bare"], args.repeat)
-    print(f"{'stage':<16} {'CPU s':>8} {'x bare':>7} {'us/record':>10}")
-    print(f"{'bare':<16} {bare:>8.3f} {1:>7.2f} {bare / len(articles) * 1e6:>10.0f}")
+    print(f"{'stage':<17} {'CPU s':>8} {'x bare':>7} {'us/record':>10}")
+    print(f"{'bare':<17} {bare:>8.3f} {1:>7.2f} {bare / len(articles) * 1e6:>10.0f}")
     for name, work in stages.items():
         if name == "bare":
             continue
         cpu = best_cpu(work, args.repeat)
-        print(f"{name:<16} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}", flush=True)
+        print(f"{name:<17} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
-        cpu, _ = store_all(f"sqlite:///{Path(tmp) / 'stages.sqlite'}", articles)
-        print(f"{'store sqlite':<16} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}")
+        cpu, _ = store_all(f"sqlite:///{Path(tmp) / 'stages.sqlite'}", rows)
+        print(f"{'store sqlite':<17} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}")
     if args.postgres_url:
         with postgres_schema(args.postgres_url) as url:
-            cpu, server = store_all(url, articles)
+            cpu, server = store_all(url, rows)
         print(
-            f"{'store pg':<16} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}"
+            f"{'store pg':<17} {cpu:>8.3f} {cpu / bare:>7.2f} {cpu / len(articles) * 1e6:>10.0f}"
             f"   + server {server:.3f} s ({server / bare:.2f} x bare)",
             flush=True,
         )

@@ -17,7 +17,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from db import pg_copy
-from db.pubmed_rows import CHILD_COLUMNS
 
 IN_CHUNK = 500  # ids per IN (...) list, well under SQLite's and PostgreSQL's parameter limits
 
@@ -35,9 +34,11 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]
         yield items[start : start + size]
 
 
-def insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
-    """Insert plain rows of a child table (tuples in the order of :data:`db.pubmed_rows.CHILD_COLUMNS`),
-    straight to the driver.
+def insert_tuples(
+    conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]], columns: Sequence[str]
+) -> None:
+    """Insert plain rows of a child table (tuples of ``columns``, as :data:`db.pubmed_rows.CHILD_COLUMNS`
+    gives them), straight to the driver.
 
     Child rows hold only text, integers and booleans, which sqlite3 and psycopg take as they are, so
     SQLAlchemy's per-row parameter processing (most of the time of a Core executemany on SQLite) is
@@ -45,7 +46,7 @@ def insert_tuples(conn: Connection, table: sa.Table, rows: list[tuple[Any, ...]]
     transaction, seen by the engine's events like any other. SQLite takes one executemany (a loop in C);
     PostgreSQL one COPY.
     """
-    columns = CHILD_COLUMNS[table.name]
+    columns = tuple(columns)
     if conn.dialect.name == "postgresql":
         pg_copy.insert_tuples(conn, table, rows, columns)
         return

@@ -44,8 +44,10 @@ Provenance: the store writes no field_provenance rows. A stored value without a 
 article's current PubMed record (see db.article_state). Retraction statements of the record go to
 retraction_sources (source "pubmed"); ``retracted`` is true when any source's statement is there.
 
-Writes are Core executemany statements per table per batch (:mod:`db.inserts`); the child rows come from
-:mod:`db.pubmed_rows`, journals from :mod:`db.journals`, payloads are kept by :mod:`db.payloads`.
+Writes are Core executemany statements per table per batch (:mod:`db.inserts`). A batch is parsed records
+(:class:`~harvester.core.records.Article`) or the rows made of them beforehand
+(:class:`~db.pubmed_rows.StoreRows`, as ``harvest ingest``'s reading process sends them), or both; the
+store works on the rows. Journals come from :mod:`db.journals`, payloads are kept by :mod:`db.payloads`.
 
 Several writers at once (PostgreSQL: the workers of the ingest queue): a batch takes key locks on the
 ranges of PMIDs it holds (:data:`PMID_RANGE`, :func:`db.engine.begin_keyed_write`), so batches of other
@@ -58,7 +60,6 @@ a batch of scattered PMIDs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -74,11 +75,10 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import begin_keyed_write, begin_read, begin_write, storage_error
 from db.history import history_row
 from db.inserts import chunks, dialect_insert, insert_returning, insert_tuples
-from db.journals import journal_facts, journal_key, resolve_journals
+from db.journals import journal_key, resolve_journals
 from db.models import metadata
 from db.payloads import compress_payload, insert_payloads, stored_payload_ids
-from db.pubmed_rows import CHILD_TABLES, ChildRows
-from enrich.merge import pubmed_retractions
+from db.pubmed_rows import CHILD_COLUMNS, CHILD_TABLES, RECORD_COLUMNS, StoreRows, store_rows
 from harvester.core.errors import StorageError
 from harvester.core.records import Article, RejectedRecord
 
@@ -117,15 +117,16 @@ class StoreResult:
     enriched_changed: tuple[int, ...] = ()
 
 
+# What a batch may hold: parsed records, or the rows made of them beforehand.
+Storable = Article | StoreRows
+
+
 @dataclass(slots=True)
 class _Incoming:
-    article: Article
-    raw: bytes
-    sha256: str
+    rows: StoreRows
     article_id: int | None = None  # known for a changed article, assigned on insert for a new one
     doi: str | None = None  # what goes into the articles columns (see _assign_ids)
     pmcid: str | None = None
-    retractions: list[dict[str, str | None]] = field(default_factory=list)  # of written records only
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,7 @@ class _Plan:
 
 def store_articles(
     engine: Engine,
-    articles: Sequence[Article],
+    articles: Sequence[Storable],
     *,
     url: str | None,
     fetched_at: datetime,
@@ -162,7 +163,8 @@ def store_articles(
 
     Args:
         engine: from :func:`db.engine.open_database`.
-        articles: parsed records, each with ``raw_xml`` (its own XML fragment).
+        articles: parsed records, each with ``raw_xml`` (its own XML fragment), or their
+            :func:`db.pubmed_rows.store_rows`.
         url: where the records were fetched, already redacted; kept with the raw payloads.
         fetched_at: when they were fetched (timezone-aware).
         run_id: the harvest_runs row that history and conflict rows are recorded under.
@@ -191,7 +193,7 @@ def store_articles(
                         now = datetime.now(UTC)
                         _write(conn, plan, url=url, fetched_at=fetched_at, now=now, run_id=run_id)
                     reported = set(plan.conflicts)
-                    again = [*plan.unchanged, *(inc.article.pmid for _, inc in plan.changed)]
+                    again = [*plan.unchanged, *(inc.rows.pmid for _, inc in plan.changed)]
                     if again:  # reported while open, whether the record changed or not
                         plan.conflicts.extend(p for p in _open_conflicts(conn, again) if p not in reported)
                 break
@@ -199,8 +201,8 @@ def store_articles(
                 whole = True  # planned under key locks only: nothing was written; again, alone
     except DBAPIError as exc:
         raise storage_error(exc, "cannot store articles in", engine) from exc
-    created = {inc.article.pmid for inc in plan.new}
-    updated = {inc.article.pmid for _, inc in plan.changed}
+    created = {inc.rows.pmid for inc in plan.new}
+    updated = {inc.rows.pmid for _, inc in plan.changed}
     unchanged = set(plan.unchanged)
     conflicts = set(plan.conflicts)
     return StoreResult(
@@ -214,7 +216,7 @@ def store_articles(
 
 def store_articles_isolated(
     engine: Engine,
-    articles: Sequence[Article],
+    articles: Sequence[Storable],
     *,
     url: str | None,
     fetched_at: datetime,
@@ -256,9 +258,8 @@ def store_articles_isolated(
             if not _is_record_problem(exc):
                 raise
             reason = exc.message if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
-            rejected.append(
-                RejectedRecord(article.pmid, f"cannot be stored: {reason}", article.raw_xml or b"")
-            )
+            raw = article.raw if isinstance(article, StoreRows) else article.raw_xml
+            rejected.append(RejectedRecord(article.pmid, f"cannot be stored: {reason}", raw or b""))
     return _combined(results), rejected
 
 
@@ -338,15 +339,13 @@ def mark_deleted(engine: Engine, pmids: Sequence[str], *, at: datetime) -> int:
     return changed
 
 
-def _latest_per_pmid(articles: Sequence[Article]) -> dict[str, _Incoming]:
+def _latest_per_pmid(articles: Sequence[Storable]) -> dict[str, _Incoming]:
     latest: dict[str, _Incoming] = {}
     for article in articles:
-        if article.raw_xml is None:
-            raise ValueError(f"PMID {article.pmid}: the record has no raw_xml to keep; parse with raw kept")
-        current = latest.get(article.pmid)
-        if current is None or article.pmid_version >= current.article.pmid_version:
-            raw = article.raw_xml
-            latest[article.pmid] = _Incoming(article, raw, hashlib.sha256(raw).hexdigest())
+        rows = article if isinstance(article, StoreRows) else store_rows(article)
+        current = latest.get(rows.pmid)
+        if current is None or rows.pmid_version >= current.rows.pmid_version:
+            latest[rows.pmid] = _Incoming(rows)
     return latest
 
 
@@ -372,7 +371,7 @@ def _plan(conn: Connection, incoming: dict[str, _Incoming], revive_deleted: bool
         old = stored.get(pmid)
         if old is None:
             plan.new.append(inc)
-        elif _leaves_unchanged(old, inc.sha256, inc.article.pmid_version, revive_deleted):
+        elif _leaves_unchanged(old, inc.rows.sha256, inc.rows.pmid_version, revive_deleted):
             plan.unchanged.append(pmid)
         else:
             inc.article_id = old.article_id
@@ -394,8 +393,8 @@ def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan, *, keyed: bool)
     a = ARTICLES
     holders: dict[tuple[str, str], set[int]] = {}
     for chunk in chunks(plan.new):
-        dois = sorted({d for inc in chunk if (d := _wanted_id(inc.article, "doi"))})
-        pmcids = sorted({p for inc in chunk if (p := inc.article.pmcid)})
+        dois = sorted({d for inc in chunk if (d := inc.rows.doi)})
+        pmcids = sorted({p for inc in chunk if (p := inc.rows.pmcid)})
         if not dois and not pmcids:
             continue
         query = sa.select(a.c.id, a.c.doi, a.c.pmcid).where(
@@ -412,11 +411,11 @@ def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan, *, keyed: bool)
         raise _NeedsWholeLock
     adopted: set[int] = set()
     still_new: list[_Incoming] = []
-    for inc in sorted(plan.new, key=lambda inc: int(inc.article.pmid)):
+    for inc in sorted(plan.new, key=lambda inc: int(inc.rows.pmid)):
         claims = [
             (column, value, article_id)
             for column in ("doi", "pmcid")
-            if (value := _wanted_id(inc.article, column))
+            if (value := _wanted_id(inc.rows, column))
             for article_id in sorted(holders.get((column, value), ()))
         ]
         candidates = {article_id for _, _, article_id in claims}
@@ -474,19 +473,23 @@ def _write(
     run_id: int | None,
 ) -> None:
     writes = [*plan.new, *(inc for _, inc in plan.changed)]
-    payload_ids = stored_payload_ids(conn, SOURCE, [inc.sha256 for inc in writes])
-    unseen = list({inc.sha256: inc for inc in writes if inc.sha256 not in payload_ids}.values())
-    # Payloads are compressed on a second thread while the rows are written (zlib releases the GIL).
+    payload_ids = stored_payload_ids(conn, SOURCE, [inc.rows.sha256 for inc in writes])
+    unseen = [
+        rows
+        for rows in {inc.rows.sha256: inc.rows for inc in writes}.values()
+        if rows.sha256 not in payload_ids
+    ]
+    # Payloads are compressed on a second thread while the rows are written (ISA-L releases the GIL).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress") as pool:
-        compressed = pool.submit(lambda: [compress_payload(inc.raw) for inc in unseen])
+        compressed = pool.submit(lambda: [compress_payload(rows.raw) for rows in unseen])
         _write_articles(conn, plan, writes, now=now, run_id=run_id)
         payload_ids.update(
             insert_payloads(
                 conn,
                 SOURCE,
                 [
-                    (inc.article.pmid, inc.sha256, content, len(inc.raw))
-                    for inc, content in zip(unseen, compressed.result(), strict=True)
+                    (rows.pmid, rows.sha256, content, len(rows.raw))
+                    for rows, content in zip(unseen, compressed.result(), strict=True)
                 ],
                 url=url,
                 fetched_at=fetched_at,
@@ -508,8 +511,8 @@ def _write(
             {
                 "article_id": inc.article_id,
                 "source": SOURCE,
-                "source_id": inc.article.pmid,
-                "payload_id": payload_ids[inc.sha256],
+                "source_id": inc.rows.pmid,
+                "payload_id": payload_ids[inc.rows.sha256],
                 "fetched_at": fetched_at,
             }
             for inc in writes
@@ -639,15 +642,13 @@ def _kept_values(new: dict[str, Any], old: dict[str, Any], foreign: set[str]) ->
 def _write_articles(
     conn: Connection, plan: _Plan, writes: list[_Incoming], *, now: datetime, run_id: int | None
 ) -> None:
-    journal_ids = resolve_journals(conn, [inc.article.journal for inc in writes])
-    for inc in writes:
-        inc.retractions = pubmed_retractions(inc.article)
+    journal_ids = resolve_journals(conn, [inc.rows.journal for inc in writes])
     changed_ids = [old.article_id for old, _ in plan.changed]
     before = _load_before(conn, changed_ids) if changed_ids else _Before()
     _assign_ids(plan, before.foreign)
 
     def values(inc: _Incoming) -> dict[str, Any]:
-        return _article_values(inc, journal_ids.get(journal_key(inc.article.journal) or ""))
+        return _article_values(inc, journal_ids.get(journal_key(inc.rows.journal) or ""))
 
     kept_tables = before.kept_tables()
     if plan.changed:
@@ -663,7 +664,7 @@ def _write_articles(
                 (name, stored[name], final[name]) for name in HISTORY_COLUMNS if stored[name] != final[name]
             ]
             if stored["journal_id"] != final["journal_id"]:
-                new_key = journal_key(inc.article.journal)
+                new_key = journal_key(inc.rows.journal)
                 changes.append(("journal", before.journal_keys[article_id], new_key))
             history.extend(
                 history_row(article_id, name, old_value, new_value, SOURCE, now=now, run_id=run_id)
@@ -694,20 +695,16 @@ def _write_articles(
         # The natural key comes back with the id, so the mapping holds whatever order rows return in.
         new_ids: dict[str, int] = {pmid: article_id for pmid, article_id in rows}
         for inc in plan.new:
-            inc.article_id = new_ids[inc.article.pmid]
+            inc.article_id = new_ids[inc.rows.pmid]
         # History's first row of an article: its creation, with the identifiers it came with.
         conn.execute(
             sa.insert(HISTORY),
             [
                 history_row(
-                    new_ids[inc.article.pmid],
+                    new_ids[inc.rows.pmid],
                     "created",
                     None,
-                    {
-                        k: v
-                        for k, v in (("pmid", inc.article.pmid), ("pmcid", inc.pmcid), ("doi", inc.doi))
-                        if v
-                    },
+                    {k: v for k, v in (("pmid", inc.rows.pmid), ("pmcid", inc.pmcid), ("doi", inc.doi)) if v},
                     SOURCE,
                     now=now,
                     run_id=run_id,
@@ -716,69 +713,44 @@ def _write_articles(
             ],
         )
 
-    children = ChildRows()
+    children: list[list[tuple[Any, ...]]] = [[] for _ in CHILD_TABLES]
     for inc in writes:
-        assert inc.article_id is not None
-        children.add(inc.article_id, inc.article)
-    for table in CHILD_TABLES:
-        rows_of_table = children.rows[table.name]
+        written_id = inc.article_id
+        assert written_id is not None
+        for rows_of_table, own in zip(children, inc.rows.children, strict=True):
+            if own:
+                rows_of_table.extend([(written_id, *row) for row in own])
+    for table, rows_of_table in zip(CHILD_TABLES, children, strict=True):
         if table.name in kept_tables:
             kept = kept_tables[table.name]
             rows_of_table = [row for row in rows_of_table if row[0] not in kept]
         if rows_of_table:
-            insert_tuples(conn, table, rows_of_table)
+            insert_tuples(conn, table, rows_of_table, CHILD_COLUMNS[table.name])
     retractions = [
         {"article_id": inc.article_id, "source": SOURCE, "position": position, **statement}
         for inc in writes
-        for position, statement in enumerate(inc.retractions, 1)
+        for position, statement in enumerate(inc.rows.retractions, 1)
     ]
     if retractions:
         conn.execute(sa.insert(RETRACTIONS), retractions)
     if plan.ambiguous:
         _record_ambiguous(conn, plan.ambiguous, now=now, run_id=run_id)
-        plan.conflicts.extend(inc.article.pmid for inc, _ in plan.ambiguous)
+        plan.conflicts.extend(inc.rows.pmid for inc, _ in plan.ambiguous)
 
 
 def _article_values(inc: _Incoming, journal_id: int | None) -> dict[str, Any]:
-    a = inc.article
-    pub = a.pub_date
-    epub = a.epub_date
-    main = a.abstract
-    return {
-        "pmid": a.pmid,
-        "pmid_version": a.pmid_version,
-        "pmcid": inc.pmcid,
-        "doi": inc.doi,
-        "record_type": a.record_type,
-        "title": a.title,
-        "vernacular_title": a.vernacular_title,
-        "abstract": (main.text or None) if main else None,
-        "abstract_copyright": main.copyright if main else None,
-        "journal_id": journal_id,
-        "journal_facts": journal_facts(a.journal),
-        "volume": a.volume,
-        "issue": a.issue,
-        "pages": a.pages,
-        "pub_date": pub.iso,
-        "pub_year": pub.year,
-        "pub_month": pub.month,
-        "pub_day": pub.day,
-        "pub_season": pub.season,
-        "pub_date_raw": pub.raw,
-        "epub_date": epub.iso if epub else None,
-        "medline_status": a.medline_status,
-        "publication_status": a.publication_status,
-        "date_completed": a.date_completed.iso if a.date_completed else None,
-        "date_revised": a.date_revised.iso if a.date_revised else None,
-        "coi_statement": a.coi_statement,
-        "book_title": a.book_title,
-        "publisher": a.publisher,
-        "references_count": len(a.references) or None,
-        "retracted": bool(inc.retractions),
-        "in_pubmed": True,
-        "deleted": False,
-        "content_sha256": inc.sha256,
-    }
+    rows = inc.rows
+    values = dict(zip(RECORD_COLUMNS, rows.values, strict=True))
+    values.update(
+        pmcid=inc.pmcid,
+        doi=inc.doi,
+        journal_id=journal_id,
+        retracted=bool(rows.retractions),
+        in_pubmed=True,
+        deleted=False,
+        content_sha256=rows.sha256,
+    )
+    return values
 
 
 # The article columns _article_values writes, in its order.
@@ -832,12 +804,12 @@ def _assign_ids(plan: _Plan, foreign: dict[int, set[str]]) -> None:
     """
     for column in ("doi", "pmcid"):
         for old, inc in plan.changed:
-            value = _wanted_id(inc.article, column)
+            value = _wanted_id(inc.rows, column)
             if value is None or column in foreign.get(old.article_id, ()):
                 value = getattr(old, column)
             setattr(inc, column, value)
         for inc in plan.new:
-            setattr(inc, column, _wanted_id(inc.article, column))
+            setattr(inc, column, _wanted_id(inc.rows, column))
 
 
 def _record_ambiguous(
@@ -852,12 +824,12 @@ def _record_ambiguous(
     for inc, found in ambiguous:
         own = inc.article_id
         assert own is not None
-        claims = [{"id_type": "pmid", "value": inc.article.pmid, "article_id": own}]
+        claims = [{"id_type": "pmid", "value": inc.rows.pmid, "article_id": own}]
         claims += [{"id_type": t, "value": v, "article_id": a} for t, v, a in found]
         rows.append(
             {
                 "source": SOURCE,
-                "source_id": inc.article.pmid,
+                "source_id": inc.rows.pmid,
                 "claims": json.dumps(claims, ensure_ascii=False),
                 "article_ids": ",".join(str(i) for i in sorted({own, *(a for _, _, a in found)})),
                 "status": "open",
@@ -865,7 +837,7 @@ def _record_ambiguous(
                 "run_id": run_id,
             }
         )
-    shown = ", ".join(f"PMID {inc.article.pmid}" for inc, _ in ambiguous[:5])
+    shown = ", ".join(f"PMID {inc.rows.pmid}" for inc, _ in ambiguous[:5])
     logger.warning(
         "%d record(s) name a DOI and a PMCID of two different articles not in PubMed; stored on their own"
         " and recorded as conflicts: %s%s",
@@ -882,7 +854,5 @@ def _record_ambiguous(
     )
 
 
-def _wanted_id(article: Article, column: str) -> str | None:
-    if column == "doi":
-        return article.doi.lower() if article.doi else None
-    return article.pmcid
+def _wanted_id(rows: StoreRows, column: str) -> str | None:
+    return rows.doi if column == "doi" else rows.pmcid

@@ -9,6 +9,7 @@ and the database URL (with its password) never goes on a command line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import subprocess
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from db.engine import open_database
+from db.pubmed_rows import StoreRows, store_rows
 from harvester.core.errors import BulkFileError, FileOrderError, ParseError
 from harvester.core.records import Article
 from harvester.core.settings import Settings
@@ -44,7 +46,7 @@ def read_all(reader: ProcessReader | ThreadReader) -> list[Batch]:
     return batches
 
 
-def summary(batches: list[Batch]) -> list[tuple[int, list[Article], list[str], int]]:
+def summary(batches: list[Batch]) -> list[tuple[int, list[StoreRows], list[str], int]]:
     return [(b.number, b.articles, b.unchanged, b.records) for b in batches]
 
 
@@ -57,7 +59,7 @@ def test_a_process_hands_over_exactly_the_batches_a_thread_does(engine: Engine, 
         process = ProcessReader(handle, path, 1, engine)
         got = read_all(process)
     assert summary(got) == summary(expected)
-    assert [a.raw_xml for b in got for a in b.articles] == [a.raw_xml for b in expected for a in b.articles]
+    assert [a.raw for b in got for a in b.articles] == [a.raw for b in expected for a in b.articles]
     assert process.deleted == threaded.deleted
     assert len(got) >= 2  # more than one batch went through the pipe
 
@@ -68,8 +70,8 @@ def test_a_real_update_file_read_by_a_process_equals_parse_pubmed(engine: Engine
         batches = read_all(ProcessReader(handle, path, 50, engine))
     parsed = [a for a in parse_pubmed(path, keep_raw=True) if isinstance(a, Article)]
     got = [a for b in batches for a in b.articles]
-    assert got == parsed and len(got) == 177
-    assert [a.raw_xml for a in got] == [a.raw_xml for a in parsed]
+    assert got == [store_rows(a) for a in parsed] and len(got) == 177
+    assert [a.raw for a in got] == [a.raw_xml for a in parsed]
 
 
 def test_every_record_type_survives_pickling_field_for_field() -> None:
@@ -83,6 +85,25 @@ def test_every_record_type_survives_pickling_field_for_field() -> None:
         assert copy == article
         assert copy.raw_xml == article.raw_xml  # not part of equality, checked on its own
         assert type(copy.authors) is tuple and type(copy.journal) is type(article.journal)
+
+
+def test_the_rows_of_every_record_survive_pickling_whole() -> None:
+    """What the reading process sends is the rows the store writes: the copy equals the original in every
+    field (the raw XML and its hash included), tuples stay tuples, and a changed field is noticed."""
+    path = shared_fixture("medline-updatefiles/costosys-pubmedsample18n0001.xml.gz")
+    articles = [a for a in parse_pubmed(path, keep_raw=True) if isinstance(a, Article)]
+    seed = [a for a in parse_pubmed(FIXTURES / "efetch_pubmed_35350566.xml", keep_raw=True)]
+    for article in [*articles, *seed]:
+        assert isinstance(article, Article)
+        rows = store_rows(article)
+        copy = pickle.loads(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+        assert copy == rows and type(copy) is StoreRows
+        assert (copy.raw, copy.sha256) == (article.raw_xml, rows.sha256)
+        assert type(copy.values) is tuple and all(type(t) is tuple for t in copy.children)
+        assert type(copy.journal) is type(article.journal)
+    seeded = store_rows(seed[0])  # type: ignore[arg-type]
+    assert seeded.children[1] and len(seeded.children) == 14  # authors, in CHILD_TABLES' order
+    assert dataclasses.replace(seeded, pmcid="PMC1") != pickle.loads(pickle.dumps(seeded))
 
 
 def test_the_file_read_must_be_the_file_the_caller_opened(engine: Engine, tmp_path: Path) -> None:

@@ -8,8 +8,12 @@ beside the thread that stores, in one of two ways:
 - :class:`ThreadReader`, a thread of the same process, for small files and in-memory databases;
 - :class:`ProcessReader`, a process of its own (``spawn``), for large files: parsing is Python work
   that holds the GIL, and in a thread it takes turns with the storing thread's own Python work, so
-  on a machine with two cores or more a separate process nearly halves the time of a large file. The
-  parsed records travel back pickled (:mod:`harvester.core.records` pickles them as their field values).
+  on a machine with two cores or more a separate process nearly halves the time of a large file.
+
+Each record parsed is turned into the rows the store writes (:func:`db.pubmed_rows.store_rows`) by the
+reader, so that this work, too, is done beside the storing; from a reading process the rows travel back
+pickled, as plain tuples that unpickle in C (a record's objects would each be rebuilt through their
+constructors, at five times the cost).
 
 Either way: a batch is handed over only once it is complete, so a file that breaks part-way never yields
 the records of its last, partial batch; at most one batch waits to be stored while the next is being
@@ -41,10 +45,11 @@ from typing import IO, Any, BinaryIO, Protocol
 from sqlalchemy.engine import Engine
 
 from db.engine import connect
+from db.pubmed_rows import StoreRows, store_rows
 from db.store import unchanged_pmids
 from harvester.core.errors import BulkFileError, ParseError
 from harvester.core.gcpolicy import BULK_THRESHOLDS
-from harvester.core.records import Article, DeletedCitation, RejectedRecord
+from harvester.core.records import DeletedCitation, RejectedRecord
 from harvester.sources.pubmed_xml import PendingArticle, scan_pubmed
 
 log = logging.getLogger(__name__)
@@ -59,9 +64,10 @@ Lookup = Callable[[Mapping[str, tuple[int, str]]], tuple[set[str], set[str]]]
 
 @dataclass(slots=True)
 class Batch:
-    """One batch of a file: the records to store (parsed), and those already stored byte for byte."""
+    """One batch of a file: the records to store (parsed, as their rows), and those already stored byte for
+    byte."""
 
-    articles: list[Article]
+    articles: list[StoreRows]
     unchanged: list[str]  # PMIDs stored before with the same raw XML: not parsed, nothing to write
     conflicted: list[str]  # of those, the ones with a conflict still open
     records: int  # PubmedArticle/PubmedBookArticle records read, all of them
@@ -103,7 +109,7 @@ class BatchReading:
         unsettled: Callable[[], frozenset[str]],
         hand_over: Callable[[Batch], None],
         stopped: Callable[[], bool],
-        hand_over_parsed: Callable[[list[Article]], None] | None = None,
+        hand_over_parsed: Callable[[list[StoreRows]], None] | None = None,
     ) -> None:
         self._batch_size = batch_size
         self._lookup = lookup
@@ -152,14 +158,15 @@ class BatchReading:
         """
         counts = Counter(r.pmid for r in scanned)
         unsettled = building.pmids | self._unsettled()
+        hashes = [r.sha256 for r in scanned]  # a property that hashes each time: once a record
         single = {
-            r.pmid: (r.pmid_version, r.sha256)
-            for r in scanned
+            r.pmid: (r.pmid_version, digest)
+            for r, digest in zip(scanned, hashes, strict=True)
             if counts[r.pmid] == 1 and r.pmid not in unsettled and r.problem is None
         }
         known, conflicted = self._lookup(single)
-        parsed: list[Article] = []
-        for record in scanned:
+        parsed: list[StoreRows] = []
+        for record, digest in zip(scanned, hashes, strict=True):
             if record.pmid in known:
                 continue
             try:
@@ -168,7 +175,7 @@ class BatchReading:
                 building.rejected.append(RejectedRecord(record.pmid, exc.message, record.raw_xml))
                 continue
             if article is not None:
-                parsed.append(article)
+                parsed.append(store_rows(article, digest))
         if self._hand_over_parsed is not None:
             self._hand_over_parsed(parsed)
         else:
@@ -258,7 +265,7 @@ class ProcessReader:
 
     - on its stdin, first the job (path, identity of the open file, batch size, database URL, log level),
       then the number of each batch once it is stored; the end of stdin tells it to stop;
-    - on its stdout, ``("parsed", [Article, ...])`` for each chunk of records parsed, then
+    - on its stdout, ``("parsed", [StoreRows, ...])`` for each chunk of records parsed, then
       ``("batch", Batch, position)`` once the batch they belong to is complete; ``("log", LogRecord)``
       for what it logs (handled here by this process's loggers, so it reaches the console and the log
       file like any other record); and finally ``("done", deleted)`` or ``("error", exception)``.
@@ -356,7 +363,7 @@ class ProcessReader:
             return False
 
         assert process.stdout is not None
-        parsed: list[Article] = []  # of the batch to come
+        parsed: list[StoreRows] = []  # of the batch to come
         try:
             while True:
                 try:
@@ -538,7 +545,7 @@ def _child_main() -> int:
                 pending[batch.number] = batch.pmids
                 send(("batch", batch, handle.tell()))
 
-            def hand_over_parsed(articles: list[Article]) -> None:
+            def hand_over_parsed(articles: list[StoreRows]) -> None:
                 if articles:
                     send(("parsed", articles))
 
