@@ -137,10 +137,6 @@ class StoreRows:
             ),
         )
 
-    def child_rows(self, article_id: int) -> list[list[Row]]:
-        """Its child rows per CHILD_TABLES, with ``article_id`` in front of each."""
-        return [[(article_id, *row) for row in rows] for rows in self.children]
-
 
 def store_rows(article: Article, sha256: str | None = None) -> StoreRows:
     """The rows of a parsed record (parsed with its raw XML kept); ``sha256``, the hash of that raw XML

@@ -715,11 +715,11 @@ def _write_articles(
 
     children: list[list[tuple[Any, ...]]] = [[] for _ in CHILD_TABLES]
     for inc in writes:
-        written_id = inc.article_id
-        assert written_id is not None
+        assert inc.article_id is not None
+        with_id = (inc.article_id,).__add__  # the article id in front of each row, in C
         for rows_of_table, own in zip(children, inc.rows.children, strict=True):
             if own:
-                rows_of_table.extend([(written_id, *row) for row in own])
+                rows_of_table.extend(map(with_id, own))
     for table, rows_of_table in zip(CHILD_TABLES, children, strict=True):
         if table.name in kept_tables:
             kept = kept_tables[table.name]
