@@ -753,34 +753,12 @@ def _article_values(inc: _Incoming, journal_id: int | None) -> dict[str, Any]:
     return values
 
 
-# The article columns _article_values writes, in its order.
+# The article columns _article_values writes, in its order: the record's own, then those the store decides.
 _VALUE_COLUMNS: tuple[str, ...] = (
-    "pmid",
-    "pmid_version",
+    *RECORD_COLUMNS,
     "pmcid",
     "doi",
-    "record_type",
-    "title",
-    "vernacular_title",
-    "abstract",
-    "abstract_copyright",
     "journal_id",
-    "journal_facts",
-    "volume",
-    "issue",
-    "pages",
-    *_PUB_DATE,
-    "pub_season",
-    "pub_date_raw",
-    "epub_date",
-    "medline_status",
-    "publication_status",
-    "date_completed",
-    "date_revised",
-    "coi_statement",
-    "book_title",
-    "publisher",
-    "references_count",
     "retracted",
     "in_pubmed",
     "deleted",
