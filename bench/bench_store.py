@@ -18,7 +18,7 @@ processes' time from /proc, see ServerCpu: the server must run on this machine a
 ``--first-only`` leaves the re-store out. ``--dialects`` takes a variant besides ``sqlite`` and
 ``postgresql``: ``postgresql+thread`` reads the file in a thread of the storing process, as PostgreSQL's
 large files were read before they got a reading process of their own (harvester.jobs.ingest.
-READ_IN_PROCESS_DIALECTS patched in the measuring process). PostgreSQL takes its
+READ_IN_PROCESS_XML_BYTES patched in the measuring process). PostgreSQL takes its
 rows by COPY (db/pg_copy.py, called by db/inserts.py); the figures before that change, with the helpers
 swapped in by this script, are in bench/README.md.
 
@@ -151,7 +151,7 @@ def run_child(corpus: Path, url: str, reading_process: bool = True) -> int:
     if not reading_process:  # read in a thread of this process, as before PostgreSQL got the process
         import harvester.jobs.ingest
 
-        harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS = frozenset({"sqlite"})
+        harvester.jobs.ingest.READ_IN_PROCESS_XML_BYTES = {"sqlite": 0}
     counts = store_corpus(corpus, url)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started

@@ -415,7 +415,7 @@ def _adopt_articles_not_in_pubmed(conn: Connection, plan: _Plan, *, keyed: bool)
         claims = [
             (column, value, article_id)
             for column in ("doi", "pmcid")
-            if (value := _wanted_id(inc.rows, column))
+            if (value := getattr(inc.rows, column))
             for article_id in sorted(holders.get((column, value), ()))
         ]
         candidates = {article_id for _, _, article_id in claims}
@@ -782,12 +782,12 @@ def _assign_ids(plan: _Plan, foreign: dict[int, set[str]]) -> None:
     """
     for column in ("doi", "pmcid"):
         for old, inc in plan.changed:
-            value = _wanted_id(inc.rows, column)
+            value = getattr(inc.rows, column)
             if value is None or column in foreign.get(old.article_id, ()):
                 value = getattr(old, column)
             setattr(inc, column, value)
         for inc in plan.new:
-            setattr(inc, column, _wanted_id(inc.rows, column))
+            setattr(inc, column, getattr(inc.rows, column))
 
 
 def _record_ambiguous(
@@ -830,7 +830,3 @@ def _record_ambiguous(
         ),
         rows,
     )
-
-
-def _wanted_id(rows: StoreRows, column: str) -> str | None:
-    return rows.doi if column == "doi" else rows.pmcid

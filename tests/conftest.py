@@ -91,6 +91,5 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     monkeypatch.setattr(
         "harvester.jobs.ingest.READ_IN_PROCESS_BYTES", 0 if request.param == "process" else 1 << 62
     )
-    monkeypatch.setattr("harvester.jobs.ingest.READ_IN_PROCESS_DIALECTS", frozenset({"sqlite", "postgresql"}))
     monkeypatch.setattr("harvester.jobs.ingest.READ_IN_PROCESS_XML_BYTES", {"sqlite": 0, "postgresql": 0})
     return str(request.param)

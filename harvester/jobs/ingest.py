@@ -105,7 +105,7 @@ INGEST_BATCH = 500  # records per store_articles transaction: bounded memory, fe
 # thread, 10,000 records (104 MB) 9.85 against 9.82 s; 8 files of 3,000 (31 MB each) 28.4 and 28.9 s against
 # 22.5 and 23.3 s, 2 runs each).
 READ_IN_PROCESS_BYTES = 4 << 20
-READ_IN_PROCESS_DIALECTS = frozenset({"sqlite", "postgresql"})
+# The databases a reading process serves, and from how many bytes of XML (a dialect not named: never).
 READ_IN_PROCESS_XML_BYTES: dict[str, int] = {"sqlite": 0, "postgresql": 128 << 20}
 READ_CHUNK = 1 << 20
 # NLM's names: pubmed25n1275.xml.gz (medline17n0001.xml.gz before 2018), also inside a longer local name.
@@ -644,11 +644,11 @@ class FileApplier:
         if self.read_in_process is not None:
             return self.read_in_process
         # With one core the two processes would take turns, and sending the records costs extra.
-        dialect = self.engine.dialect.name
+        least_xml = READ_IN_PROCESS_XML_BYTES.get(self.engine.dialect.name)
         return (
             (self.report.size or 0) >= READ_IN_PROCESS_BYTES
-            and dialect in READ_IN_PROCESS_DIALECTS
-            and self.xml_size >= READ_IN_PROCESS_XML_BYTES.get(dialect, 0)
+            and least_xml is not None
+            and self.xml_size >= least_xml
             and usable_cores() >= 2
         )
 
